@@ -27,12 +27,29 @@ class StatefulLM:
         # NPUW returns logits padded to a fixed length; the real rows are the last n of them.
         self.static_logits = static_logits
         self.input_names = {port.any_name for port in compiled.inputs}
-        self.cached = 0
+        vocab_dim = compiled.output("logits").get_partial_shape()[-1]
+        self.vocab_size = vocab_dim.get_length() if vocab_dim.is_static else 0
+        self.tokens: list[int] = []  # what the KV cache holds, position by position
         self.calls = 0
+
+    @property
+    def cached(self) -> int:
+        return len(self.tokens)
 
     def reset(self) -> None:
         self.request.reset_state()
-        self.cached = 0
+        self.tokens = []
+
+    def pending(self, sequence: list[int]) -> list[int]:
+        """Roll back to the longest cached prefix of `sequence`; return the tokens still to feed."""
+        common = 0
+        for cached_token, token in zip(self.tokens, sequence):
+            if cached_token != token:
+                break
+            common += 1
+        common = min(common, len(sequence) - 1)  # the last token is always fed: its logits are needed
+        self.rollback(common)
+        return sequence[common:]
 
     def forward(self, tokens: np.ndarray | list[int], all_logits: bool = True) -> np.ndarray:
         """Append `tokens` to the cache and return logits [n, vocab] (or [1, vocab] for the last token)."""
@@ -48,8 +65,13 @@ class StatefulLM:
         }
         if "beam_idx" in self.input_names:
             inputs["beam_idx"] = np.zeros(1, dtype=np.int32)
-        self.request.infer(inputs, share_inputs=True)
-        self.cached += n
+        try:
+            self.request.infer(inputs, share_inputs=True)
+        except BaseException:
+            # An interrupted or failed call leaves the cache in an unknown state: start clean next time.
+            self.reset()
+            raise
+        self.tokens.extend(int(t) for t in tokens[0])
         self.calls += 1
         logits = self.request.get_tensor("logits").data[0]
         logits = logits[-n:] if all_logits else logits[-1:]
@@ -68,7 +90,7 @@ class StatefulLM:
             end = list(full.shape)
             end[SEQ_AXIS] = keep
             state.state = ov.Tensor(full, ov.Coordinate(begin), ov.Coordinate(end))
-        self.cached = keep
+        del self.tokens[keep:]
 
     def kv_snapshot(self) -> list[np.ndarray]:
         """Copies of all KV states, for tests and debugging."""

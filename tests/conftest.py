@@ -10,11 +10,11 @@ from tiny import build_tiny_pair  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory) -> Path:
-    """Target and a perturbed copy as draft: high but imperfect agreement."""
-    return build_tiny_pair(tmp_path_factory.mktemp("tiny_pair"), draft_noise=0.3, seed=0)
+    """Target and a perturbed copy as draft: about 60% of greedy drafts accepted."""
+    return build_tiny_pair(tmp_path_factory.mktemp("tiny_pair"), draft_noise=0.02, seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_pair_far(tmp_path_factory) -> Path:
     """A draft far from its target: most drafted tokens are rejected."""
-    return build_tiny_pair(tmp_path_factory.mktemp("tiny_pair_far"), draft_noise=3.0, seed=5)
+    return build_tiny_pair(tmp_path_factory.mktemp("tiny_pair_far"), draft_noise=0.3, seed=5)

@@ -1,0 +1,160 @@
+"""`edgespec generate` and `edgespec chat`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgespec.errors import EdgespecError
+from edgespec.pipeline import GenerationConfig, SpeculativePipeline
+
+err = Console(stderr=True)
+
+ModelOption = typer.Option(None, "--model", "-m", help="Pair folder from `edgespec export` (default: the embedded "
+                                                       "SmolLM2 pair, prepared on first use).")
+TargetDevice = typer.Option("CPU", help="Device for the target: CPU, GPU, NPU.")
+DraftDevice = typer.Option("CPU", help="Device for the draft: CPU, GPU, NPU.")
+NoDraft = typer.Option(False, "--no-draft", help="Target only (the baseline), through the same loop.")
+MaxNew = typer.Option(128, "--max-new-tokens", "-n", min=1)
+DraftLength = typer.Option(5, min=1, max=32, help="Drafted tokens per step (the start value when adaptive).")
+FixedLength = typer.Option(False, "--fixed-draft-length", help="Keep the draft length; do not adapt it.")
+Sample = typer.Option(False, "--sample", help="Sample (lossless speculative sampling) instead of greedy.")
+Temperature = typer.Option(1.0, min=0.0)
+TopK = typer.Option(0, min=0)
+TopP = typer.Option(1.0, min=0.0, max=1.0)
+Seed = typer.Option(None)
+Stop = typer.Option(None, "--stop", help="Stop string (repeatable).")
+
+
+def resolve_model(model: Path | None) -> Path:
+    if model is not None:
+        return model
+    try:
+        from edgespec_export.presets import ensure_default_pair
+    except ImportError as exc:
+        raise EdgespecError(f"no --model given and the default pair cannot be prepared ({exc})") from None
+    return ensure_default_pair()
+
+
+def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_draft: bool) -> SpeculativePipeline:
+    with err.status("loading models..."):
+        pipe = SpeculativePipeline.from_manifest(resolve_model(model), target_device=target_device,
+                                                 draft_device=draft_device, use_draft=not no_draft)
+    mode = "target only" if pipe.draft is None else "speculative"
+    if pipe.draft is None and not no_draft:
+        mode += " (this pair has no draft)"
+    err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device}"
+              + (f", draft on {draft_device}" if pipe.draft else "") + "[/dim]")
+    return pipe
+
+
+def make_config(max_new_tokens: int, draft_length: int, fixed_draft_length: bool, sample: bool, temperature: float,
+                top_k: int, top_p: float, seed: int | None, stop: list[str] | None) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_k=top_k,
+                            top_p=top_p, seed=seed, draft_length=draft_length,
+                            adaptive_draft=not fixed_draft_length, stop_strings=tuple(stop or ()))
+
+
+def stats_table(stats) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    rows = [
+        ("new tokens", f"{stats.new_tokens} ({stats.stop_reason})"),
+        ("tokens/s", f"{stats.new_tokens / stats.wall_s:.1f}" if stats.wall_s else "-"),
+        ("time to first token", f"{stats.ttft_s * 1000:.0f} ms"),
+        ("time per output token", f"{stats.tpot_s * 1000:.1f} ms"),
+        ("target calls", str(stats.target_calls)),
+        ("draft calls", str(stats.draft_calls)),
+        ("acceptance rate", f"{stats.acceptance_rate:.2f}" if stats.drafted_tokens else "-"),
+        ("tokens per target call", f"{stats.tokens_per_target_call:.2f}"),
+    ]
+    for name, value in rows:
+        table.add_row(f"[dim]{name}[/dim]", value)
+    return table
+
+
+def _stream_to_stdout(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def generate(
+    prompt: str = typer.Argument(..., help="The prompt (a user message for chat models unless --raw)."),
+    model: Path = ModelOption, target_device: str = TargetDevice, draft_device: str = DraftDevice,
+    no_draft: bool = NoDraft, max_new_tokens: int = MaxNew, draft_length: int = DraftLength,
+    fixed_draft_length: bool = FixedLength, sample: bool = Sample, temperature: float = Temperature,
+    top_k: int = TopK, top_p: float = TopP, seed: int = Seed, stop: list[str] = Stop,
+    raw: bool = typer.Option(False, "--raw", help="Continue the text as is, without the chat template."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streamed text."),
+) -> None:
+    """Generate one answer, streamed, then its metrics."""
+    pipe = load_pipeline(model, target_device, draft_device, no_draft)
+    config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
+                         stop)
+    result = pipe.generate(prompt, config, streamer=None if as_json else _stream_to_stdout,
+                           chat=False if raw else None)
+    if as_json:
+        print(json.dumps({"model": str(pipe.pair.root), "mode": "speculative" if pipe.draft else "target",
+                          "target_device": target_device, "draft_device": draft_device if pipe.draft else None,
+                          "text": result.text, "token_ids": result.token_ids, "stats": result.stats.as_dict()}))
+        return
+    print()
+    err.print(stats_table(result.stats))
+
+
+def chat(
+    model: Path = ModelOption, target_device: str = TargetDevice, draft_device: str = DraftDevice,
+    no_draft: bool = NoDraft, max_new_tokens: int = typer.Option(512, "--max-new-tokens", "-n", min=1),
+    draft_length: int = DraftLength, fixed_draft_length: bool = FixedLength, sample: bool = Sample,
+    temperature: float = Temperature, top_k: int = TopK, top_p: float = TopP, seed: int = Seed,
+    system: str = typer.Option(None, help="System message."),
+) -> None:
+    """Interactive chat: /reset clears the history, /stats shows the last answer's metrics, /exit quits.
+    Ctrl-C stops the current answer and keeps the session."""
+    pipe = load_pipeline(model, target_device, draft_device, no_draft)
+    config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
+                         None)
+    history: list[dict] = [{"role": "system", "content": system}] if system else []
+    last_stats = None
+    err.print("[dim]/reset, /stats, /exit; Ctrl-C stops an answer[/dim]")
+    while True:
+        try:
+            user = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        command = user.strip()
+        if not command:
+            continue
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            history = history[:1] if system else []
+            err.print("[dim]history cleared[/dim]")
+            continue
+        if command == "/stats":
+            err.print(stats_table(last_stats) if last_stats else "[dim]no answer yet[/dim]")
+            continue
+        history.append({"role": "user", "content": user})
+        shown: list[str] = []
+
+        def show(piece: str) -> None:
+            shown.append(piece)
+            _stream_to_stdout(piece)
+
+        try:
+            result = pipe.generate(history, config, streamer=show)
+            answer, last_stats = result.text, result.stats
+        except KeyboardInterrupt:
+            answer = "".join(shown)
+            err.print("\n[dim](stopped)[/dim]", end="")
+        except EdgespecError as exc:
+            history.pop()
+            err.print(f"[red]error: {exc}[/red]")
+            continue
+        print()
+        history.append({"role": "assistant", "content": answer})

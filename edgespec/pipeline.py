@@ -1,0 +1,114 @@
+"""The Python API: load a pair, generate text with or without the draft, stream it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import openvino as ov
+
+from edgespec.devices import compile_model
+from edgespec.errors import EdgespecError
+from edgespec.manifest import ModelEntry, Pair, load_pair
+from edgespec.model import StatefulLM
+from edgespec.speculative import GenerationConfig, GenerationStats, decode
+from edgespec.tokenizer import TextStream, TextTokenizer
+
+# A streamer gets each new piece of text; returning True asks generation to stop.
+Streamer = Callable[[str], bool | None]
+
+__all__ = ["GenerationConfig", "GenerationResult", "GenerationStats", "SpeculativePipeline"]
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]
+    stats: GenerationStats
+
+
+def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool) -> StatefulLM:
+    try:
+        model = core.read_model(str(entry.xml))
+    except RuntimeError as exc:
+        raise EdgespecError(f"{entry.xml} is corrupted or unreadable: "
+                            f"{[line for line in str(exc).splitlines() if line.strip()][-1]}") from None
+    names = {port.any_name for port in model.inputs}
+    if not {"input_ids", "attention_mask", "position_ids"} <= names or not model.get_sinks():
+        raise EdgespecError(f"{entry.xml} is not a stateful LLM (inputs: {', '.join(sorted(names))})")
+    compiled = compile_model(core, model, device, exact=exact)
+    return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map())
+
+
+class SpeculativePipeline:
+    def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
+                 exact: bool = False):
+        self.pair = pair
+        core = ov.Core()
+        self.tokenizer = TextTokenizer(pair.target.dir)
+        self.target = _load_lm(core, pair.target, target_device, exact)
+        self.draft = _load_lm(core, pair.draft, draft_device, exact) if use_draft and pair.draft else None
+        self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
+        if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
+            raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
+                                f"({self.target.vocab_size}): export the pair again with `edgespec export`")
+
+    @classmethod
+    def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
+                      use_draft: bool = True, exact: bool = False) -> SpeculativePipeline:
+        """Load a pair folder (edgespec.json) or a bare model folder; `exact` forces f32 inference."""
+        return cls(load_pair(path), target_device, draft_device, use_draft, exact)
+
+    def prompt_ids(self, prompt: str | list[dict], chat: bool | None = None) -> list[int]:
+        if isinstance(prompt, list):
+            text = self.tokenizer.apply_chat_template(prompt)
+        else:
+            if not prompt.strip():
+                raise EdgespecError("empty prompt")
+            use_chat = self.tokenizer.has_chat_template if chat is None else chat
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}]) if use_chat else prompt
+        ids = self.tokenizer.encode(text)
+        if not ids:
+            raise EdgespecError("empty prompt")
+        if len(ids) > self.target.context_length:
+            raise EdgespecError(f"prompt has {len(ids)} tokens but the context holds {self.target.context_length}")
+        return ids
+
+    def generate(self, prompt: str | list[dict], config: GenerationConfig | None = None,
+                 streamer: Streamer | None = None, chat: bool | None = None) -> GenerationResult:
+        """Generate a continuation of `prompt` (text, or chat messages as [{"role", "content"}])."""
+        config = config or GenerationConfig()
+        ids = self.prompt_ids(prompt, chat)
+        stats = GenerationStats()
+        stream = TextStream(self.tokenizer)
+        generated: list[int] = []
+        text = ""
+        steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats)
+        try:
+            for new_tokens in steps:
+                generated.extend(new_tokens)
+                piece = stream.push(new_tokens)
+                text += piece
+                hit = _find_stop(text, config.stop_strings)
+                if hit is not None:
+                    piece = piece[:max(0, len(piece) - (len(text) - hit))]
+                    text = text[:hit]
+                    stats.stop_reason = "stop_string"
+                if streamer is not None and piece and streamer(piece):
+                    stats.stop_reason = stats.stop_reason or "streamer"
+                if stats.stop_reason in ("stop_string", "streamer"):
+                    break
+        finally:
+            steps.close()
+        if stats.stop_reason != "stop_string":
+            final = self.tokenizer.decode(generated)  # the stream may still hold back a last piece
+            if streamer is not None and final.startswith(text) and len(final) > len(text):
+                streamer(final[len(text):])
+            text = final
+        return GenerationResult(text=text, token_ids=generated, stats=stats)
+
+
+def _find_stop(text: str, stop_strings: tuple[str, ...]) -> int | None:
+    hits = [text.find(s) for s in stop_strings if s and s in text]
+    return min(hits) if hits else None

@@ -1,0 +1,203 @@
+"""The decoding loop: prefill, draft k tokens, verify them in one target call, keep what the target agrees with.
+
+Target-only decoding is the same loop with no draft (k = 0), so both modes share every line
+that touches the target. Each model's KV cache always holds a prefix of `sequence`; a model
+is fed `sequence[cached:]` plus whatever is being proposed or verified.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgespec.model import StatefulLM
+from edgespec.sampling import Warp, accept_drafted, accept_greedy, probabilities, sample
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    draft_length: int = 5
+    adaptive_draft: bool = True
+    max_draft_length: int = 12
+    stop_strings: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+    @property
+    def warp(self) -> Warp:
+        return Warp(self.temperature, self.top_k, self.top_p)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    wall_s: float = 0.0
+    ttft_s: float = 0.0
+    tpot_s: float = 0.0
+    target_calls: int = 0
+    draft_calls: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+    acceptance_rate: float = 0.0
+    tokens_per_target_call: float = 0.0
+    stop_reason: str = ""
+    draft_lengths: list[int] = field(default_factory=list)
+
+    def finish(self, start: float) -> None:
+        self.wall_s = time.perf_counter() - start
+        if self.new_tokens > 1:
+            self.tpot_s = (self.wall_s - self.ttft_s) / (self.new_tokens - 1)
+        self.acceptance_rate = self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else 0.0
+        # Block efficiency: tokens per verification call; the prefill call that made token 1 is left out.
+        if self.target_calls > 1:
+            self.tokens_per_target_call = (self.new_tokens - 1) / (self.target_calls - 1)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def expected_tokens(acceptance: float, k: int) -> float:
+    """Mean tokens per target call with k drafted tokens, each kept with probability `acceptance`."""
+    if acceptance >= 1.0:
+        return k + 1.0
+    return (1.0 - acceptance ** (k + 1)) / (1.0 - acceptance)
+
+
+class DraftLength:
+    """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
+
+    def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9):
+        self.initial, self.maximum, self.adaptive, self.decay = initial, max(maximum, initial), adaptive, decay
+        self.kept, self.seen = 0.0, 0.0  # decayed counts of kept tokens and of accept/reject trials
+        self.target_cost: dict[int, float] = {}
+        self.draft_cost: float | None = None
+
+    def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
+        self.kept = self.decay * self.kept + kept
+        self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
+        n = drafted + 1
+        old = self.target_cost.get(n)
+        self.target_cost[n] = target_seconds if old is None else 0.8 * old + 0.2 * target_seconds
+        if drafted:
+            per_token = draft_seconds / drafted
+            self.draft_cost = per_token if self.draft_cost is None else 0.8 * self.draft_cost + 0.2 * per_token
+
+    @property
+    def acceptance(self) -> float:
+        return self.kept / self.seen if self.seen else 0.7
+
+    def target_seconds(self, n: int) -> float:
+        points = sorted(self.target_cost.items())
+        if len(points) >= 2:
+            xs, ys = zip(*points)
+            slope, intercept = np.polyfit(xs, ys, 1)
+            return max(intercept + slope * n, 1e-6)
+        base = points[0][1] / (1 + 0.2 * (points[0][0] - 1)) if points else 1.0
+        return base * (1 + 0.2 * (n - 1))  # prior: each extra verified token costs ~20% of a step
+
+    def next(self) -> int:
+        if not self.adaptive or self.draft_cost is None:
+            return self.initial
+        a, d = self.acceptance, self.draft_cost
+        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(1, self.maximum + 1)}
+        return max(rates, key=rates.get)
+
+
+def propose(draft: StatefulLM, sequence: list[int], k: int, warp: Warp | None, rng: np.random.Generator,
+            vocab_size: int) -> tuple[list[int], np.ndarray | None]:
+    """Draft k tokens one by one; with sampling also return the draft's distributions [k, V_target]."""
+    drafted: list[int] = []
+    dists = []
+    feed = draft.pending(sequence)
+    for _ in range(k):
+        logits = draft.forward(feed, all_logits=False)[0]
+        if warp is None:
+            index = int(logits.argmax())
+        else:
+            probs = probabilities(logits, warp)
+            index = sample(probs, rng)
+            dists.append(probs)
+        token = int(draft.vocab_map[index]) if draft.vocab_map is not None else index
+        drafted.append(token)
+        feed = [token]
+    if warp is None:
+        return drafted, None
+    probs = np.stack(dists)
+    if draft.vocab_map is None:
+        return drafted, probs
+    # A reduced draft head puts zero probability outside its subset; the acceptance rule stays exact.
+    full = np.zeros((k, vocab_size), dtype=probs.dtype)
+    full[:, draft.vocab_map] = probs
+    return drafted, full
+
+
+def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], config: GenerationConfig,
+           eos_ids: set[int], stats: GenerationStats) -> Iterator[list[int]]:
+    """Yield new tokens as the target confirms them. The caller stops the generator to end early."""
+    rng = np.random.default_rng(config.seed)
+    warp = config.warp if config.do_sample else None
+    policy = DraftLength(config.draft_length, config.max_draft_length, config.adaptive_draft)
+    start = time.perf_counter()
+    stats.prompt_tokens = len(prompt)
+    sequence = list(prompt)
+    produced = 0
+    context = min(target.context_length, draft.context_length) if draft else target.context_length
+    try:
+        while produced < config.max_new_tokens:
+            # Each step yields at most k + 1 tokens and places k + 1 tokens from position len(sequence) - 1.
+            room = min(config.max_new_tokens - produced - 1, context - len(sequence))
+            if room < 0:
+                stats.stop_reason = "context"
+                return
+            k = 0 if draft is None or produced == 0 else min(policy.next(), room)
+            t0 = time.perf_counter()
+            drafted, draft_probs = propose(draft, sequence, k, warp, rng, target.vocab_size) if k else ([], None)
+            t1 = time.perf_counter()
+            logits = target.forward(target.pending(sequence) + drafted)[-(k + 1):]
+            t2 = time.perf_counter()
+            if warp is None:
+                kept, next_token = accept_greedy(logits, drafted)
+            else:
+                target_probs = probabilities(logits, warp)
+                kept, next_token = accept_drafted(target_probs, draft_probs, drafted, rng) if k else (
+                    0, sample(target_probs[0], rng))
+            new_tokens = drafted[:kept] + [next_token]
+            # The verified prefix stays cached; rejected drafts leave both caches.
+            target.rollback(len(sequence) + kept)
+            if draft is not None:
+                draft.rollback(min(draft.cached, len(sequence) + kept))
+            stats.target_calls += 1
+            if k:
+                stats.draft_calls += k
+                stats.drafted_tokens += k
+                stats.accepted_tokens += kept
+                stats.draft_lengths.append(k)
+                policy.record(k, kept, t2 - t1, t1 - t0)
+            if produced == 0:
+                stats.ttft_s = time.perf_counter() - start
+            if not config.ignore_eos:
+                for i, token in enumerate(new_tokens):
+                    if token in eos_ids:
+                        new_tokens = new_tokens[:i + 1]
+                        stats.stop_reason = "eos"
+                        break
+            sequence.extend(new_tokens)
+            produced += len(new_tokens)
+            stats.new_tokens = produced
+            yield new_tokens
+            if stats.stop_reason:
+                return
+        stats.stop_reason = "length"
+    finally:
+        if not stats.stop_reason:
+            stats.stop_reason = "stopped"
+        stats.finish(start)

@@ -1,0 +1,139 @@
+"""Correctness of the decoding loop on tiny random models (f32 inference, so comparisons are exact)."""
+
+import numpy as np
+import pytest
+
+from edgespec.pipeline import GenerationConfig, SpeculativePipeline
+from edgespec.sampling import Warp, accept_drafted, probabilities
+
+PROMPTS = [
+    "Hello there, how are", "def fibonacci(n):", "The capital of France is", "1, 2, 3, 4,",
+    "Once upon a time", "import numpy as np\n", "Q: What is 2+2?\nA:", "Les élèves du lycée",
+    "🎉 party", "   leading spaces", "SELECT * FROM", "a",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_pipes(tiny_pair, tiny_pair_far):
+    return {
+        "target": SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True),
+        "near": SpeculativePipeline.from_manifest(tiny_pair, exact=True),
+        "far_target": SpeculativePipeline.from_manifest(tiny_pair_far, use_draft=False, exact=True),
+        "far": SpeculativePipeline.from_manifest(tiny_pair_far, exact=True),
+    }
+
+
+@pytest.mark.parametrize("pair", ["near", "far"])
+def test_greedy_speculative_equals_target_only(tiny_pipes, pair):
+    baseline = tiny_pipes["target" if pair == "near" else "far_target"]
+    spec = tiny_pipes[pair]
+    accepted = drafted = 0
+    for prompt in PROMPTS:
+        want = baseline.generate(prompt, GenerationConfig(max_new_tokens=48, ignore_eos=True), chat=False)
+        for k, adaptive in [(1, False), (2, False), (4, False), (7, False), (5, True)]:
+            config = GenerationConfig(max_new_tokens=48, ignore_eos=True, draft_length=k, adaptive_draft=adaptive)
+            got = spec.generate(prompt, config, chat=False)
+            assert got.token_ids == want.token_ids, (prompt, k, adaptive)
+            assert got.text == want.text
+            accepted += got.stats.accepted_tokens
+            drafted += got.stats.drafted_tokens
+    rate = accepted / drafted
+    # The near draft must exercise both acceptance and rejection; the far one mostly rejection.
+    assert (0.2 < rate < 0.95) if pair == "near" else rate < 0.2
+
+
+def test_greedy_equal_with_chat_template_and_eos(tiny_pipes):
+    for prompt in PROMPTS[:4]:
+        want = tiny_pipes["target"].generate(prompt, GenerationConfig(max_new_tokens=32))
+        got = tiny_pipes["near"].generate(prompt, GenerationConfig(max_new_tokens=32, draft_length=3))
+        assert got.token_ids == want.token_ids
+
+
+def test_stats_are_consistent(tiny_pipes):
+    result = tiny_pipes["near"].generate("Once upon a time", GenerationConfig(max_new_tokens=40, ignore_eos=True,
+                                                                              draft_length=4, adaptive_draft=False),
+                                         chat=False)
+    s = result.stats
+    assert s.new_tokens == len(result.token_ids) == 40 and s.stop_reason == "length"
+    assert s.draft_calls == s.drafted_tokens and s.accepted_tokens <= s.drafted_tokens
+    # every verification call yields its accepted drafts plus one token of the target's own
+    assert s.new_tokens == 1 + (s.target_calls - 1) + s.accepted_tokens
+    assert s.tokens_per_target_call == pytest.approx((s.new_tokens - 1) / (s.target_calls - 1))
+    assert 0 < s.ttft_s <= s.wall_s
+
+
+def chi_square_critical(df: int) -> float:
+    # 99.9th percentile of chi-square (Wilson-Hilferty approximation); a false alarm once in 1000 runs.
+    z = 3.090
+    return df * (1 - 2 / (9 * df) + z * np.sqrt(2 / (9 * df))) ** 3
+
+
+def test_accept_drafted_is_lossless():
+    rng = np.random.default_rng(0)
+    vocab = 6
+    p = rng.dirichlet(np.ones(vocab), size=3)  # target rows for positions 0..2
+    q = rng.dirichlet(np.ones(vocab) * 0.5, size=2)  # draft rows for positions 0..1
+    draws = 60000
+    first = np.zeros(vocab)
+    for _ in range(draws):
+        drafted = [int(rng.choice(vocab, p=q[0])), 0]
+        drafted[1] = int(rng.choice(vocab, p=q[1]))
+        kept, nxt = accept_drafted(p, q, drafted, rng)
+        first[drafted[0] if kept >= 1 else nxt] += 1
+    expected = p[0] * draws
+    stat = ((first - expected) ** 2 / expected).sum()
+    assert stat < chi_square_critical(vocab - 1), (first / draws, p[0])
+
+
+def test_speculative_sampling_matches_target_distribution(tiny_pipes):
+    """Token 2 is drafted and verified; its distribution given token 1 must be the target's."""
+    prompt = "The capital of France is"
+    spec = tiny_pipes["near"]
+    warp = dict(temperature=1.5, top_k=6)
+    pairs = []
+    for seed in range(1500):
+        config = GenerationConfig(max_new_tokens=3, do_sample=True, seed=seed, draft_length=1,
+                                  adaptive_draft=False, ignore_eos=True, **warp)
+        ids = spec.generate(prompt, config, chat=False).token_ids
+        pairs.append((ids[0], ids[1]))
+    firsts, counts = np.unique([a for a, _ in pairs], return_counts=True)
+    first = int(firsts[counts.argmax()])
+    seconds = np.array([b for a, b in pairs if a == first])
+    assert len(seconds) >= 300
+    # the target's exact warped distribution of token 2 after prompt + first
+    target = tiny_pipes["target"].target
+    target.reset()
+    logits = target.forward(spec.prompt_ids(prompt, chat=False) + [first])[-1]
+    p = probabilities(logits[None], Warp(**warp))[0]
+    support = np.flatnonzero(p)
+    observed = np.array([(seconds == t).sum() for t in support])
+    assert observed.sum() == len(seconds), "sampled a token outside the target's top-k"
+    expected = p[support] * len(seconds)
+    stat = ((observed - expected) ** 2 / expected).sum()
+    assert stat < chi_square_critical(len(support) - 1), (observed, expected)
+    # and the draft was really used: some drafts accepted, some rejected
+    assert 0 < spec.generate(prompt, GenerationConfig(max_new_tokens=30, do_sample=True, seed=1, **warp),
+                             chat=False).stats.accepted_tokens
+
+
+def test_rollback_leaves_cache_as_if_never_fed(tiny_pair):
+    pipe = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    lm = pipe.target
+    prompt = pipe.prompt_ids("Once upon a time there was", chat=False)
+    extra = [100, 200, 300, 400, 500]
+    lm.reset()
+    lm.forward(prompt)
+    lm.forward(extra)
+    lm.rollback(len(prompt) + 2)
+    rolled = lm.kv_snapshot()
+    after_rolled = lm.forward([777])
+    lm.reset()
+    lm.forward(prompt)
+    lm.forward(extra[:2])
+    fresh = lm.kv_snapshot()
+    after_fresh = lm.forward([777])
+    assert [a.shape for a in rolled] == [b.shape for b in fresh]
+    for a, b in zip(rolled, fresh):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(after_rolled, after_fresh, rtol=0, atol=1e-4)
+    assert lm.tokens == prompt + extra[:2] + [777]
