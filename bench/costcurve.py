@@ -1,0 +1,117 @@
+"""Verification cost curve and the draft length it predicts.
+
+On a memory-bound device, verifying k drafted tokens costs about one decode step; on this kind of
+CPU it does not (see FIELD_NOTES). So we measure: the target's time for one call that appends n
+tokens to a fixed past, the draft's time per token, and the cost of a KV rollback. With a
+per-token acceptance rate a, a call with k drafted tokens yields (1 - a^(k+1)) / (1 - a) tokens
+on average, and costs T(k+1) + k * d, which predicts tokens/s for every k.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+DEFAULT_NS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def curve_points(draft_lengths: list[int], max_n: int = 64) -> list[int]:
+    """Powers of two up to max_n plus every k+1 the sweep verifies, so no predicted point is extrapolated."""
+    return sorted({n for n in DEFAULT_NS if n <= max_n} | {k + 1 for k in draft_lengths})
+
+
+def _past_tokens(seed_ids: list[int], past: int) -> np.ndarray:
+    reps = -(-past // max(1, len(seed_ids)))
+    return np.asarray((list(seed_ids) * reps)[:past], dtype=np.int64)
+
+
+def time_calls(lm, past_ids: np.ndarray, ns: list[int], repeats: int, progress=None) -> dict:
+    """Median seconds of one forward of n new tokens after `past_ids`, and of the rollback after it."""
+    vocab_ids = past_ids  # real token ids, so embeddings are realistic; values do not change the cost
+    lm.reset()
+    lm.forward(past_ids, all_logits=False)
+    keep = lm.cached
+    calls, rollbacks = {}, {}
+    for n in ns:
+        new = np.resize(vocab_ids, n)
+        times, rb = [], []
+        for _ in range(repeats + 1):  # the first is a warm-up for this shape
+            t = time.perf_counter()
+            lm.forward(new, all_logits=True)
+            mid = time.perf_counter()
+            lm.rollback(keep)
+            end = time.perf_counter()
+            times.append(mid - t)
+            rb.append(end - mid)
+        calls[n] = statistics.median(times[1:])
+        rollbacks[n] = statistics.median(rb[1:])
+        if progress is not None:
+            progress()
+    lm.reset()
+    return {"call_s": calls, "rollback_s": rollbacks, "past_tokens": int(len(past_ids))}
+
+
+def measure(target, draft, seed_ids: list[int], ns: list[int], past: int = 200, repeats: int = 5,
+            progress=None) -> dict:
+    """target/draft: edgespec.model.StatefulLM (draft may be None)."""
+    past_ids = _past_tokens(seed_ids, past)
+    out = {"target": time_calls(target, past_ids, ns, repeats, progress), "draft": None}
+    if draft is not None:
+        out["draft"] = time_calls(draft, past_ids, [1], repeats, progress)
+        out["draft_token_s"] = out["draft"]["call_s"][1]
+    return out
+
+
+def interp_call(call_s: dict, n: int) -> float:
+    """Target time for n new tokens, linear between measured points (keys may be str after JSON)."""
+    pts = sorted((int(k), float(v)) for k, v in call_s.items())
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return float(np.interp(n, xs, ys))
+
+
+def expected_tokens(a: float, k: int) -> float:
+    """Mean tokens per target call with k drafted tokens and i.i.d. acceptance a (Leviathan et al.)."""
+    if a >= 1.0:
+        return float(k + 1)
+    return (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+def acceptance_from_block(tau: float, k: float) -> float | None:
+    """Invert expected_tokens: the per-token acceptance a that yields tau tokens per call at length k."""
+    if tau is None or k is None or k <= 0:
+        return None
+    tau = min(max(tau, 1.0), k + 1.0)
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _expected_tokens_real(mid, k) < tau:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _expected_tokens_real(a: float, k: float) -> float:
+    return k + 1.0 if a >= 1.0 else (1.0 - a ** (k + 1.0)) / (1.0 - a)
+
+
+def predict(curve: dict, a: float, draft_lengths: list[int], overhead_s: float = 0.0) -> dict:
+    """Predicted tokens/s and speedup over target-only decoding for each draft length.
+
+    overhead_s: time per forward call spent outside the model (the decoding loop's own work), added
+    once per draft and target call; the target-only rate it is compared with pays it once per token.
+    """
+    call_s = curve["target"]["call_s"]
+    d = curve.get("draft_token_s") or 0.0
+    t1 = interp_call(call_s, 1)
+    rows = {}
+    for k in draft_lengths:
+        cost = interp_call(call_s, k + 1) + k * d + (k + 1) * overhead_s
+        tokens = expected_tokens(a, k)
+        rows[k] = {"tokens_per_call": tokens, "call_cost_s": cost, "tokens_per_s": tokens / cost,
+                   "speedup_vs_target": (tokens / cost) * (t1 + overhead_s)}
+    best = max(rows, key=lambda k: rows[k]["tokens_per_s"])
+    return {"acceptance": a, "by_k": rows, "best_k": best, "target_token_s": t1, "draft_token_s": d,
+            "overhead_s": overhead_s}

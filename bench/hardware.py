@@ -1,0 +1,123 @@
+"""What the bench ran on: CPU, memory, its measured bandwidth, library versions, model files."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+PACKAGES = ("edgespec", "openvino", "openvino-genai", "openvino-tokenizers", "numpy")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD extensions that matter for OpenVINO's CPU kernels."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+    return [f for f in wanted if f in flags]
+
+
+def total_memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def measure_bandwidth(size_mb: int = 256, repeats: int = 5) -> dict:
+    """Single-thread numpy memory bandwidth, best of `repeats`, in bytes/s.
+
+    read: a sum over the buffer (reads it once). copy: np.copyto (reads and writes it once each,
+    counted as 2x the buffer). The buffer is far larger than any cache so this is DRAM speed.
+    """
+    n = size_mb * 1024 * 1024 // 8
+    src = np.ones(n, dtype=np.float64)
+    dst = np.empty_like(src)
+    best_read = best_copy = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        src.sum()
+        best_read = min(best_read, time.perf_counter() - t)
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best_copy = min(best_copy, time.perf_counter() - t)
+    nbytes = src.nbytes
+    return {"buffer_bytes": nbytes, "read_bytes_per_s": nbytes / best_read,
+            "copy_bytes_per_s": 2 * nbytes / best_copy, "method": "numpy single thread, best of %d" % repeats}
+
+
+def machine_info() -> dict:
+    return {
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "memory_bytes": total_memory_bytes(),
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def model_files(folder: Path) -> dict:
+    """Sizes of the files that make up one model; weight_bytes is what a decode step streams."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            files[path.name] = path.stat().st_size
+    return {"dir": str(folder), "files": files, "weight_bytes": files.get("openvino_model.bin", 0)}
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process (Linux), 0 where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    """High-water resident set size of this process (Linux: VmHWM)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,153 @@
+"""From raw run records to the figures in the report.
+
+Conventions (the same for every mode):
+- tokens/s of a mode on a prompt set, for one repeat = sum of new tokens / sum of wall seconds over
+  the set's prompts. Speedup of mode M over baseline B for that repeat = tokens/s(M) / tokens/s(B).
+  Tokens/s rather than time because M and B may stop at different lengths. Spread = over repeats.
+- tokens per target call (block efficiency) = (new tokens - 1) / (target calls - 1): the prefill
+  call that makes the first token is left out, as in edgespec's GenerationStats.
+- memory-bound speedup (FastDraft, Zafrir et al. 2024, after Leviathan et al. 2023):
+  MBSU = tau / (1 + c * gamma), with tau the block efficiency, gamma the mean number of drafted tokens
+  per verification call, c the draft's weight bytes over the target's (the paper's c is a ratio of
+  parameter counts; bytes is what a memory-bound step actually streams, and the two agree when both
+  models use the same weight format). It is the speedup a device would see if every forward pass
+  cost only the time to read the model's weights once.
+- achieved weight bandwidth = (target bytes * target calls + draft bytes * draft calls) / wall time.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+BASELINES = ("genai-target", "edgespec-target", "genai-spec")
+REFERENCES = ("genai-target", "edgespec-target")  # greedy outputs are compared with these
+
+
+def spread(values: list[float]) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def _by(records: list[dict], *keys) -> dict:
+    out = defaultdict(list)
+    for r in records:
+        out[tuple(r[k] for k in keys)].append(r)
+    return out
+
+
+def tokens_per_s(records: list[dict]) -> float | None:
+    wall = sum(r["wall_s"] for r in records)
+    return sum(r["new_tokens"] for r in records) / wall if wall > 0 else None
+
+
+def block_efficiency(records: list[dict]) -> float | None:
+    calls = [r for r in records if r.get("target_calls")]
+    denom = sum(r["target_calls"] - 1 for r in calls)
+    return sum(r["new_tokens"] - 1 for r in calls) / denom if denom > 0 else None
+
+
+def acceptance(records: list[dict]) -> float | None:
+    drafted = sum(r["drafted_tokens"] or 0 for r in records)
+    if not drafted:
+        return None
+    return sum(r["accepted_tokens"] or 0 for r in records) / drafted
+
+
+def draft_per_call(records: list[dict]) -> float | None:
+    calls = sum((r["target_calls"] or 1) - 1 for r in records)
+    drafted = sum(r["drafted_tokens"] or 0 for r in records)
+    return drafted / calls if calls > 0 and drafted else None
+
+
+def mbsu(tau: float | None, gamma: float | None, byte_ratio: float | None) -> float | None:
+    if tau is None or gamma is None or byte_ratio is None:
+        return None
+    return tau / (1.0 + byte_ratio * gamma)
+
+
+def weight_bandwidth(records: list[dict], target_bytes: int, draft_bytes: int) -> float | None:
+    wall = sum(r["wall_s"] for r in records)
+    if wall <= 0:
+        return None
+    moved = sum((r["target_calls"] or 0) * target_bytes + (r["draft_calls"] or 0) * draft_bytes for r in records)
+    return moved / wall
+
+
+def output_match(records: list[dict], reference: list[dict]) -> dict | None:
+    """Fraction of (prompt, repeat) runs whose token ids equal the reference mode's, token for token."""
+    ref = {(r["prompt"], r["repeat"]): r["token_ids"] for r in reference}
+    pairs = [(r["token_ids"], ref[(r["prompt"], r["repeat"])]) for r in records if (r["prompt"], r["repeat"]) in ref]
+    if not pairs:
+        return None
+    same = sum(1 for a, b in pairs if a == b)
+    first_diff = [_first_difference(a, b) for a, b in pairs if a != b]
+    return {"fraction": same / len(pairs), "equal": same, "total": len(pairs),
+            "median_first_difference": statistics.median(first_diff) if first_diff else None}
+
+
+def _first_difference(a: list[int], b: list[int]) -> int:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_bytes: int,
+              read_bandwidth: float | None, greedy: bool) -> dict:
+    """summary[set][mode] = {...figures...} for the main-phase records."""
+    main = [r for r in records if r["phase"] == "main"]
+    sets = sorted({r["prompt"].split("/", 1)[0] for r in main})
+    byte_ratio = draft_bytes / target_bytes if target_bytes and draft_bytes else None
+    out = {}
+    for set_name in sets + ["all"]:
+        in_set = [r for r in main if set_name == "all" or r["prompt"].split("/", 1)[0] == set_name]
+        by_mode = _by(in_set, "mode")
+        table = {}
+        for mode in modes:
+            recs = by_mode.get((mode,), [])
+            if not recs:
+                continue
+            per_repeat = _by(recs, "repeat")
+            tps = {rep[0]: tokens_per_s(rs) for rep, rs in per_repeat.items()}
+            row = {
+                "runs": len(recs),
+                "new_tokens": sum(r["new_tokens"] for r in recs),
+                "tokens_per_s": spread(list(tps.values())),
+                "ttft_s": spread([r["ttft_s"] for r in recs]),
+                "tpot_s": spread([r["tpot_s"] for r in recs]),
+                "acceptance_rate": acceptance(recs),
+                "tokens_per_target_call": block_efficiency(recs),
+                "drafted_per_call": draft_per_call(recs),
+            }
+            row["memory_bound_speedup"] = mbsu(row["tokens_per_target_call"], row["drafted_per_call"], byte_ratio)
+            bw = weight_bandwidth(recs, target_bytes, draft_bytes)
+            row["weight_bandwidth_bytes_per_s"] = bw
+            row["weight_bandwidth_fraction"] = bw / read_bandwidth if bw and read_bandwidth else None
+            row["speedup"] = {}
+            row["matches"] = {}
+            for base in BASELINES:
+                base_recs = by_mode.get((base,), [])
+                if not base_recs or base == mode:
+                    continue
+                base_tps = {rep[0]: tokens_per_s(rs) for rep, rs in _by(base_recs, "repeat").items()}
+                ratios = [tps[k] / base_tps[k] for k in tps if base_tps.get(k) and tps[k]]
+                row["speedup"][base] = spread(ratios)
+                if greedy and base in REFERENCES:
+                    row["matches"][base] = output_match(recs, base_recs)
+            table[mode] = row
+        out[set_name] = table
+    return out
+
+
+def summarize_sweep(records: list[dict]) -> dict:
+    """sweep[mode][k] = tokens/s spread over repeats, with acceptance and block efficiency."""
+    out: dict = defaultdict(dict)
+    sweep = [r for r in records if r["phase"] == "sweep"]
+    for (mode, k), recs in _by(sweep, "mode", "draft_length").items():
+        tps = [tokens_per_s(rs) for rs in _by(recs, "repeat").values()]
+        out[mode][k] = {"tokens_per_s": spread(tps), "acceptance_rate": acceptance(recs),
+                        "tokens_per_target_call": block_efficiency(recs), "runs": len(recs)}
+    return {m: dict(sorted(v.items())) for m, v in out.items()}

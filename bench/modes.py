@@ -1,0 +1,292 @@
+"""The four things the bench compares, behind one interface.
+
+  genai-target   OpenVINO GenAI LLMPipeline, target only
+  genai-spec     OpenVINO GenAI speculative decoding, same draft, num_assistant_tokens = k
+  edgespec-target  edgespec SpeculativePipeline with use_draft=False
+  edgespec-spec    edgespec SpeculativePipeline with the draft
+
+Each mode gets the prompt as token ids prepared by the bench, stops on the same eos ids,
+and returns a RunRecord with its own counters. Wall time is measured here, around the call,
+the same way for every mode.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgespec.errors import EdgespecError
+from edgespec.manifest import TOKENIZER_FILES, Pair
+from edgespec_bench.prompts import PreparedPrompt
+
+MODES = ("genai-target", "genai-spec", "edgespec-target", "edgespec-spec")
+SPECULATIVE = {"genai-spec", "edgespec-spec"}
+LABELS = {
+    "genai-target": "GenAI target only",
+    "genai-spec": "GenAI speculative",
+    "edgespec-target": "edgespec target only",
+    "edgespec-spec": "edgespec speculative",
+}
+
+
+@dataclass
+class Settings:
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    draft_length: int = 5
+    adaptive_draft: bool = True
+
+
+@dataclass
+class RunRecord:
+    mode: str
+    prompt: str
+    repeat: int
+    draft_length: int | None
+    phase: str                  # "warmup", "main" or "sweep"
+    prompt_tokens: int
+    new_tokens: int             # generated tokens, trailing end-of-sequence tokens not counted
+    wall_s: float               # around the generate call, measured by the bench
+    ttft_s: float | None
+    tpot_s: float | None
+    target_calls: int | None    # target forward calls, prefill included
+    draft_calls: int | None
+    drafted_tokens: int | None
+    accepted_tokens: int | None
+    stop_reason: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def strip_eos(ids, eos: set[int]) -> list[int]:
+    ids = [int(i) for i in ids]
+    while ids and ids[-1] in eos:
+        ids.pop()
+    return ids
+
+
+class Mode:
+    name = ""
+
+    def generate(self, pp: PreparedPrompt, settings: Settings, draft_length: int | None) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- OpenVINO GenAI
+
+
+def genai_draft_dir(pair: Pair, scratch: Path) -> Path:
+    """GenAI's draft_model wants tokenizer IR beside the draft; an edgespec draft may ship without one.
+
+    The draft shares the target's vocabulary, so a scratch folder of links (draft model + target
+    tokenizer) is what GenAI would see had the export copied the tokenizer.
+    """
+    draft = pair.draft.dir
+    if all((draft / f).is_file() for f in TOKENIZER_FILES):
+        return draft
+    staged = scratch / "genai-draft"
+    staged.mkdir(parents=True, exist_ok=True)
+    for path in draft.iterdir():
+        _link(path, staged / path.name)
+    for name in TOKENIZER_FILES:
+        _link(pair.target.dir / name, staged / name)
+    return staged
+
+
+def _link(src: Path, dst: Path) -> None:
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:
+        import shutil
+        shutil.copyfile(src, dst)
+
+
+def _genai_config(settings: Settings, eos: set[int], draft_length: int | None):
+    import openvino_genai as ov_genai
+
+    cfg = ov_genai.GenerationConfig()
+    cfg.max_new_tokens = settings.max_new_tokens
+    # The bench applied the chat template itself; GenAI must not apply it a second time.
+    cfg.apply_chat_template = False
+    if eos:
+        cfg.eos_token_id = min(eos)
+        cfg.stop_token_ids = set(eos)
+    cfg.do_sample = settings.do_sample
+    if settings.do_sample:
+        cfg.temperature = settings.temperature
+        cfg.top_p = settings.top_p
+        cfg.top_k = settings.top_k if settings.top_k > 0 else 0
+        if settings.seed is not None:
+            cfg.rng_seed = settings.seed
+    if draft_length is not None:
+        cfg.num_assistant_tokens = draft_length
+    return cfg
+
+
+def _tokenized(ids: list[int]):
+    import openvino as ov
+    import openvino_genai as ov_genai
+
+    arr = np.asarray([ids], dtype=np.int64)
+    return ov_genai.TokenizedInputs(ov.Tensor(arr), ov.Tensor(np.ones_like(arr)))
+
+
+class GenAIMode(Mode):
+    def __init__(self, pair: Pair, target_device: str, draft_device: str | None, eos: set[int],
+                 scratch: Path | None = None):
+        import openvino_genai as ov_genai
+
+        self.eos = eos
+        self.speculative = draft_device is not None
+        self.name = "genai-spec" if self.speculative else "genai-target"
+        kwargs = {}
+        if self.speculative:
+            if pair.draft is None:
+                raise EdgespecError("genai-spec needs a pair with a draft model")
+            if pair.draft.vocab_map() is not None:
+                raise EdgespecError("genai-spec cannot run this draft: its reduced output head (draft_vocab.npy) "
+                                    "is an edgespec extension GenAI does not know; drop genai-spec from --modes")
+            self._tmp = tempfile.TemporaryDirectory(prefix="edgespec-bench-") if scratch is None else None
+            draft_dir = genai_draft_dir(pair, Path(self._tmp.name) if self._tmp else scratch)
+            kwargs["draft_model"] = ov_genai.draft_model(str(draft_dir), draft_device)
+        try:
+            self.pipe = ov_genai.LLMPipeline(str(pair.target.dir), target_device, **kwargs)
+        except RuntimeError as exc:
+            raise EdgespecError(f"OpenVINO GenAI could not load {pair.target.dir}: {_last_line(exc)}") from None
+
+    def generate(self, pp: PreparedPrompt, settings: Settings, draft_length: int | None) -> dict:
+        cfg = _genai_config(settings, self.eos, draft_length if self.speculative else None)
+        inputs = _tokenized(pp.ids)
+        t0 = time.perf_counter()
+        res = self.pipe.generate(inputs, cfg)
+        wall = time.perf_counter() - t0
+        ids = strip_eos(res.tokens[0], self.eos)
+        pm = res.perf_metrics
+        out = {
+            "prompt_tokens": len(pp.ids), "new_tokens": len(ids), "wall_s": wall,
+            "ttft_s": _ms(pm.get_ttft().mean), "tpot_s": _ms(pm.get_tpot().mean) if len(ids) > 1 else None,
+            "token_ids": ids, "stop_reason": _genai_stop(res),
+        }
+        if self.speculative:
+            ext = res.extended_perf_metrics
+            main_raw = ext.main_model_metrics.raw_metrics
+            out.update(target_calls=len(main_raw.m_durations),
+                       draft_calls=len(ext.draft_model_metrics.raw_metrics.m_durations),
+                       drafted_tokens=int(ext.get_num_draft_tokens()),
+                       accepted_tokens=int(ext.get_num_accepted_tokens()))
+        else:
+            # One target call per generated token (the first is the prefill).
+            out.update(target_calls=int(pm.get_num_generated_tokens()), draft_calls=0,
+                       drafted_tokens=None, accepted_tokens=None)
+        return out
+
+    def close(self) -> None:
+        self.pipe = None
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _genai_stop(res) -> str | None:
+    reasons = getattr(res, "finish_reasons", None)
+    if reasons:
+        return str(reasons[0]).rsplit(".", 1)[-1].lower()
+    return None
+
+
+def _ms(value: float) -> float | None:
+    if value is None or not np.isfinite(value) or value <= 0:
+        return None
+    return float(value) / 1000.0
+
+
+def _last_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else repr(exc)
+
+
+# ----------------------------------------------------------------------------- edgespec
+
+
+class EdgespecMode(Mode):
+    def __init__(self, pair: Pair, target_device: str, draft_device: str, use_draft: bool, eos: set[int]):
+        from edgespec.pipeline import SpeculativePipeline
+
+        if use_draft and pair.draft is None:
+            raise EdgespecError("edgespec-spec needs a pair with a draft model")
+        self.eos = eos
+        self.speculative = use_draft
+        self.name = "edgespec-spec" if use_draft else "edgespec-target"
+        self.pipe = SpeculativePipeline.from_manifest(pair.root, target_device=target_device,
+                                                      draft_device=draft_device, use_draft=use_draft)
+
+    def generate(self, pp: PreparedPrompt, settings: Settings, draft_length: int | None) -> dict:
+        from edgespec.pipeline import GenerationConfig
+
+        cfg = GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+                               temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                               seed=settings.seed, draft_length=draft_length or settings.draft_length,
+                               adaptive_draft=settings.adaptive_draft)
+        t0 = time.perf_counter()
+        res = self.pipe.generate(_edgespec_input(self.pipe, pp), cfg, chat=False)
+        wall = time.perf_counter() - t0
+        st = res.stats
+        if st.prompt_tokens != len(pp.ids):
+            raise EdgespecError(f"prompt {pp.key}: edgespec saw {st.prompt_tokens} prompt tokens, the bench "
+                                f"prepared {len(pp.ids)}; the two runtimes would not get the same input")
+        ids = strip_eos(res.token_ids, self.eos)
+        return {
+            "prompt_tokens": st.prompt_tokens, "new_tokens": len(ids), "wall_s": wall,
+            "ttft_s": st.ttft_s, "tpot_s": st.tpot_s if len(ids) > 1 else None,
+            "target_calls": st.target_calls, "draft_calls": st.draft_calls if self.speculative else 0,
+            "drafted_tokens": st.drafted_tokens if self.speculative else None,
+            "accepted_tokens": st.accepted_tokens if self.speculative else None,
+            "token_ids": ids, "stop_reason": st.stop_reason,
+        }
+
+    def close(self) -> None:
+        self.pipe = None
+
+
+def _edgespec_input(pipe, pp: PreparedPrompt):
+    """The rendered string; checked once against the bench's ids so both runtimes see the same tokens."""
+    if not pp.checked:
+        ids = [int(i) for i in pipe.tokenizer.encode(pp.rendered)]
+        if ids != pp.ids:
+            raise EdgespecError(f"prompt {pp.key}: edgespec's tokenizer gives different ids than GenAI's "
+                                f"({len(ids)} vs {len(pp.ids)} tokens)")
+        pp.checked = True
+    return pp.rendered
+
+
+def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int]) -> Mode:
+    if name == "genai-target":
+        return GenAIMode(pair, target_device, None, eos)
+    if name == "genai-spec":
+        return GenAIMode(pair, target_device, draft_device, eos)
+    if name == "edgespec-target":
+        return EdgespecMode(pair, target_device, draft_device, use_draft=False, eos=eos)
+    if name == "edgespec-spec":
+        return EdgespecMode(pair, target_device, draft_device, use_draft=True, eos=eos)
+    raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(MODES)}")

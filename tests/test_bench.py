@@ -1,0 +1,229 @@
+"""`edgespec bench` on the tiny pair: outputs exist and hold sane figures; prompt input errors are clear."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from edgespec.errors import EdgespecError
+from edgespec_bench import costcurve, metrics
+from edgespec_bench.cli import bench_command
+from edgespec_bench.modes import MODES
+from edgespec_bench.prompts import load_prompt_set
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(bench_command)
+    return app
+
+
+@pytest.fixture(scope="module")
+def user_jsonl(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("prompts") / "mine.jsonl"
+    path.write_text(json.dumps({"id": "a", "prompt": "Name three primary colours."}) + "\n\n"
+                    + json.dumps({"turns": ["Say hello in French.", "And in German?"]}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_pair, user_jsonl, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_out")
+    args = [str(tiny_pair), "--prompts", f"humaneval,{user_jsonl}", "--limit", "1", "--max-new-tokens", "6",
+            "--repeats", "2", "--draft-length", "2", "--draft-lengths", "1,2", "--out", str(out)]
+    result = CliRunner().invoke(_app(), args)
+    if result.exception:
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_writes_json_markdown_and_plots(bench_run):
+    out, _ = bench_run
+    for name in ("speedup.png", "draft_length.png", "cost_curve.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+    report = (out / "report.md").read_text()
+    for heading in ("## Machine and software", "## Models", "## Results: humaneval", "## Results: mine",
+                    "## Peak resident memory", "## Draft length sweep", "## Verification cost curve"):
+        assert heading in report
+    assert "![speedup](speedup.png)" in report
+
+
+def test_raw_runs_are_interleaved_and_complete(bench_run):
+    _, res = bench_run
+    assert res["modes"] == list(MODES)
+    main = [r for r in res["runs"] if r["phase"] == "main"]
+    assert len(main) == 2 * 2 * len(MODES)  # prompts x repeats x modes
+    assert {r["prompt"] for r in main} == {"humaneval/HumanEval/0", "mine/a"}
+    # Interleaved: consecutive runs switch mode, and not always in the same order.
+    assert all(a["mode"] != b["mode"] for a, b in zip(main, main[1:]))
+    assert len({tuple(r["mode"] for r in main[i:i + 4]) for i in range(0, len(main), 4)}) > 1
+    warm = [r for r in res["runs"] if r["phase"] == "warmup"]
+    assert sorted(r["mode"] for r in warm) == sorted(MODES)
+    for r in main:
+        assert 0 < r["new_tokens"] <= 6 and r["wall_s"] > 0
+        assert r["prompt_tokens"] > 0 and r["target_calls"] >= 1
+    # Every mode saw the same prompt tokens.
+    by_prompt = {}
+    for r in main:
+        by_prompt.setdefault(r["prompt"], set()).add(r["prompt_tokens"])
+    assert all(len(v) == 1 for v in by_prompt.values())
+    # The user file's `turns` record got the chat template; HumanEval did not.
+    sets = res["prompt_sets"]
+    assert [p["chat"] for p in sets["humaneval"]] == [False]
+    assert all(p["chat"] for p in sets["mine"])
+
+
+def test_summary_figures_are_sane(bench_run):
+    _, res = bench_run
+    row = res["summary"]["all"]
+    for mode in MODES:
+        assert row[mode]["tokens_per_s"]["median"] > 0
+        assert row[mode]["tokens_per_s"]["n"] == 2
+        assert row[mode]["ttft_s"]["median"] > 0
+    spec = row["edgespec-spec"]
+    assert 0.0 <= spec["acceptance_rate"] <= 1.0
+    assert 1.0 <= spec["tokens_per_target_call"] <= 3.0  # k = 2
+    assert spec["memory_bound_speedup"] > 0
+    for base in ("genai-target", "edgespec-target", "genai-spec"):
+        sp = spec["speedup"][base]
+        assert sp["min"] <= sp["median"] <= sp["max"]
+    # Greedy speculative decoding in edgespec reproduces edgespec's target-only output exactly.
+    assert spec["matches"]["edgespec-target"]["fraction"] == 1.0
+    assert 0.0 <= row["genai-spec"]["matches"]["genai-target"]["fraction"] <= 1.0
+    assert 0 < row["genai-target"]["weight_bandwidth_bytes_per_s"]
+    for mode in MODES:
+        mem = res["memory"][mode]
+        assert "error" not in mem, mem
+        assert mem["peak_rss_bytes"] >= mem["loaded_rss_bytes"] > mem["baseline_rss_bytes"] > 0
+    assert res["bandwidth"]["read_bytes_per_s"] > 1e8
+
+
+def test_sweep_and_cost_curve(bench_run):
+    _, res = bench_run
+    sweep = res["sweep"]["summary"]
+    assert set(sweep) == {"genai-spec", "edgespec-spec"}
+    assert sorted(int(k) for k in sweep["edgespec-spec"]) == [1, 2]
+    sweep_runs = [r for r in res["runs"] if r["phase"] == "sweep"]
+    assert len(sweep_runs) == 2 * 2 * 2 * 2  # prompts x repeats x k x speculative modes
+    curve = res["cost_curve"]
+    ns = sorted(int(n) for n in curve["target"]["call_s"])
+    assert ns[0] == 1 and {2, 3} <= set(ns)
+    assert all(v > 0 for v in curve["target"]["call_s"].values())
+    assert curve["draft_token_s"] > 0
+    pred = curve["prediction"]
+    assert int(pred["best_k"]) in (1, 2)
+    assert 0.0 <= pred["acceptance"] <= 1.0
+    assert set(pred["measured_best_k"]) == {"genai-spec", "edgespec-spec"}
+
+
+def test_user_jsonl_fields(user_jsonl):
+    prompts = load_prompt_set(str(user_jsonl), None)
+    assert [(p.set, p.id, p.text) for p in prompts] == [("mine", "a", "Name three primary colours."),
+                                                         ("mine", "3", "Say hello in French.")]
+    assert len(load_prompt_set(str(user_jsonl), 1)) == 1
+
+
+def test_builtin_prompt_sets():
+    he = load_prompt_set("humaneval", 3)
+    assert len(he) == 3 and all("def " in p.text for p in he)
+    assert not he[0].chat
+    mt = load_prompt_set("mtbench", None)
+    assert len(mt) == 80 and all(p.chat for p in mt)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "ok"}\n{"prompt": "broken"\n', "bad.jsonl:2: not valid JSON"),
+    ('{"text": "no prompt field"}\n', "bad.jsonl:1: no 'prompt'"),
+    ('["a list"]\n', "bad.jsonl:1: expected a JSON object"),
+    ('\n\n', "holds no prompts"),
+])
+def test_bad_jsonl_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(EdgespecError, match=message.replace("(", r"\(")):
+        load_prompt_set(str(path), None)
+
+
+def test_bad_prompts_through_the_cli(tiny_pair, tmp_path, monkeypatch, capsys):
+    """The user-facing path: `edgespec bench` prints one `error:` line and exits 2, before loading any model."""
+    from edgespec import cli
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    for prompts, message in ((str(bad), "bad.jsonl:1: not valid JSON"),
+                             ("nosuchset", "unknown prompt set 'nosuchset'"),
+                             (str(tmp_path / "missing.jsonl"), "prompt file not found")):
+        monkeypatch.setattr(sys, "argv", ["edgespec", "bench", str(tiny_pair), "--prompts", prompts,
+                                          "--out", str(tmp_path / "out")])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_mode_and_missing_draft(tiny_pair, tmp_path):
+    from edgespec_bench.runner import BenchOptions, run_bench
+
+    with pytest.raises(EdgespecError, match="unknown mode 'fast'"):
+        run_bench(BenchOptions(pair=tiny_pair, modes=["fast"]), ["test"])
+    target_only = tiny_pair / "target"  # a bare model folder is a pair without a draft
+    with pytest.raises(EdgespecError, match="has no draft model"):
+        run_bench(BenchOptions(pair=target_only, modes=["edgespec-spec"]), ["test"])
+
+
+def test_expected_tokens_and_its_inverse():
+    assert costcurve.expected_tokens(0.0, 5) == 1.0
+    assert costcurve.expected_tokens(1.0, 5) == 6.0
+    assert costcurve.expected_tokens(0.5, 2) == pytest.approx(1.75)
+    for a in (0.1, 0.5, 0.8, 0.95):
+        for k in (1, 3, 6):
+            assert costcurve.acceptance_from_block(costcurve.expected_tokens(a, k), k) == pytest.approx(a, abs=1e-6)
+
+
+def test_prediction_prefers_long_drafts_only_when_verification_is_cheap():
+    cheap = {"target": {"call_s": {1: 0.030, 2: 0.031, 4: 0.032, 8: 0.034, 16: 0.04}}, "draft_token_s": 0.001}
+    dear = {"target": {"call_s": {1: 0.030, 2: 0.045, 4: 0.075, 8: 0.135, 16: 0.255}}, "draft_token_s": 0.005}
+    ks = list(range(1, 8))
+    assert costcurve.predict(cheap, 0.8, ks)["best_k"] >= 5
+    assert costcurve.predict(dear, 0.8, ks)["best_k"] <= 2
+    # Loop overhead makes every extra forward call dearer, so it never lengthens the best draft.
+    assert costcurve.predict(cheap, 0.8, ks, overhead_s=0.02)["best_k"] <= costcurve.predict(cheap, 0.8, ks)["best_k"]
+
+
+def _rec(mode, prompt, rep, new, wall, calls=None, drafted=None, accepted=None, ids=None):
+    return {"mode": mode, "prompt": prompt, "repeat": rep, "phase": "main", "new_tokens": new, "wall_s": wall,
+            "ttft_s": 0.1, "tpot_s": 0.01, "target_calls": calls if calls is not None else new,
+            "draft_calls": drafted or 0, "drafted_tokens": drafted, "accepted_tokens": accepted,
+            "token_ids": ids or list(range(new))}
+
+
+def test_speedup_is_per_repeat_tokens_per_second_ratio():
+    recs = [
+        _rec("genai-target", "s/1", 0, 10, 1.0), _rec("genai-target", "s/2", 0, 10, 1.0),
+        _rec("genai-target", "s/1", 1, 10, 2.0), _rec("genai-target", "s/2", 1, 10, 2.0),
+        _rec("edgespec-spec", "s/1", 0, 10, 0.5, calls=4, drafted=9, accepted=6),
+        _rec("edgespec-spec", "s/2", 0, 8, 0.5, calls=4, drafted=9, accepted=4, ids=[9] * 8),
+        _rec("edgespec-spec", "s/1", 1, 10, 0.5, calls=4, drafted=9, accepted=6),
+        _rec("edgespec-spec", "s/2", 1, 10, 0.5, calls=4, drafted=9, accepted=6),
+    ]
+    summary = metrics.summarize(recs, ["genai-target", "edgespec-spec"], target_bytes=100, draft_bytes=10,
+                                read_bandwidth=1000.0, greedy=True)
+    spec = summary["s"]["edgespec-spec"]
+    # repeat 0: 18 tok/s over 10 tok/s; repeat 1: 20 over 5.
+    assert spec["speedup"]["genai-target"] == {"median": pytest.approx(2.9), "min": pytest.approx(1.8),
+                                               "max": pytest.approx(4.0), "n": 2}
+    assert spec["acceptance_rate"] == pytest.approx(22 / 36)
+    assert spec["tokens_per_target_call"] == pytest.approx((9 + 7 + 9 + 9) / 12)
+    assert spec["memory_bound_speedup"] == pytest.approx(spec["tokens_per_target_call"] / (1 + 0.1 * 3))
+    assert spec["matches"]["genai-target"]["equal"] == 3 and spec["matches"]["genai-target"]["total"] == 4
+    assert summary["s"]["genai-target"]["weight_bandwidth_bytes_per_s"] == pytest.approx(40 * 100 / 6.0)
