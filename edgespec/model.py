@@ -8,10 +8,37 @@ from __future__ import annotations
 
 import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 
 from edgespec.errors import EdgespecError
 
 SEQ_AXIS = 2  # states are [batch, kv_heads, seq, head_dim]
+LOGITS_COUNT = "logits_count"
+
+
+def slice_logits(model: ov.Model) -> bool:
+    """Make the output head compute only the last `logits_count` positions.
+
+    A prefill of P tokens would otherwise multiply P hidden states by the whole vocabulary
+    (49152 x 576 for SmolLM2) only to read the last row; verification reads k + 1 rows.
+    Returns False (model unchanged) when the head is not a MatMul on [batch, seq, hidden].
+    """
+    if LOGITS_COUNT in {port.any_name for port in model.inputs}:
+        return True
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Convert", "Multiply", "Divide", "Tanh", "Add"):
+        # soft-capping or scaling after the head: walk up to the MatMul itself
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul" or node.input_value(0).get_partial_shape().rank.get_length() != 3:
+        return False
+    count = ops.parameter([1], ov.Type.i64, name=LOGITS_COUNT)
+    count.output(0).get_tensor().set_names({LOGITS_COUNT})
+    hidden = node.input_value(0)
+    sliced = ops.slice(hidden, ops.negative(count), np.array([np.iinfo(np.int64).max]), np.array([1]), np.array([1]))
+    node.input(0).replace_source_output(sliced.output(0))
+    model.add_parameters([count])
+    model.validate_nodes_and_infer_types()
+    return True
 
 
 class StatefulLM:
@@ -51,8 +78,8 @@ class StatefulLM:
         self.rollback(common)
         return sequence[common:]
 
-    def forward(self, tokens: np.ndarray | list[int], all_logits: bool = True) -> np.ndarray:
-        """Append `tokens` to the cache and return logits [n, vocab] (or [1, vocab] for the last token)."""
+    def forward(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
+        """Append `tokens` to the cache; return the logits of the last `last` of them (all by default)."""
         tokens = np.asarray(tokens, dtype=np.int64).reshape(1, -1)
         n = tokens.shape[1]
         if self.cached + n > self.context_length:
@@ -65,6 +92,9 @@ class StatefulLM:
         }
         if "beam_idx" in self.input_names:
             inputs["beam_idx"] = np.zeros(1, dtype=np.int32)
+        rows = n if last is None else min(last, n)
+        if LOGITS_COUNT in self.input_names:
+            inputs[LOGITS_COUNT] = np.array([rows], dtype=np.int64)
         try:
             self.request.infer(inputs, share_inputs=True)
         except BaseException:
@@ -73,9 +103,7 @@ class StatefulLM:
             raise
         self.tokens.extend(int(t) for t in tokens[0])
         self.calls += 1
-        logits = self.request.get_tensor("logits").data[0]
-        logits = logits[-n:] if all_logits else logits[-1:]
-        return np.array(logits, dtype=np.float32)
+        return np.array(self.request.get_tensor("logits").data[0, -rows:], dtype=np.float32)
 
     def rollback(self, keep: int) -> None:
         """Drop every cached position from `keep` on, as if those tokens were never fed."""

@@ -11,7 +11,7 @@ import openvino as ov
 from edgespec.devices import compile_model
 from edgespec.errors import EdgespecError
 from edgespec.manifest import ModelEntry, Pair, load_pair
-from edgespec.model import StatefulLM
+from edgespec.model import StatefulLM, slice_logits
 from edgespec.speculative import GenerationConfig, GenerationStats, decode
 from edgespec.tokenizer import TextStream, TextTokenizer
 
@@ -37,6 +37,7 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool) -> Stat
     names = {port.any_name for port in model.inputs}
     if not {"input_ids", "attention_mask", "position_ids"} <= names or not model.get_sinks():
         raise EdgespecError(f"{entry.xml} is not a stateful LLM (inputs: {', '.join(sorted(names))})")
+    slice_logits(model)
     compiled = compile_model(core, model, device, exact=exact)
     return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map())
 
@@ -85,9 +86,13 @@ class SpeculativePipeline:
         generated: list[int] = []
         text = ""
         steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats)
+        # Detokenizing every step costs ~2 ms on this CPU; do it only when someone reads the pieces.
+        incremental = streamer is not None or bool(config.stop_strings)
         try:
             for new_tokens in steps:
                 generated.extend(new_tokens)
+                if not incremental:
+                    continue
                 piece = stream.push(new_tokens)
                 text += piece
                 hit = _find_stop(text, config.stop_strings)

@@ -119,7 +119,7 @@ def propose(draft: StatefulLM, sequence: list[int], k: int, warp: Warp | None, r
     dists = []
     feed = draft.pending(sequence)
     for _ in range(k):
-        logits = draft.forward(feed, all_logits=False)[0]
+        logits = draft.forward(feed, last=1)[0]
         if warp is None:
             index = int(logits.argmax())
         else:
@@ -162,7 +162,7 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
             t0 = time.perf_counter()
             drafted, draft_probs = propose(draft, sequence, k, warp, rng, target.vocab_size) if k else ([], None)
             t1 = time.perf_counter()
-            logits = target.forward(target.pending(sequence) + drafted)[-(k + 1):]
+            logits = target.forward(target.pending(sequence) + drafted, last=k + 1)
             t2 = time.perf_counter()
             if warp is None:
                 kept, next_token = accept_greedy(logits, drafted)
