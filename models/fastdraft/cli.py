@@ -1,0 +1,416 @@
+"""`edgespec draft ...`: build a corpus, pretrain, synthesize, align and export a FastDraft draft.
+
+Module import stays light (typer/rich/numpy only): torch is imported inside the commands that train.
+Every long step writes as it goes and resumes from its own output after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from edgespec.errors import EdgespecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="FastDraft: train a small draft model for a target.")
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+@app.command()
+def corpus(
+    target: Path = typer.Option(..., help="target IR folder (its tokenizer defines the token ids)"),
+    out: Path = typer.Option(..., help="output folder"),
+    source: list[Path] = typer.Option(None, help="folders of .py files (default: stdlib and site-packages)"),
+    max_tokens: int = typer.Option(5_000_000, help="stop after this many corpus tokens"),
+    val_fraction: float = typer.Option(0.01, help="held-out share of documents"),
+    sharegpt: int = typer.Option(20000, help="ShareGPT user prompts to keep (0: none)"),
+    seeds: int = typer.Option(20000, help="code seeds (signature + docstring) to keep"),
+    mt_bench: Path = typer.Option(Path("/work/shared/data/mt_bench.jsonl"), help="MT-bench questions (excluded)"),
+) -> None:
+    """Tokenize deduplicated Python sources with the target's tokenizer; collect prompt seeds."""
+    from edgespec_models.fastdraft import data
+
+    out.mkdir(parents=True, exist_ok=True)
+    guard = data.default_guard(mt_bench)
+    tok = data.TargetTokenizer(target)
+    roots = [Path(s) for s in source] if source else data.python_source_roots()
+    files = list(data.python_files(roots))
+    random.Random(0).shuffle(files)  # a capped corpus should still span many packages
+    train, val, texts, n_tokens, n_docs = [], [], [], 0, 0
+    eos = 2  # <|im_end|> doubles as document separator, as in SmolLM2's own chat data
+    with _progress() as bar:
+        task = bar.add_task("corpus", total=max_tokens, info="")
+        for path, text in data.dedup_documents(files, guard):
+            ids = tok.encode([text])[0] + [eos]
+            (val if random.Random(str(path)).random() < val_fraction else train).append(np.array(ids, np.uint16))
+            texts.append(text)
+            n_tokens += len(ids)
+            n_docs += 1
+            bar.update(task, completed=min(n_tokens, max_tokens), info=f"{n_docs} docs")
+            if n_tokens >= max_tokens:
+                break
+    if not train:
+        raise EdgespecError(f"no Python sources found under {', '.join(map(str, roots))}")
+    # Seeds are cheap (no tokenizing), so they come from every source file, not only the tokenized ones.
+    last = files.index(path) + 1
+    texts.extend(text for _, text in data.dedup_documents(files[last:], guard))
+    data.save_tokens(out / "train.npy", np.concatenate(train))
+    data.save_tokens(out / "val.npy", np.concatenate(val) if val else np.concatenate(train[-1:]))
+    seed_list = data.code_seeds(texts, guard, seeds)
+    share = []
+    if sharegpt and data.sharegpt_file() is not None:
+        share = data.sharegpt_user_prompts(data.sharegpt_file(), guard, sharegpt)
+    (out / "seeds.json").write_text(json.dumps({"code": seed_list, "sharegpt": share}))
+    stats = {"documents": n_docs, "tokens": n_tokens, "train_tokens": int(sum(len(t) for t in train)),
+             "val_tokens": int(sum(len(v) for v in val)), "code_seeds": len(seed_list), "sharegpt_prompts": len(share),
+             "roots": [str(r) for r in roots], "target": str(target)}
+    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    console.print(stats)
+
+
+@app.command()
+def synthesize(
+    target: Path = typer.Option(..., help="target IR folder"),
+    corpus_dir: Path = typer.Option(..., "--corpus", help="folder written by `draft corpus`"),
+    out: Path = typer.Option(..., help="JSONL of answers (appended; reruns resume)"),
+    code: int = typer.Option(1000, help="code-seed prompts"),
+    sharegpt: int = typer.Option(1000, help="ShareGPT prompts"),
+    self_prompts: int = typer.Option(200, "--self", help="user turns sampled from the target itself"),
+    max_new_tokens: int = typer.Option(160),
+    batch: int = typer.Option(16, help="prompts per generate call (continuous batching)"),
+    threads: int = typer.Option(0, help="CPU threads for the target (0: all)"),
+) -> None:
+    """Answer code seeds, ShareGPT and self-generated prompts with the target (greedy, chat format)."""
+    from edgespec_models.fastdraft import data, synth
+
+    seeds_path = corpus_dir / "seeds.json"
+    if not seeds_path.exists():
+        raise EdgespecError(f"{seeds_path} not found: run `edgespec draft corpus` first")
+    seeds = json.loads(seeds_path.read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pipe = synth.make_pipeline(target, threads or None)
+    prompts_path = out.with_suffix(".prompts.json")
+    if prompts_path.exists():  # the prompt list is fixed on the first run so resumed runs answer the same set
+        prompts = json.loads(prompts_path.read_text())
+    else:
+        guard = data.default_guard()
+        with console.status("sampling user turns from the target"):
+            selfgen = synth.self_generated_users(pipe, self_prompts, guard) if self_prompts else []
+        prompts = synth.mix_prompts({"code": [data.code_task(s) for s in seeds["code"][:code]],
+                                     "sharegpt": seeds["sharegpt"][:sharegpt], "self": selfgen})
+        prompts_path.write_text(json.dumps(prompts))
+    done = len({r["id"] for r in synth.read_jsonl(out)})
+    t0, chars = time.time(), [0]
+    with _progress() as bar:
+        task = bar.add_task("synthesize", total=len(prompts), completed=done, info="")
+
+        def on_batch(n: int, c: int) -> None:
+            chars[0] += c
+            bar.update(task, advance=n, info=f"{chars[0] / (time.time() - t0):.0f} chars/s")
+
+        synth.synthesize(pipe, prompts, out, max_new_tokens, batch, on_batch)
+    console.print(f"{len(synth.read_jsonl(out))} answers in {out}")
+
+
+def _eval_prompts(humaneval_n: int, mtbench_n: int, mt_bench: Path) -> list[dict]:
+    from edgespec_models.fastdraft import data
+
+    rows = [{"id": f"humaneval-{i}", "kind": "humaneval", "user": data.code_task(p)}
+            for i, p in enumerate(data.humaneval_prompts()[:humaneval_n])]
+    questions = [json.loads(line)["turns"][0] for line in mt_bench.read_text().splitlines() if line.strip()]
+    rows += [{"id": f"mtbench-{i}", "kind": "mtbench", "user": q} for i, q in enumerate(questions[:mtbench_n])]
+    return rows
+
+
+@app.command()
+def evalset(
+    target: Path = typer.Option(..., help="target IR folder"),
+    out: Path = typer.Option(..., help="JSONL of the target's greedy answers (appended; reruns resume)"),
+    humaneval: int = typer.Option(164, help="HumanEval prompts (first N)"),
+    mtbench: int = typer.Option(80, help="MT-bench first turns (first N)"),
+    max_new_tokens: int = typer.Option(128),
+    batch: int = typer.Option(16),
+    mt_bench: Path = typer.Option(Path("/work/shared/data/mt_bench.jsonl")),
+) -> None:
+    """Cache the target's greedy answers to the evaluation prompts (for offline acceptance checks)."""
+    from edgespec_models.fastdraft import synth
+
+    prompts = _eval_prompts(humaneval, mtbench, mt_bench)
+    pipe = synth.make_pipeline(target)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = len({r["id"] for r in synth.read_jsonl(out)})
+    with _progress() as bar:
+        task = bar.add_task("evalset", total=len(prompts), completed=done, info="")
+        synth.synthesize(pipe, prompts, out, max_new_tokens, batch, lambda n, c: bar.update(task, advance=n))
+    console.print(f"{len(synth.read_jsonl(out))} answers in {out}")
+
+
+def tokenized_pairs(rows: list[dict], target: Path, max_new_tokens: int | None = None) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, answer ids) for answer rows; an answer that stopped early ends with <|im_end|>."""
+    from edgespec_models.fastdraft import data
+
+    tok = data.TargetTokenizer(target)
+    prompts = tok.encode([data.chat_prompt(r["user"]) for r in rows])
+    answers = tok.encode([r["response"] for r in rows])
+    pairs = []
+    for p, a in zip(prompts, answers):
+        if max_new_tokens is None or len(a) < max_new_tokens - 2:
+            a = a + [2]  # the target stopped at end of turn: predicting it is part of drafting
+        pairs.append((p, a[:max_new_tokens] if max_new_tokens else a))
+    return pairs
+
+
+def _measure_acceptance(draft: Path, eval_rows: list[dict], target: Path, k: int, max_new_tokens: int) -> dict:
+    """Acceptance of a draft IR folder or a torch checkpoint (.pt), per evaluation kind."""
+    from edgespec_models.fastdraft import measure
+
+    results = {}
+    for kind in sorted({r["kind"] for r in eval_rows}):
+        rows = [r for r in eval_rows if r["kind"] == kind]
+        pairs = tokenized_pairs(rows, target, max_new_tokens)
+        if draft.suffix == ".pt":
+            import torch
+
+            from edgespec_models.fastdraft.model import load_checkpoint
+
+            torch.set_num_threads(1)
+            model, _, vocab_map, _ = load_checkpoint(draft)
+            matches = measure.draft_matches_torch(model, pairs, vocab_map)
+        else:
+            from edgespec.manifest import read_model_entry
+
+            entry = read_model_entry(draft, need_tokenizer=False)
+            matches = measure.draft_matches_ov(draft, pairs, entry.vocab_map(), entry.context_length)
+        results[kind] = measure.acceptance_summary(matches, k)
+    return results
+
+
+@app.command()
+def accept(
+    draft: Path = typer.Option(..., help="draft IR folder or training checkpoint (.pt)"),
+    target: Path = typer.Option(..., help="target IR folder (tokenizer)"),
+    evalset_path: Path = typer.Option(..., "--evalset", help="JSONL written by `draft evalset`"),
+    draft_length: int = typer.Option(5),
+    max_new_tokens: int = typer.Option(128),
+    out: Path = typer.Option(None, help="write the results as JSON here"),
+) -> None:
+    """Greedy acceptance and tokens per target call of a draft on cached target answers."""
+    from edgespec_models.fastdraft import synth
+
+    rows = synth.read_jsonl(evalset_path)
+    if not rows:
+        raise EdgespecError(f"{evalset_path} has no answers: run `edgespec draft evalset` first")
+    results = _measure_acceptance(draft, rows, target, draft_length, max_new_tokens)
+    for kind, r in results.items():
+        console.print(f"{kind}: acceptance {r['acceptance_rate']:.3f}, tokens/target call "
+                      f"{r['tokens_per_target_call']:.2f}, token match {r['token_match_rate']:.3f} "
+                      f"({r['prompts']} prompts, {r['tokens']} tokens)")
+    if out:
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command()
+def cost(
+    model_dir: Path = typer.Argument(..., help="IR folder"),
+    npu: bool = typer.Option(True, help="also try NPU emulation (NPUW on CPU)"),
+    out: Path = typer.Option(None, help="write the results as JSON here"),
+) -> None:
+    """Per-token decode cost of an IR model on CPU (and under NPU emulation)."""
+    from edgespec_models.fastdraft import measure
+
+    results = {"cpu": measure.per_token_cost(model_dir)}
+    if npu:
+        results["npu_emulation"] = measure.npu_emulation_cost(model_dir)
+    console.print(results)
+    if out:
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _train_progress(total: int, done: int, desc: str):
+    """A rich progress bar plus the on_step callback that feeds it."""
+    bar = _progress()
+    task = bar.add_task(desc, total=total, completed=done, info="")
+    last = {}
+
+    def on_step(step: int, row: dict) -> None:
+        last.update({k: v for k, v in row.items() if k in ("loss", "val_loss", "acceptance")})
+        info = " ".join(f"{k} {v:.3f}" for k, v in last.items())
+        bar.update(task, completed=step, info=info)
+        if "acceptance" in row:
+            console.log(f"step {step}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+
+    return bar, on_step
+
+
+def _parse_layers(text: str) -> list[int]:
+    try:
+        if "-" in text and "," not in text:
+            a, b = text.split("-")
+            return list(range(int(a), int(b) + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EdgespecError(f"--layers must look like 0,1,2 or 0-3, not {text!r}") from None
+
+
+def _head_map(corpus_dir: Path, target: Path, head_vocab: int, vocab: int) -> "np.ndarray | None":
+    """FR-Spec head: the most frequent target ids over code tokens and chat prompts."""
+    from edgespec_models.fastdraft import data
+    from edgespec_models.fastdraft.model import top_tokens
+
+    if not head_vocab or head_vocab >= vocab:
+        return None
+    arrays = [np.load(corpus_dir / "train.npy")]
+    seeds = json.loads((corpus_dir / "seeds.json").read_text())
+    chat = "\n".join(seeds["sharegpt"][:4000])
+    arrays.append(np.array(data.TargetTokenizer(target).encode([chat])[0], np.int64))
+    return top_tokens(arrays, head_vocab, vocab, always=[0, 1, 2])
+
+
+@app.command()
+def pretrain(
+    corpus_dir: Path = typer.Option(..., "--corpus", help="folder written by `draft corpus`"),
+    target: Path = typer.Option(..., help="target IR folder (tokenizer)"),
+    target_gguf: Path = typer.Option(None, help="llama GGUF of the target, to start from its layers"),
+    out: Path = typer.Option(..., help="run folder (last.pt, log.jsonl); reruns resume"),
+    layers: str = typer.Option("0-3", help="target layers to copy (with --target-gguf)"),
+    head_vocab: int = typer.Option(8192, help="rows of the output head (FR-Spec); 0: full vocabulary"),
+    hidden: int = typer.Option(256, help="random init only"),
+    n_layers: int = typer.Option(2, help="random init only"),
+    heads: int = typer.Option(4, help="random init only"),
+    kv_heads: int = typer.Option(2, help="random init only"),
+    ffn: int = typer.Option(512, help="random init only"),
+    seq: int = typer.Option(256),
+    batch: int = typer.Option(8),
+    steps: int = typer.Option(300),
+    lr: float = typer.Option(3e-4),
+    eval_every: int = typer.Option(50),
+    threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
+) -> None:
+    """Train the draft on corpus tokens (next-token cross-entropy), from target layers or from scratch."""
+    import torch
+
+    from edgespec_models.fastdraft import model as M
+    from edgespec_models.fastdraft import train as T
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    ckpt = out / "last.pt"
+    train_set = T.windows_from_stream(np.load(corpus_dir / "train.npy"), seq)
+    val_set = T.windows_from_stream(np.load(corpus_dir / "val.npy"), seq)
+    if ckpt.exists():
+        model, state, vocab_map, opt_state = M.load_checkpoint(ckpt)
+        console.print(f"resuming {ckpt} at step {state.get('step', 0)}")
+    else:
+        state, opt_state = {}, None
+        vocab = 49152
+        if target_gguf:
+            tcfg, tw = M.read_gguf_llama(target_gguf)
+            vocab = tcfg.target_vocab
+            vocab_map = _head_map(corpus_dir, target, head_vocab, vocab)
+            model = M.draft_from_target(tcfg, tw, _parse_layers(layers), vocab_map, context=2048)
+        else:
+            vocab_map = _head_map(corpus_dir, target, head_vocab, vocab)
+            model = M.DraftLM(M.DraftConfig(target_vocab=vocab, head_vocab=len(vocab_map) if vocab_map is not None
+                                            else vocab, hidden=hidden, layers=n_layers, heads=heads,
+                                            kv_heads=kv_heads, ffn=ffn, rope_theta=100000.0))
+    console.print(f"draft: {model.cfg.layers} layers, hidden {model.cfg.hidden}, head {model.cfg.head_vocab}, "
+                  f"{M.param_count_str(model.num_params())} params; {len(train_set)} windows of {seq}")
+    bar, on_step = _train_progress(steps, int(state.get("step", 0)), "pretrain")
+    with bar:
+        result = T.train(model, train_set, val_set, vocab_map, out, steps, batch, lr, state=state,
+                         optimizer_state=opt_state, eval_every=eval_every, on_step=on_step,
+                         freeze_embedding=bool(target_gguf))
+    console.print(result)
+
+
+@app.command()
+def align(
+    init: Path = typer.Option(..., help="checkpoint to start from (pretrain's last.pt)"),
+    synthetic: list[Path] = typer.Option(..., help="JSONL answers from `draft synthesize`"),
+    target: Path = typer.Option(..., help="target IR folder (tokenizer)"),
+    out: Path = typer.Option(..., help="run folder; reruns resume"),
+    val_count: int = typer.Option(64, help="answers held out for loss/acceptance"),
+    corpus_dir: Path = typer.Option(None, "--corpus", help="also replay corpus windows (1 in --replay-every)"),
+    seq: int = typer.Option(384),
+    batch: int = typer.Option(8),
+    steps: int = typer.Option(300),
+    lr: float = typer.Option(2e-4),
+    eval_every: int = typer.Option(50),
+    threads: int = typer.Option(0),
+) -> None:
+    """Fine-tune on the target's own answers (sequence-level distillation), loss on answer tokens."""
+    import torch
+
+    from edgespec_models.fastdraft import model as M
+    from edgespec_models.fastdraft import synth
+    from edgespec_models.fastdraft import train as T
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rows = [r for path in synthetic for r in synth.read_jsonl(path) if r.get("response", "").strip()]
+    if len(rows) <= val_count:
+        raise EdgespecError(f"only {len(rows)} synthetic answers; need more than --val-count {val_count}")
+    rows.sort(key=lambda r: r["id"])
+    val_rows = [r for i, r in enumerate(rows) if i % max(1, len(rows) // val_count) == 0][:val_count]
+    val_ids = {r["id"] for r in val_rows}
+    train_rows = [r for r in rows if r["id"] not in val_ids]
+    ckpt = out / "last.pt"
+    resume = ckpt.exists()
+    model, state, vocab_map, opt_state = M.load_checkpoint(ckpt if resume else init)
+    if not resume:
+        state, opt_state = {}, None
+    with console.status("tokenizing answers"):
+        train_set = T.windows_from_pairs(tokenized_pairs(train_rows, target), seq, pad=2)
+        val_set = T.windows_from_pairs(tokenized_pairs(val_rows, target), seq, pad=2)
+    if corpus_dir is not None:  # a little code replay keeps pretraining knowledge
+        code = T.windows_from_stream(np.load(corpus_dir / "train.npy"), seq)
+        pick = np.random.default_rng(0).permutation(len(code))[:len(train_set) // 4]
+        train_set = T.TrainSet(np.concatenate([train_set.tokens, code.tokens[pick]]),
+                               np.concatenate([train_set.mask, code.mask[pick]]))
+    console.print(f"align: {len(train_rows)} answers ({int(train_set.mask.sum())} trained tokens), "
+                  f"{len(val_rows)} held out; {'resuming at step ' + str(state.get('step')) if resume else 'from ' + str(init)}")
+    bar, on_step = _train_progress(steps, int(state.get("step", 0)), "align")
+    with bar:
+        result = T.train(model, train_set, val_set, vocab_map, out, steps, batch, lr, state=state,
+                         optimizer_state=opt_state, eval_every=eval_every, on_step=on_step, warmup=10)
+    console.print(result)
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Option(..., help="training checkpoint (.pt)"),
+    tokenizer_gguf: Path = typer.Option(..., help="a GGUF holding the target's tokenizer (e.g. the target's own)"),
+    out: Path = typer.Option(..., help="draft IR folder to write"),
+    int8: bool = typer.Option(True, help="INT8 weights via NNCF when installed (else F16)"),
+    keep_tokenizer: bool = typer.Option(False, help="keep tokenizer IR in the draft folder"),
+    verify_tokens: int = typer.Option(48, help="check OpenVINO logits against torch on this many tokens"),
+) -> None:
+    """Write the draft as an OpenVINO IR folder (GGUF -> GenAI -> IR, INT8) and check its logits."""
+    from edgespec_models.fastdraft.export import export_draft, verify_export
+    from edgespec_models.fastdraft.model import load_checkpoint
+
+    model, state, vocab_map, _ = load_checkpoint(checkpoint)
+    model.eval()
+    with console.status("exporting"):
+        fmt = export_draft(model, vocab_map, tokenizer_gguf, out, eos_token_ids=[2], int8=int8,
+                           keep_tokenizer=keep_tokenizer)
+    ids = list(np.random.default_rng(0).integers(3, 20000, verify_tokens))
+    check = verify_export(model, out, ids)
+    console.print({"weights": fmt, **check})
+    (out / "export_check.json").write_text(json.dumps({"weights": fmt, "step": state.get("step"), **check}, indent=2))
+    if check["argmax_agreement"] < 0.9:
+        raise EdgespecError(f"exported draft disagrees with torch (argmax agreement {check['argmax_agreement']:.2f})")

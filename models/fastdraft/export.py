@@ -1,0 +1,100 @@
+"""Trained draft (torch checkpoint) -> GGUF -> OpenVINO IR folder, INT8 weights, verified logits.
+
+GenAI's GGUF reader accepts an output.weight with fewer rows than the vocabulary (checked: the
+logits output then has head_vocab columns), so a reduced FR-Spec head goes through the GGUF
+as is; draft_vocab.npy beside the IR maps its logit index -> target token id.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgespec.errors import EdgespecError
+from edgespec.manifest import DRAFT_VOCAB, write_model_info
+
+TOKENIZER_IR = ("openvino_tokenizer.xml", "openvino_tokenizer.bin", "openvino_detokenizer.xml",
+                "openvino_detokenizer.bin")
+
+
+def compress_int8(folder: Path) -> str:
+    """INT8 weights with NNCF when it is installed; otherwise the IR keeps F16 weights. Returns the format."""
+    try:
+        import nncf
+    except ImportError:
+        return "fp16"
+    import openvino as ov
+
+    xml = folder / "openvino_model.xml"
+    model = ov.Core().read_model(xml)
+    compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    tmp = folder / "int8.xml"
+    ov.save_model(compressed, tmp)
+    tmp.replace(xml)
+    (folder / "int8.bin").replace(folder / "openvino_model.bin")
+    return "int8"
+
+
+def export_draft(model, vocab_map: np.ndarray | None, tokenizer_gguf: Path, out_dir: Path, eos_token_ids: list[int],
+                 int8: bool = True, keep_tokenizer: bool = True, name: str = "fastdraft") -> str:
+    """Write the draft IR folder; returns the weight format ("int8" or "fp16")."""
+    from edgespec_export.gguf_convert import convert_gguf
+    from edgespec_export.gguf_llama import read_tokenizer_fields, write_llama_gguf
+
+    cfg = model.cfg
+    if vocab_map is not None and len(vocab_map) != cfg.head_vocab:
+        raise EdgespecError(f"vocab map has {len(vocab_map)} ids but the head has {cfg.head_vocab} rows")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("openvino_model.xml", "openvino_model.bin", DRAFT_VOCAB):
+        (out_dir / stale).unlink(missing_ok=True)
+    weights = model.gguf_weights()
+    if vocab_map is None and np.array_equal(weights["output.weight"], weights["token_embd.weight"]):
+        weights.pop("output.weight")  # tied: GenAI reuses the embedding
+    scratch = out_dir / ".export"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        gguf_path = write_llama_gguf(scratch / f"{name}.gguf", cfg.shape(), weights,
+                                     read_tokenizer_fields(tokenizer_gguf), name=name)
+        convert_gguf(gguf_path, out_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not keep_tokenizer:
+        for f in TOKENIZER_IR:
+            (out_dir / f).unlink(missing_ok=True)
+    fmt = compress_int8(out_dir) if int8 else "fp16"
+    if vocab_map is not None:
+        np.save(out_dir / DRAFT_VOCAB, np.asarray(vocab_map, np.int32))
+    write_model_info(out_dir, eos_token_ids=eos_token_ids, context_length=cfg.context, vocab_size=cfg.target_vocab)
+    return fmt
+
+
+def ov_logits(folder: Path, ids: list[int], precise: bool = True) -> np.ndarray:
+    """All-position logits of an IR model for one sequence (fresh state)."""
+    import openvino as ov
+
+    cfg = {"KV_CACHE_PRECISION": "f32", "INFERENCE_PRECISION_HINT": "f32"} if precise else {}
+    compiled = ov.Core().compile_model(folder / "openvino_model.xml", "CPU", cfg)
+    request = compiled.create_infer_request()
+    n = len(ids)
+    inputs = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, n), np.int64),
+              "position_ids": np.arange(n, dtype=np.int64)[None]}
+    if any(p.any_name == "beam_idx" for p in compiled.inputs):
+        inputs["beam_idx"] = np.zeros(1, np.int32)
+    request.infer(inputs)
+    return np.array(request.get_tensor("logits").data[0])
+
+
+def verify_export(model, folder: Path, ids: list[int]) -> dict:
+    """Compare OpenVINO logits with torch's on `ids`: max abs difference and argmax agreement."""
+    import torch
+
+    with torch.no_grad():
+        ref = model(torch.tensor([ids]))[0].float().numpy()
+    got = ov_logits(folder, ids)
+    if got.shape != ref.shape:
+        raise EdgespecError(f"exported logits have shape {got.shape}, torch gives {ref.shape}")
+    return {"max_abs_diff": float(np.abs(got - ref).max()), "logit_scale": float(np.abs(ref).max()),
+            "argmax_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean())}

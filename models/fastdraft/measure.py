@@ -1,0 +1,131 @@
+"""Measurements for drafts: per-token cost (CPU and NPU emulation) and greedy acceptance.
+
+Greedy acceptance is measured offline: the target's greedy answers to evaluation prompts are
+generated once and cached; the draft then reads prompt+answer in one call, and at every answer
+position we ask whether the draft's argmax equals the target's next token. Because a greedy
+speculative decoder only ever extends the target's own greedy prefix, walking these matches in
+blocks of `k` reproduces its block efficiency (tokens per target call) exactly, up to numerical
+near-ties between batched and one-by-one target calls.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgespec.errors import EdgespecError
+
+NPUW_CONFIG = {"NPU_USE_NPUW": "YES", "NPUW_DEVICES": "CPU", "NPUW_LLM": "YES", "NPUW_LLM_MAX_PROMPT_LEN": 256,
+               "NPUW_LLM_MIN_RESPONSE_LEN": 128}
+
+
+def block_walk(matches: np.ndarray, k: int) -> tuple[int, int, int]:
+    """Greedy speculative decoding over a match vector: (target_calls, drafted, accepted).
+
+    matches[i] is True when the draft's greedy token equals the target's at answer position i.
+    Each call drafts min(k, remaining) tokens, accepts the leading run of matches and adds one
+    target token (the correction, or the bonus token after a fully accepted block).
+    """
+    n, pos, calls, drafted, accepted = len(matches), 0, 0, 0, 0
+    while pos < n:
+        run = 0
+        width = min(k, n - pos - 1) if n - pos > 1 else 0
+        while run < width and matches[pos + run]:
+            run += 1
+        calls += 1
+        drafted += width
+        accepted += run
+        pos += run + 1
+    return calls, drafted, accepted
+
+
+def acceptance_summary(match_lists: list[np.ndarray], k: int) -> dict:
+    calls = drafted = accepted = tokens = hits = 0
+    for m in match_lists:
+        c, d, a = block_walk(m, k)
+        calls, drafted, accepted = calls + c, drafted + d, accepted + a
+        tokens += len(m)
+        hits += int(m.sum())
+    return {"prompts": len(match_lists), "tokens": tokens, "token_match_rate": hits / max(1, tokens),
+            "acceptance_rate": accepted / max(1, drafted), "tokens_per_target_call": tokens / max(1, calls),
+            "draft_length": k}
+
+
+def draft_matches_ov(draft_dir: Path, samples: list[tuple[list[int], list[int]]],
+                     vocab_map: np.ndarray | None, context: int) -> list[np.ndarray]:
+    """Per-sample match vectors with the exported OpenVINO draft (CPU)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(draft_dir / "openvino_model.xml", "CPU", {"KV_CACHE_PRECISION": "f32"})
+    request = compiled.create_infer_request()
+    names = {p.any_name for p in compiled.inputs}
+    out = []
+    for prompt, answer in samples:
+        seq = (prompt + answer)[-context:]
+        n_ans = min(len(answer), len(seq) - 1)
+        request.reset_state()
+        inputs = {"input_ids": np.array([seq], np.int64), "attention_mask": np.ones((1, len(seq)), np.int64),
+                  "position_ids": np.arange(len(seq), dtype=np.int64)[None]}
+        if "beam_idx" in names:
+            inputs["beam_idx"] = np.zeros(1, np.int32)
+        request.infer(inputs)
+        logits = request.get_tensor("logits").data[0]
+        pred = logits[len(seq) - 1 - n_ans:len(seq) - 1].argmax(-1)
+        if vocab_map is not None:
+            pred = vocab_map[pred]
+        out.append(pred == np.array(seq[len(seq) - n_ans:]))
+    return out
+
+
+def draft_matches_torch(model, samples: list[tuple[list[int], list[int]]], vocab_map: np.ndarray | None
+                        ) -> list[np.ndarray]:
+    import torch
+
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for prompt, answer in samples:
+            seq = (prompt + answer)[-model.cfg.context:]
+            n_ans = min(len(answer), len(seq) - 1)
+            logits = model(torch.tensor([seq]))[0]
+            pred = logits[len(seq) - 1 - n_ans:len(seq) - 1].argmax(-1).numpy()
+            if vocab_map is not None:
+                pred = np.asarray(vocab_map)[pred]
+            out.append(pred == np.array(seq[len(seq) - n_ans:]))
+    return out
+
+
+def per_token_cost(folder: Path, device: str = "CPU", past: int = 200, steps: int = 48,
+                   config: dict | None = None) -> dict:
+    """Median ms for one single-token step after a `past`-token prefill (stateful loop, like a draft's)."""
+    import openvino as ov
+
+    from edgespec.model import StatefulLM
+
+    cfg = {"PERFORMANCE_HINT": "LATENCY"} if device == "CPU" else {}
+    cfg |= config or {}
+    t0 = time.time()
+    compiled = ov.Core().compile_model(folder / "openvino_model.xml", device, cfg)
+    compile_s = time.time() - t0
+    lm = StatefulLM(compiled, context_length=past + steps + 8, static_logits=device == "NPU")
+    rng = np.random.default_rng(0)
+    lm.forward(rng.integers(100, 20000, past), all_logits=False)
+    times, token = [], 100
+    for _ in range(steps):
+        t = time.perf_counter()
+        logits = lm.forward([token], all_logits=False)
+        times.append((time.perf_counter() - t) * 1000)
+        token = int(logits[-1].argmax()) % 20000
+    return {"device": device, "ms_per_token": statistics.median(times), "compile_s": compile_s, "past": past}
+
+
+def npu_emulation_cost(folder: Path, steps: int = 32) -> dict:
+    """Compile on "NPU" through NPUW with CPU as the backend (no NPU needed) and time a decode loop."""
+    try:
+        return per_token_cost(folder, "NPU", past=64, steps=steps, config=NPUW_CONFIG)
+    except (RuntimeError, EdgespecError) as exc:
+        msg = str(exc).strip().splitlines()
+        return {"device": "NPU", "error": next((m for m in reversed(msg) if m.strip()), repr(exc))[:300]}

@@ -1,0 +1,113 @@
+"""Alignment data: answers written by the OpenVINO target itself.
+
+Prompts (one JSON object per line: {"id", "kind", "user"}) are answered by the target through
+openvino_genai.LLMPipeline in batches, which GenAI runs with continuous batching so both cores stay
+busy. Answers are appended to a JSONL file as soon as a batch finishes; a rerun skips every id
+already there, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from edgespec.errors import EdgespecError
+from edgespec_models.fastdraft.data import CHAT_USER, EvalGuard, chat_prompt
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            # A run killed mid-write leaves a partial last line; anything else is real corruption.
+            if n < len(path.read_text(encoding="utf-8").splitlines()):
+                raise EdgespecError(f"{path}:{n} is not valid JSON") from None
+    return rows
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def make_pipeline(target_dir: Path, threads: int | None = None):
+    import openvino_genai
+
+    if not (Path(target_dir) / "openvino_model.xml").exists():
+        raise EdgespecError(f"no openvino_model.xml in {target_dir}")
+    props = {}
+    if threads:
+        props["INFERENCE_NUM_THREADS"] = threads
+    return openvino_genai.LLMPipeline(str(target_dir), "CPU", **props)
+
+
+def _config(max_new_tokens: int, sample: bool, seed: int = 0, num_return: int = 1):
+    import openvino_genai
+
+    cfg = openvino_genai.GenerationConfig()
+    cfg.max_new_tokens = max_new_tokens
+    cfg.apply_chat_template = False  # prompts arrive already in the chat format
+    if sample:
+        cfg.do_sample = True
+        cfg.temperature = 1.0
+        cfg.top_p = 0.95
+        cfg.rng_seed = seed
+        cfg.num_return_sequences = num_return
+    else:
+        cfg.do_sample = False
+    cfg.stop_strings = {"<|im_end|>"}
+    cfg.include_stop_str_in_output = False
+    return cfg
+
+
+def self_generated_users(pipe, count: int, guard: EvalGuard | None, seed: int = 0,
+                         max_new_tokens: int = 80, per_call: int = 8) -> list[str]:
+    """User turns the target writes itself: sample after `<|im_start|>user\\n`."""
+    users, seen, call = [], set(), 0
+    while len(users) < count and call < 4 * count // per_call + 4:
+        cfg = _config(max_new_tokens, sample=True, seed=seed + call, num_return=per_call)
+        texts = pipe.generate(CHAT_USER, cfg).texts
+        call += 1
+        for text in texts:
+            text = text.split("<|im_end|>")[0].strip()
+            if len(text) < 10 or text in seen or (guard is not None and guard.contaminated(text)):
+                continue
+            seen.add(text)
+            users.append(text)
+    return users[:count]
+
+
+def synthesize(pipe, prompts: list[dict], out_path: Path, max_new_tokens: int, batch: int,
+               on_batch: Callable[[int, int], None] | None = None) -> int:
+    """Answer every prompt not yet in out_path; returns the number of new answers written."""
+    done = {row["id"] for row in read_jsonl(out_path)}
+    todo = [p for p in prompts if p["id"] not in done]
+    cfg = _config(max_new_tokens, sample=False)
+    written = 0
+    for start in range(0, len(todo), batch):
+        chunk = todo[start:start + batch]
+        texts = pipe.generate([chat_prompt(p["user"]) for p in chunk], cfg).texts
+        rows = [{"id": p["id"], "kind": p["kind"], "user": p["user"], "response": t} for p, t in zip(chunk, texts)]
+        append_jsonl(out_path, rows)
+        written += len(rows)
+        if on_batch:
+            on_batch(len(rows), sum(len(t) for t in texts))
+    return written
+
+
+def mix_prompts(sources: dict[str, list[str]], seed: int = 0) -> list[dict]:
+    """Prompts from every source with stable ids, interleaved so any prefix of the run is a fair mix."""
+    rows = []
+    for kind, users in sources.items():
+        rows.extend({"id": f"{kind}-{i}", "kind": kind, "user": u} for i, u in enumerate(users))
+    random.Random(seed).shuffle(rows)
+    return rows

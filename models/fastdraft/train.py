@@ -1,0 +1,177 @@
+"""Training loops for FastDraft (torch): pretrain on corpus tokens, align on target-written answers.
+
+One loop serves both: batches of fixed-length windows, AdamW, cosine schedule, a checkpoint every
+`save_every` steps (atomic, with optimizer state and the data cursor) so a killed run resumes at the
+step it reached. Every `eval_every` steps it logs held-out loss and greedy acceptance: the share of
+positions where the draft's argmax equals the next token of held-out target-written text (for
+aligned data that *is* the target's greedy choice given the target's own prefix).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgespec.errors import EdgespecError
+from edgespec_models.fastdraft.model import DraftLM, cosine_lr, save_checkpoint
+
+
+@dataclass
+class TrainSet:
+    """Token windows and per-token loss masks (1 = train on predicting this token)."""
+    tokens: np.ndarray  # [N, T+1] int64
+    mask: np.ndarray  # [N, T] float32, aligned with targets tokens[:, 1:]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def windows_from_stream(stream: np.ndarray, length: int) -> TrainSet:
+    """Cut a token stream into non-overlapping windows of length+1 (every target token trained)."""
+    n = (len(stream) - 1) // length
+    if n < 1:
+        raise EdgespecError(f"corpus too small: {len(stream)} tokens for windows of {length}")
+    idx = np.arange(n)[:, None] * length + np.arange(length + 1)[None, :]
+    toks = stream.astype(np.int64)[idx]
+    return TrainSet(toks, np.ones((n, length), np.float32))
+
+
+def windows_from_pairs(pairs: list[tuple[list[int], list[int]]], length: int, pad: int) -> TrainSet:
+    """Prompt+answer samples, one per window (left-truncated prompt), loss on the answer tokens only."""
+    toks, masks = [], []
+    for prompt, answer in pairs:
+        if not answer:
+            continue
+        seq = (prompt + answer)[-(length + 1):]
+        n_answer = min(len(answer), len(seq) - 1)
+        row = np.full(length + 1, pad, np.int64)
+        row[:len(seq)] = seq
+        m = np.zeros(length, np.float32)
+        m[len(seq) - 1 - n_answer:len(seq) - 1] = 1.0
+        toks.append(row)
+        masks.append(m)
+    if not toks:
+        raise EdgespecError("no usable prompt/answer pairs")
+    return TrainSet(np.stack(toks), np.stack(masks))
+
+
+def to_head(targets: torch.Tensor, inverse: torch.Tensor | None) -> torch.Tensor:
+    """Target ids -> head indices; ids outside a reduced head become -100 (ignored)."""
+    return targets if inverse is None else inverse[targets]
+
+
+def inverse_map(vocab_map: np.ndarray | None, vocab: int) -> torch.Tensor | None:
+    if vocab_map is None:
+        return None
+    inv = torch.full((vocab,), -100, dtype=torch.long)
+    inv[torch.from_numpy(np.asarray(vocab_map, np.int64))] = torch.arange(len(vocab_map))
+    return inv
+
+
+def batch_loss(model: DraftLM, toks: torch.Tensor, mask: torch.Tensor, inverse: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Masked cross-entropy; also (correct, counted) greedy-match counts over every masked target token.
+
+    A target outside the reduced head counts as a miss for acceptance but is left out of the loss.
+    """
+    logits = model(toks[:, :-1])
+    tgt = to_head(toks[:, 1:], inverse)
+    keep = (mask > 0) & (tgt >= 0)
+    loss = F.cross_entropy(logits[keep], tgt[keep]) if keep.any() else logits.sum() * 0
+    correct = ((logits.argmax(-1) == tgt) & keep).sum()
+    return loss, correct, (mask > 0).sum()
+
+
+@torch.no_grad()
+def evaluate(model: DraftLM, data: TrainSet, inverse: torch.Tensor | None, batch: int = 8) -> dict:
+    model.eval()
+    losses, correct, counted = [], 0, 0
+    for i in range(0, len(data), batch):
+        toks = torch.from_numpy(data.tokens[i:i + batch])
+        mask = torch.from_numpy(data.mask[i:i + batch])
+        loss, c, n = batch_loss(model, toks, mask, inverse)
+        losses.append(float(loss) * int(n))
+        correct += int(c)
+        counted += int(n)
+    model.train()
+    return {"val_loss": sum(losses) / max(1, counted), "acceptance": correct / max(1, counted)}
+
+
+def expected_block_efficiency(alpha: float, k: int) -> float:
+    """Tokens per target call for i.i.d. per-token acceptance alpha and draft length k."""
+    if alpha >= 1:
+        return k + 1.0
+    return (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.ndarray | None, out_dir: Path,
+          steps: int, batch: int, lr: float, warmup: int = 20, save_every: int = 50, eval_every: int = 50,
+          state: dict | None = None, optimizer_state: dict | None = None, freeze_embedding: bool = True,
+          on_step: Callable[[int, dict], None] | None = None, seed: int = 0) -> dict:
+    """Run (or resume) training to `steps`; writes out_dir/last.pt and appends out_dir/log.jsonl."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = dict(state or {})
+    step = int(state.get("step", 0))
+    model.token_embd.weight.requires_grad_(not freeze_embedding)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    if optimizer_state:
+        opt.load_state_dict(optimizer_state)
+    inverse = inverse_map(vocab_map, model.cfg.target_vocab)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(train_set)) for _ in range(steps * batch // len(train_set) + 2)])
+    log_path = out_dir / "log.jsonl"
+    if step == 0:
+        first = {"step": 0, "tokens": 0, "elapsed_s": 0.0} | evaluate(model, val_set, inverse)
+        _append(log_path, first)
+        if on_step:
+            on_step(0, first)
+    elapsed = float(state.get("elapsed_s", 0.0))
+    tokens_seen = int(state.get("tokens", 0))
+    model.train()
+    t_last = time.time()
+    while step < steps:
+        idx = order[step * batch:(step + 1) * batch]
+        toks = torch.from_numpy(train_set.tokens[idx])
+        mask = torch.from_numpy(train_set.mask[idx])
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, steps, lr, warmup)
+        loss, _, n = batch_loss(model, toks, mask, inverse)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        tokens_seen += int(n)
+        now = time.time()
+        elapsed += now - t_last
+        t_last = now
+        row = {"step": step, "loss": float(loss), "tokens": tokens_seen, "elapsed_s": round(elapsed, 1)}
+        if step % eval_every == 0 or step == steps:
+            row |= evaluate(model, val_set, inverse)
+            t_last = time.time()  # evaluation time is not training time
+        if step % save_every == 0 or step == steps:
+            save_checkpoint(out_dir / "last.pt", model, opt,
+                            {"step": step, "tokens": tokens_seen, "elapsed_s": elapsed, "steps": steps}, vocab_map)
+        _append(log_path, row)
+        if on_step:
+            on_step(step, row)
+    return {"step": step, "tokens": tokens_seen, "elapsed_s": elapsed}
+
+
+def _append(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

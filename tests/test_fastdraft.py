@@ -1,0 +1,160 @@
+"""FastDraft: eval-set exclusion, the torch draft vs OpenVINO, and the whole recipe end to end on tiny models."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # the `draft` extra
+
+from typer.testing import CliRunner  # noqa: E402
+
+from edgespec.manifest import read_model_entry  # noqa: E402
+from edgespec_export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf  # noqa: E402
+from edgespec_models.fastdraft import data, measure  # noqa: E402
+from edgespec_models.fastdraft.cli import app  # noqa: E402
+from edgespec_models.fastdraft.data import EvalGuard, normalize  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny import TINY_SHAPE, smollm2_gguf  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_PROMPTS = REPO / "models" / "recipes" / "smollm2-draft.prompts.json.gz"
+runner = CliRunner()
+
+
+def run(*args: str) -> None:
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exit_code != 0:
+        raise AssertionError(f"draft {args[0]} failed: {result.output}\n{result.exception!r}") from result.exception
+
+
+def eval_prompts() -> list[str]:
+    return data.humaneval_prompts() + data.mt_bench_prompts()
+
+
+def test_guard_catches_every_eval_prompt_and_partial_copies():
+    prompts = eval_prompts()
+    guard = EvalGuard(prompts)
+    assert len(prompts) == 164 + 160
+    for p in prompts:
+        assert guard.contaminated("# header\n" + p.replace("\n", "\n  ") + "\nmore text"), p[:60]
+    he = data.humaneval_prompts()[3]
+    assert guard.contaminated(he[len(he) // 3:])  # a truncated copy still shares whole windows
+    assert not guard.contaminated("def add(a, b):\n    return a + b\n")
+
+
+def test_shipped_alignment_prompts_exclude_eval_sets():
+    """Every user prompt the shipped draft was aligned on is free of HumanEval/MT-bench text."""
+    if not SHIPPED_PROMPTS.exists():
+        pytest.skip("shipped prompt list not present")
+    users = json.loads(gzip.decompress(SHIPPED_PROMPTS.read_bytes()))
+    assert len(users) > 100
+    guard = EvalGuard(eval_prompts())
+    full = {normalize(p) for p in eval_prompts()}
+    assert not [u for u in users if normalize(u) in full]
+    assert not [u for u in users if guard.contaminated(u)]
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory, tiny_pair) -> Path:
+    """A few stdlib files plus one file that smuggles a HumanEval prompt: the latter must be dropped."""
+    src = tmp_path_factory.mktemp("src")
+    stdlib = Path(shutil.__file__).parent
+    for name in ("shutil.py", "textwrap.py", "bisect.py", "heapq.py", "colorsys.py"):
+        shutil.copy(stdlib / name, src / name)
+    (src / "leak.py").write_text("import os\n\n" + data.humaneval_prompts()[0] + "    return False\n")
+    out = tmp_path_factory.mktemp("corpus")
+    run("corpus", "--target", tiny_pair / "target", "--out", out, "--source", src, "--max-tokens", 60000,
+        "--sharegpt", 50, "--seeds", 20)
+    return out
+
+
+def test_corpus_excludes_eval_prompts(tiny_corpus, tiny_pair):
+    stats = json.loads((tiny_corpus / "stats.json").read_text())
+    assert stats["documents"] == 5  # leak.py dropped
+    tok = data.TargetTokenizer(tiny_pair / "target")
+    text = normalize(tok.decode(np.concatenate([np.load(tiny_corpus / "train.npy"),
+                                                np.load(tiny_corpus / "val.npy")]).tolist()))
+    assert "def bisect_left" in text or "def heappush" in text
+    for p in eval_prompts():
+        assert normalize(p)[:200] not in text
+    seeds = json.loads((tiny_corpus / "seeds.json").read_text())
+    guard = EvalGuard(eval_prompts())
+    assert seeds["code"] and not any(guard.contaminated(s) for s in seeds["code"] + seeds["sharegpt"])
+
+
+def test_torch_draft_matches_openvino_target(tmp_path, tiny_pair):
+    """The torch model copied from a GGUF reproduces GenAI's logits (RoPE layout, norms, GQA)."""
+    from edgespec_models.fastdraft.export import ov_logits
+    from edgespec_models.fastdraft.model import draft_from_target, read_gguf_llama
+
+    weights = random_llama_weights(TINY_SHAPE, seed=0)  # the tiny_pair target's weights
+    gguf_path = write_llama_gguf(tmp_path / "t.gguf", TINY_SHAPE, weights, read_tokenizer_fields(smollm2_gguf()))
+    cfg, w = read_gguf_llama(gguf_path)
+    model = draft_from_target(cfg, w, [0, 1], None)
+    ids = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
+    with torch.no_grad():
+        ref = model(torch.tensor([ids]))[0].numpy()
+    got = ov_logits(tiny_pair / "target", ids)
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+
+def test_block_walk_counts_target_calls():
+    m = np.array([1, 1, 0, 1, 1, 1, 1, 1, 0, 0], bool)
+    calls, drafted, accepted = measure.block_walk(m, 5)
+    # call 1: accept 2, correct pos 2 -> 3 tokens; call 2: accept 5 + bonus -> 6 tokens; call 3: reject -> 1
+    assert (calls, accepted) == (3, 7)
+    assert drafted == 5 + 5 + 0 or drafted == 5 + 5 + 1
+    assert measure.block_walk(np.ones(12, bool), 5)[0] == 2
+
+
+def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
+    """corpus -> pretrain -> synthesize -> align -> export -> accept, all on tiny models."""
+    target = tiny_pair / "target"
+    run("pretrain", "--corpus", tiny_corpus, "--target", target, "--out", tmp_path / "pre", "--head-vocab", 1024,
+        "--hidden", 32, "--n-layers", 1, "--heads", 2, "--kv-heads", 1, "--ffn", 64, "--seq", 32, "--batch", 2,
+        "--steps", 6, "--eval-every", 3, "--threads", 1)
+    log = [json.loads(line) for line in (tmp_path / "pre" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 6 and "acceptance" in log[-1]
+    assert log[-1]["val_loss"] < log[0]["val_loss"]  # it learns something even in 6 steps
+    # resume: asking for more steps continues from the checkpoint instead of restarting
+    run("pretrain", "--corpus", tiny_corpus, "--target", target, "--out", tmp_path / "pre", "--seq", 32,
+        "--batch", 2, "--steps", 8, "--eval-every", 4, "--threads", 1)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "pre" / "log.jsonl").read_text().splitlines()]
+    assert steps[-3:] == [6, 7, 8]
+
+    synthetic = tmp_path / "synth.jsonl"
+    args = ("synthesize", "--target", target, "--corpus", tiny_corpus, "--out", synthetic, "--code", 3,
+            "--sharegpt", 3, "--self", 1, "--max-new-tokens", 8, "--batch", 4)
+    run(*args)
+    rows = [json.loads(line) for line in synthetic.read_text().splitlines()]
+    assert len(rows) == 7 and {r["kind"] for r in rows} == {"code", "sharegpt", "self"}
+    run(*args)  # resumable: nothing is answered twice
+    assert len(synthetic.read_text().splitlines()) == 7
+
+    run("align", "--init", tmp_path / "pre" / "last.pt", "--synthetic", synthetic, "--target", target,
+        "--out", tmp_path / "align", "--val-count", 2, "--seq", 48, "--batch", 2, "--steps", 3, "--eval-every", 3,
+        "--threads", 1)
+    draft = tmp_path / "draft"
+    run("export", "--checkpoint", tmp_path / "align" / "last.pt", "--tokenizer-gguf", smollm2_gguf(),
+        "--out", draft, "--verify-tokens", 16)
+    entry = read_model_entry(draft, need_tokenizer=False)
+    assert len(entry.vocab_map()) == 1024 and entry.vocab_size == 49152
+    check = json.loads((draft / "export_check.json").read_text())
+    assert check["argmax_agreement"] >= 0.9
+
+    evalset = tmp_path / "eval.jsonl"
+    run("evalset", "--target", target, "--out", evalset, "--humaneval", 2, "--mtbench", 2, "--max-new-tokens", 8)
+    run("accept", "--draft", draft, "--target", target, "--evalset", evalset, "--max-new-tokens", 8,
+        "--out", tmp_path / "acc.json")
+    acc = json.loads((tmp_path / "acc.json").read_text())
+    assert set(acc) == {"humaneval", "mtbench"}
+    assert all(1.0 <= r["tokens_per_target_call"] <= 6.0 for r in acc.values())
