@@ -1,0 +1,61 @@
+"""Weight compression of an OpenVINO IR with NNCF (works on ov.Model, no torch needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgespec.errors import EdgespecError
+
+WEIGHT_FORMATS = ("int4", "int8", "fp16", "keep")
+INT4_GROUP_SIZE = 128
+
+
+def check_weight_format(value: str, what: str = "weights") -> str:
+    value = (value or "").lower()
+    if value not in WEIGHT_FORMATS:
+        raise EdgespecError(f"unknown {what} format {value!r} (choose from {', '.join(WEIGHT_FORMATS)})")
+    return value
+
+
+def require_nncf():
+    try:
+        import nncf
+    except ImportError:
+        raise EdgespecError("INT4/INT8 weight compression needs NNCF: pip install 'edgespec[export]' "
+                            "(or pip install nncf)") from None
+    return nncf
+
+
+def compress_model(model, weights: str):
+    """Return `model` with its weights compressed: int4 = INT4 symmetric, group 128 (embeddings and the
+    output layer fall back to INT8 as NNCF does by default); int8 = INT8 asymmetric per channel."""
+    nncf = require_nncf()
+    if weights == "int4":
+        # ADJUST: layers whose width is not a multiple of 128 (SmolLM2's 576) take the nearest group
+        # size that divides it instead of failing the whole export.
+        advanced = nncf.AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST)
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=INT4_GROUP_SIZE,
+                                     ratio=1.0, advanced_parameters=advanced)
+    if weights == "int8":
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    raise ValueError(weights)
+
+
+def compress_ir(model_dir: str | Path, weights: str) -> None:
+    """Compress openvino_model.xml/.bin in `model_dir` in place (int4/int8); fp16/keep leave it as it is."""
+    import openvino as ov
+
+    if weights in ("fp16", "keep"):
+        return
+    require_nncf()
+    model_dir = Path(model_dir)
+    xml = model_dir / "openvino_model.xml"
+    model = ov.Core().read_model(xml)
+    model = compress_model(model, weights)
+    # Save beside, then swap: the source .bin is memory-mapped while we write.
+    tmp_xml = model_dir / "openvino_model.compressed.xml"
+    ov.save_model(model, tmp_xml, compress_to_fp16=False)
+    del model
+    os.replace(tmp_xml, xml)
+    os.replace(tmp_xml.with_suffix(".bin"), xml.with_suffix(".bin"))
