@@ -42,22 +42,30 @@ def slice_logits(model: ov.Model) -> bool:
 
 
 class StatefulLM:
-    """A compiled stateful causal LM with an explicit, rollback-able KV cache."""
+    """A compiled stateful causal LM with an explicit, rollback-able KV cache.
+
+    Two ways to forget rejected tokens:
+    - "trim": cut every state back with an ROI tensor (a copy of all states per rollback);
+    - "mask": leave the rejected slots in the cache and hide them with attention_mask zeros,
+      feeding explicit position ids; the dead slots are compacted away once `max_dead` pile up.
+    """
 
     def __init__(self, compiled: ov.CompiledModel, context_length: int, vocab_map: np.ndarray | None = None,
-                 static_logits: bool = False):
+                 rollback_mode: str = "mask", max_dead: int = 64):
+        if rollback_mode not in ("mask", "trim"):
+            raise EdgespecError(f"unknown rollback mode {rollback_mode!r} (mask or trim)")
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.context_length = context_length
         # A draft with a reduced output head predicts indices into vocab_map, which holds target token ids.
         self.vocab_map = vocab_map
-        # NPUW returns logits padded to a fixed length; the real rows are the last n of them.
-        self.static_logits = static_logits
+        self.rollback_mode = rollback_mode
+        self.max_dead = max_dead
         self.input_names = {port.any_name for port in compiled.inputs}
         vocab_dim = compiled.output("logits").get_partial_shape()[-1]
         self.vocab_size = vocab_dim.get_length() if vocab_dim.is_static else 0
-        self.tokens: list[int] = []  # what the KV cache holds, position by position
         self.calls = 0
+        self.reset()
 
     @property
     def cached(self) -> int:
@@ -65,7 +73,9 @@ class StatefulLM:
 
     def reset(self) -> None:
         self.request.reset_state()
-        self.tokens = []
+        self.tokens: list[int] = []  # what the KV cache holds, position by position
+        self.slots: list[int] = []  # the physical cache slot of each of those positions
+        self.alive = np.zeros(0, dtype=np.int64)  # attention mask over physical slots
 
     def pending(self, sequence: list[int]) -> list[int]:
         """Roll back to the longest cached prefix of `sequence`; return the tokens still to feed."""
@@ -85,14 +95,16 @@ class StatefulLM:
         if self.cached + n > self.context_length:
             raise EdgespecError(f"context length {self.context_length} reached "
                                 f"({self.cached} cached + {n} new tokens)")
+        used = len(self.alive)
+        alive = np.concatenate([self.alive, np.ones(n, dtype=np.int64)])
+        rows = n if last is None else min(last, n)
         inputs = {
             "input_ids": tokens,
-            "attention_mask": np.ones((1, self.cached + n), dtype=np.int64),
+            "attention_mask": alive.reshape(1, -1),
             "position_ids": np.arange(self.cached, self.cached + n, dtype=np.int64).reshape(1, -1),
         }
         if "beam_idx" in self.input_names:
             inputs["beam_idx"] = np.zeros(1, dtype=np.int32)
-        rows = n if last is None else min(last, n)
         if LOGITS_COUNT in self.input_names:
             inputs[LOGITS_COUNT] = np.array([rows], dtype=np.int64)
         try:
@@ -101,25 +113,55 @@ class StatefulLM:
             # An interrupted or failed call leaves the cache in an unknown state: start clean next time.
             self.reset()
             raise
+        self.alive = alive
         self.tokens.extend(int(t) for t in tokens[0])
+        self.slots.extend(range(used, used + n))
         self.calls += 1
         return np.array(self.request.get_tensor("logits").data[0, -rows:], dtype=np.float32)
 
     def rollback(self, keep: int) -> None:
-        """Drop every cached position from `keep` on, as if those tokens were never fed."""
+        """Forget every cached position from `keep` on, as if those tokens were never fed."""
         if keep >= self.cached:
             return
         if keep <= 0:
             self.reset()
             return
+        if self.rollback_mode == "trim":
+            self._trim(keep)
+            return
+        self.alive[self.slots[keep:]] = 0
+        del self.tokens[keep:], self.slots[keep:]
+        if len(self.alive) - len(self.slots) > self.max_dead:
+            self.compact()
+
+    def compact(self) -> None:
+        """Move the live slots to the front of the cache and drop the dead ones."""
+        if len(self.slots) == len(self.alive):
+            return
+        live = np.array(self.slots)
+        if self.slots == list(range(len(self.slots))):
+            self._trim(len(self.slots))
+            return
+        for state in self.request.query_state():
+            state.state = ov.Tensor(np.ascontiguousarray(np.take(state.state.data, live, axis=SEQ_AXIS)))
+        self.slots = list(range(len(live)))
+        self.alive = np.ones(len(live), dtype=np.int64)
+
+    def _trim(self, keep: int) -> None:
+        # Live positions are a prefix of the physical slots here, so cutting the tail is exact.
+        cut = self.slots[keep - 1] + 1 if self.slots[:keep] == list(range(keep)) else None
+        if cut is None:
+            self.compact()
+            cut = keep
         for state in self.request.query_state():
             full = state.state
-            begin = [0] * len(full.shape)
             end = list(full.shape)
-            end[SEQ_AXIS] = keep
-            state.state = ov.Tensor(full, ov.Coordinate(begin), ov.Coordinate(end))
-        del self.tokens[keep:]
+            end[SEQ_AXIS] = cut
+            state.state = ov.Tensor(full, ov.Coordinate([0] * len(end)), ov.Coordinate(end))
+        del self.tokens[keep:], self.slots[keep:]
+        self.alive = np.ones(cut, dtype=np.int64)
 
     def kv_snapshot(self) -> list[np.ndarray]:
-        """Copies of all KV states, for tests and debugging."""
-        return [np.array(state.state.data) for state in self.request.query_state()]
+        """Copies of the live KV entries of all states, for tests and debugging."""
+        live = np.array(self.slots, dtype=np.int64)
+        return [np.take(np.array(state.state.data), live, axis=SEQ_AXIS) for state in self.request.query_state()]

@@ -28,7 +28,7 @@ class GenerationResult:
     stats: GenerationStats
 
 
-def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool) -> StatefulLM:
+def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str) -> StatefulLM:
     try:
         model = core.read_model(str(entry.xml))
     except RuntimeError as exc:
@@ -39,17 +39,17 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool) -> Stat
         raise EdgespecError(f"{entry.xml} is not a stateful LLM (inputs: {', '.join(sorted(names))})")
     slice_logits(model)
     compiled = compile_model(core, model, device, exact=exact)
-    return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map())
+    return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)
 
 
 class SpeculativePipeline:
     def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
-                 exact: bool = False):
+                 exact: bool = False, rollback: str = "mask"):
         self.pair = pair
         core = ov.Core()
         self.tokenizer = TextTokenizer(pair.target.dir)
-        self.target = _load_lm(core, pair.target, target_device, exact)
-        self.draft = _load_lm(core, pair.draft, draft_device, exact) if use_draft and pair.draft else None
+        self.target = _load_lm(core, pair.target, target_device, exact, rollback)
+        self.draft = _load_lm(core, pair.draft, draft_device, exact, rollback) if use_draft and pair.draft else None
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
@@ -57,9 +57,12 @@ class SpeculativePipeline:
 
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
-                      use_draft: bool = True, exact: bool = False) -> SpeculativePipeline:
-        """Load a pair folder (edgespec.json) or a bare model folder; `exact` forces f32 inference."""
-        return cls(load_pair(path), target_device, draft_device, use_draft, exact)
+                      use_draft: bool = True, exact: bool = False, rollback: str = "mask") -> SpeculativePipeline:
+        """Load a pair folder (edgespec.json) or a bare model folder.
+
+        exact: f32 inference (for bit-level comparisons); rollback: "mask" or "trim" (see StatefulLM).
+        """
+        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback)
 
     def prompt_ids(self, prompt: str | list[dict], chat: bool | None = None) -> list[int]:
         if isinstance(prompt, list):

@@ -116,8 +116,9 @@ def test_speculative_sampling_matches_target_distribution(tiny_pipes):
                              chat=False).stats.accepted_tokens
 
 
-def test_rollback_leaves_cache_as_if_never_fed(tiny_pair):
-    pipe = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+@pytest.mark.parametrize("mode", ["mask", "trim"])
+def test_rollback_leaves_cache_as_if_never_fed(tiny_pair, mode):
+    pipe = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True, rollback=mode)
     lm = pipe.target
     prompt = pipe.prompt_ids("Once upon a time there was", chat=False)
     extra = [100, 200, 300, 400, 500]
@@ -137,3 +138,24 @@ def test_rollback_leaves_cache_as_if_never_fed(tiny_pair):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     np.testing.assert_allclose(after_rolled, after_fresh, rtol=0, atol=1e-4)
     assert lm.tokens == prompt + extra[:2] + [777]
+
+
+def test_masked_rollback_compacts_and_stays_exact(tiny_pair):
+    """Many rollbacks in mask mode: dead slots are compacted away and outputs stay target-only's."""
+    want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="mask")
+    spec.target.max_dead = spec.draft.max_dead = 8
+    config = GenerationConfig(max_new_tokens=100, ignore_eos=True, draft_length=6, adaptive_draft=False)
+    got = spec.generate("Once upon a time", config, chat=False)
+    assert got.token_ids == want.generate("Once upon a time", config, chat=False).token_ids
+    assert len(spec.target.alive) - spec.target.cached <= 8 + 6
+    assert got.stats.accepted_tokens < got.stats.drafted_tokens  # there were rejections to roll back
+
+
+def test_greedy_equal_with_trim_rollback(tiny_pair):
+    want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="trim")
+    for prompt in PROMPTS[:6]:
+        config = GenerationConfig(max_new_tokens=40, ignore_eos=True, draft_length=3)
+        assert spec.generate(prompt, config, chat=False).token_ids == want.generate(prompt, config,
+                                                                                    chat=False).token_ids
