@@ -43,6 +43,8 @@ def bench_command(
                                   help="Let edgespec adapt k while decoding (its default) or keep it fixed like GenAI."),
     draft_lengths: str = typer.Option("", "--draft-lengths",
                                       help="Sweep these fixed draft lengths too, e.g. 1,2,3,4,5,6 (default: no sweep)."),
+    sweep_limit: int = typer.Option(3, "--sweep-limit", help="Prompts per set in the sweep (0 = same as --limit)."),
+    sweep_repeats: int = typer.Option(1, "--sweep-repeats", help="Repeats in the sweep."),
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sampling instead of greedy decoding."),
     temperature: float = typer.Option(0.7, "--temperature"),
     top_p: float = typer.Option(0.95, "--top-p"),
@@ -68,7 +70,8 @@ def bench_command(
                         adaptive_draft=adaptive)
     opts = BenchOptions(pair=pair, modes=_csv(modes), target_device=target_device, draft_device=draft_device,
                         prompt_sets=_csv(prompts), limit=limit or None, repeats=repeats, settings=settings,
-                        draft_lengths=_ints(draft_lengths, "--draft-lengths"), memory=memory, cost_curve=cost_curve)
+                        draft_lengths=_ints(draft_lengths, "--draft-lengths"), sweep_limit=sweep_limit or None,
+                        sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve)
     if not opts.prompt_sets:
         raise EdgespecError("--prompts is empty")
     if plots:

