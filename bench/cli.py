@@ -28,8 +28,9 @@ def _ints(value: str | None, option: str) -> list[int]:
 
 def bench_command(
     pair: Optional[Path] = typer.Argument(None, help="Pair folder (edgespec.json); default: the built-in default pair."),
-    modes: str = typer.Option("genai-target,genai-spec,edgespec-target,edgespec-spec", "--modes",
-                              help="Comma-separated subset of genai-target, genai-spec, edgespec-target, edgespec-spec."),
+    modes: str = typer.Option("", "--modes", show_default=False,
+                              help="Comma-separated subset of genai-target, genai-spec, edgespec-target, "
+                                   "edgespec-spec (default: all four; the target-only two for a pair without draft)."),
     target_device: str = typer.Option("CPU", "--target-device", help="Device for the target model."),
     draft_device: str = typer.Option("CPU", "--draft-device", help="Device for the draft model."),
     prompts: str = typer.Option("humaneval,mtbench", "--prompts",
@@ -68,7 +69,7 @@ def bench_command(
     settings = Settings(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p,
                         top_k=top_k, seed=seed if sample else None, draft_length=draft_length,
                         adaptive_draft=adaptive)
-    opts = BenchOptions(pair=pair, modes=_csv(modes), target_device=target_device, draft_device=draft_device,
+    opts = BenchOptions(pair=pair, modes=_csv(modes) or None, target_device=target_device, draft_device=draft_device,
                         prompt_sets=_csv(prompts), limit=limit or None, repeats=repeats, settings=settings,
                         draft_lengths=_ints(draft_lengths, "--draft-lengths"), sweep_limit=sweep_limit or None,
                         sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve)

@@ -52,6 +52,9 @@ def render(results: dict, plots: list[Path]) -> str:
     add(shlex.join(results["command"]))
     add("```")
     add("")
+    for note in results.get("notes", []):
+        add(f"> **Note:** {note}")
+        add("")
     add(_headline(results))
     add("")
     _machine(results, add)
@@ -139,6 +142,9 @@ def _settings(results: dict, add) -> None:
     loads = results.get("load_s") or {}
     if loads:
         add("- Load time: " + ", ".join(f"{LABELS[k]} {v:.1f} s" for k, v in loads.items()))
+    eng = results.get("engine_config")
+    if eng:
+        add(f"- edgespec compiles with {eng['edgespec']}; GenAI: {eng['genai']}")
     add("- Every mode got the same prompt token ids; modes ran interleaved in one process, "
         "the order rotated at every prompt and repeat, after one warm-up generation each.")
     add("")

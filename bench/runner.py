@@ -33,7 +33,7 @@ SCHEMA = 1
 @dataclass
 class BenchOptions:
     pair: Path | None = None
-    modes: list[str] = field(default_factory=lambda: list(MODES))
+    modes: list[str] | None = None   # None: all four, or the two target-only ones for a pair without draft
     target_device: str = "CPU"
     draft_device: str = "CPU"
     prompt_sets: list[str] = field(default_factory=lambda: ["humaneval", "mtbench"])
@@ -58,7 +58,9 @@ def default_pair() -> Path:
     return Path(ensure_default_pair())
 
 
-def check_modes(modes: list[str], pair: Pair) -> list[str]:
+def check_modes(modes: list[str] | None, pair: Pair) -> list[str]:
+    if modes is None:
+        return list(MODES) if pair.draft is not None else [m for m in MODES if m not in SPECULATIVE]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise EdgespecError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
@@ -95,6 +97,14 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     console = console or Console(stderr=True)
     pair = load_pair(opts.pair if opts.pair else default_pair())
     modes = check_modes(opts.modes, pair)
+    notes = []
+    if opts.modes is None and pair.draft is None:
+        notes.append(f"{pair.root} has no draft model: only the target-only modes ran.")
+    if pair.draft is not None and pair.draft.source.startswith("makeshift"):
+        notes.append(f"The draft is a makeshift ({pair.draft.source}), not a trained draft: these numbers check "
+                     "the mechanics of speculation and are no speedup claim.")
+    for note in notes:
+        console.print(f"[yellow]{note}[/]")
     if opts.repeats < 1 or opts.sweep_repeats < 1:
         raise EdgespecError("--repeats and --sweep-repeats must be at least 1")
     if opts.settings.max_new_tokens < 1:
@@ -123,8 +133,9 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         "settings": asdict(settings), "repeats": opts.repeats, "limit": opts.limit,
         "prompt_sets": {name: [{"id": pp.key, "prompt_tokens": len(pp.ids), "chat": pp.rendered != pp.prompt.text}
                                for pp in pps] for name, pps in sets.items()},
-        "machine": hardware.machine_info(), "versions": hardware.versions(), "notes": [],
+        "machine": hardware.machine_info(), "versions": hardware.versions(), "notes": notes,
     }
+    results["engine_config"] = _engine_config(opts)
     console.print(f"[bold]edgespec bench[/] {pair.name}: modes {', '.join(modes)}; "
                   f"{len(all_prompts)} prompts x {opts.repeats} repeats, {settings.max_new_tokens} new tokens")
     console.print("measuring memory bandwidth ...")
@@ -195,6 +206,18 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     results["machine"]["load_average_end"] = hardware.machine_info()["load_average"]
     return results
+
+
+def _engine_config(opts: BenchOptions) -> dict:
+    """How each runtime compiles its models: the settings a reader needs to judge the comparison."""
+    try:
+        from edgespec.devices import cpu_config
+        edgespec_cpu = cpu_config()
+    except ImportError:
+        edgespec_cpu = None
+    return {"edgespec": {"CPU": edgespec_cpu} if edgespec_cpu else "unknown",
+            "genai": "LLMPipeline defaults (no properties passed); GenerationConfig apply_chat_template=False, "
+                     "stop_token_ids = the pair's eos ids"}
 
 
 def _run(mode: Mode, pp: PreparedPrompt, settings: Settings, k: int | None, rep: int, phase: str) -> RunRecord:

@@ -173,8 +173,13 @@ def test_bad_prompts_through_the_cli(tiny_pair, tmp_path, monkeypatch, capsys):
 
 
 def test_unknown_mode_and_missing_draft(tiny_pair, tmp_path):
-    from edgespec_bench.runner import BenchOptions, run_bench
+    from edgespec.manifest import load_pair
+    from edgespec_bench.runner import BenchOptions, check_modes, run_bench
 
+    assert check_modes(None, load_pair(tiny_pair)) == list(MODES)
+    assert check_modes(None, load_pair(tiny_pair / "target")) == ["genai-target", "edgespec-target"]
+    assert check_modes(["edgespec-spec", "genai-target", "genai-target"], load_pair(tiny_pair)) == [
+        "genai-target", "edgespec-spec"]
     with pytest.raises(EdgespecError, match="unknown mode 'fast'"):
         run_bench(BenchOptions(pair=tiny_pair, modes=["fast"]), ["test"])
     target_only = tiny_pair / "target"  # a bare model folder is a pair without a draft
