@@ -24,7 +24,7 @@ from rich.console import Console
 from edgespec.errors import EdgespecError
 from edgespec.manifest import DRAFT_VOCAB, MANIFEST, MODEL_INFO, TOKENIZER_FILES, write_manifest, write_model_info
 
-from .compress import check_weight_format, compress_ir
+from .compress import check_weight_format, compress_ir, require_nncf
 from .gguf_convert import convert_gguf
 from .gguf_tools import GENAI_ARCHITECTURES, GgufInfo, read_gguf_info, rewrite_gguf
 from .tokenizer_info import check_same_tokenizer, eos_token_ids, model_vocab_size
@@ -153,6 +153,8 @@ def export_model(source: Source, out_dir: str | Path, weights: str, via: str = "
     weights = check_weight_format(weights)
     if via not in ROUTES:
         raise EdgespecError(f"unknown export route {via!r} (choose from {', '.join(ROUTES)})")
+    if weights in ("int4", "int8") and source.kind in ("gguf", "ir"):
+        require_nncf()  # fail before minutes of conversion, not after
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -194,10 +196,8 @@ def check_gguf_tokenizers(target: Source, draft: Source) -> None:
     """Early, cheap check for a GGUF pair: compare the token lists before spending minutes exporting."""
     if target.kind != "gguf" or draft.kind != "gguf":
         return
-    from .gguf_llama import read_tokenizer_fields
-
-    t_tokens = list(read_tokenizer_fields(target.path).get("tokenizer.ggml.tokens") or [])
-    d_tokens = list(read_tokenizer_fields(draft.path).get("tokenizer.ggml.tokens") or [])
+    t_tokens = read_gguf_info(target.path).tokens
+    d_tokens = read_gguf_info(draft.path).tokens
     for i, (a, b) in enumerate(zip(t_tokens, d_tokens)):
         if a != b:
             raise EdgespecError(f"target and draft tokenizers differ at token id {i} "
@@ -208,12 +208,16 @@ def _entry(model: ExportedModel, dirname: str, device: str = "CPU") -> dict:
     return {"dir": dirname, "source": model.source, "weights": model.weights, "device": device}
 
 
+def _check_out(out: Path) -> None:
+    """Only an empty folder or an earlier pair folder may be replaced by an export."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise EdgespecError(f"{out} exists and is not an edgespec pair folder; choose another --out")
+
+
 def _replace_dir(staging: Path, out: Path) -> None:
-    """Move a finished export into place; an existing pair folder there is replaced, anything else kept."""
+    """Move a finished export into place; an existing pair folder there is replaced."""
     if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file()):
-            shutil.rmtree(staging, ignore_errors=True)
-            raise EdgespecError(f"{out} exists and is not an edgespec pair folder; choose another --out")
+        _check_out(out)
         trash = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(trash)
         staging.rename(out)
@@ -234,8 +238,7 @@ def export_pair(target: Source, draft: Source | None, out: str | Path, target_we
     target_weights = check_weight_format(target_weights, "target weights")
     draft_weights = check_weight_format(draft_weights, "draft weights")
     out = Path(out).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise EdgespecError(f"{out} exists and is not a folder")
+    _check_out(out)
     if draft is not None:
         check_gguf_tokenizers(target, draft)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ and gives an ov.Model with plain float weights that NNCF can compress to INT4/IN
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,16 @@ GENAI_ARCHITECTURES = {"llama", "qwen2", "qwen3"}
 _SKIP_KEYS = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class GgufInfo:
     path: Path
     architecture: str
     context_length: int
     tensor_types: dict[str, int]          # type name -> number of tensors
-    matrix_types: set[str]                # types of tensors with 2+ dimensions
+    matrix_types: frozenset[str]               # types of tensors with 2+ dimensions
     eos_token_id: int | None
     chat_template: str | None
+    tokens: tuple[str, ...] = ()
 
     @property
     def genai_readable(self) -> bool:
@@ -65,10 +67,21 @@ def _field(reader, key: str, default=None):
 
 
 def read_gguf_info(path: str | Path) -> GgufInfo:
-    """Header facts of a GGUF file; EdgespecError if it is not one or its tensor data is cut short."""
-    path = Path(path)
+    """Header facts of a GGUF file; EdgespecError if it is not one or its tensor data is cut short.
+
+    Parsing a header with a 150k-token vocabulary takes seconds in gguf-py, so results are cached by
+    (path, size, mtime).
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise EdgespecError(f"GGUF file not found: {path}")
+    stat = path.stat()
+    return _read_gguf_info(path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _read_gguf_info(path: Path, size: int, mtime_ns: int) -> GgufInfo:
     reader = _reader(path)
-    size = path.stat().st_size
     end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
     if end > size or not reader.tensors:
         raise EdgespecError(f"{path.name} is truncated: its tensors need {end} bytes, the file has {size}")
@@ -81,35 +94,48 @@ def read_gguf_info(path: str | Path) -> GgufInfo:
             matrix_types.add(t.tensor_type.name)
     eos = _field(reader, "tokenizer.ggml.eos_token_id")
     return GgufInfo(path=path, architecture=arch, context_length=int(_field(reader, f"{arch}.context_length", 2048)),
-                    tensor_types=types, matrix_types=matrix_types, eos_token_id=None if eos is None else int(eos),
-                    chat_template=_field(reader, "tokenizer.chat_template"))
+                    tensor_types=types, matrix_types=frozenset(matrix_types), eos_token_id=None if eos is None else int(eos),
+                    chat_template=_field(reader, "tokenizer.chat_template"),
+                    tokens=tuple(_field(reader, "tokenizer.ggml.tokens", ())))
 
 
-def _out_tensor(tensor, to: str):
-    """(numpy array to write, raw GGML type or None) for one reader tensor."""
+def _plan(shape: list[int], n: int, to: str):
+    """(byte shape, numpy dtype, byte count, raw GGML type) of one matrix stored as `to`."""
     import gguf
-    from gguf import GGMLQuantizationType as Q
 
-    data = tensor.data
+    if to == "F16":
+        return shape, np.float16, n * 2, None
+    qtype = gguf.GGMLQuantizationType[to]
+    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    if shape[-1] % block:
+        return shape, np.float16, n * 2, None  # rows not made of whole blocks: F16 instead
+    return shape[:-1] + [shape[-1] // block * type_size], np.uint8, n // block * type_size, qtype
+
+
+def _out_tensor(tensor, raw) -> np.ndarray:
+    """The bytes to write for one reader tensor (F32 vectors; matrices as F16 or `raw`)."""
+    import gguf
+
     if len(tensor.shape) < 2:
         # Vectors (norms, biases) stay F32: small, and GenAI reads them that way.
-        return np.ascontiguousarray(gguf.quants.dequantize(data, tensor.tensor_type), dtype=np.float32), None
-    if tensor.tensor_type.name == to:
-        return np.ascontiguousarray(data), (tensor.tensor_type if to != "F16" else None)
-    values = gguf.quants.dequantize(data, tensor.tensor_type)
-    if to == "Q8_0" and values.shape[-1] % 32 == 0:
-        return gguf.quants.quantize(values.astype(np.float32, copy=False), Q.Q8_0), Q.Q8_0
-    return values.astype(np.float16), None
+        return np.ascontiguousarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+    if raw is not None and tensor.tensor_type == raw:
+        return np.ascontiguousarray(tensor.data)
+    values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    if raw is None:
+        return values.astype(np.float16)
+    return gguf.quants.quantize(values.astype(np.float32, copy=False), raw)
 
 
 def rewrite_gguf(src: str | Path, dst: str | Path, to: str = "F16", console: Console | None = None) -> Path:
-    """Copy `src` to `dst` with every matrix stored as `to` ("F16" or "Q8_0"), metadata unchanged.
+    """Copy `src` to `dst` with every matrix stored as `to` ("F16", "Q8_0", or any type gguf-py can
+    quantize, such as "Q5_0"), metadata unchanged.
 
     Tensors are converted and written one at a time, so memory stays near one tensor's size.
     """
     import gguf
 
-    if to not in ("F16", "Q8_0"):
+    if to != "F16" and to not in gguf.GGMLQuantizationType.__members__:
         raise ValueError(to)
     src, dst = Path(src), Path(dst)
     info = read_gguf_info(src)
@@ -121,7 +147,7 @@ def rewrite_gguf(src: str | Path, dst: str | Path, to: str = "F16", console: Con
             continue
         value = field.contents()
         if key == "general.file_type":
-            value = int(gguf.LlamaFileType.MOSTLY_F16 if to == "F16" else gguf.LlamaFileType.MOSTLY_Q8_0)
+            value = int(gguf.LlamaFileType[f"MOSTLY_{to}"])
         sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(key, value, field.types[0], sub_type=sub_type)
     # First pass: tensor infos (shapes and byte sizes) without holding any data.
@@ -131,13 +157,10 @@ def rewrite_gguf(src: str | Path, dst: str | Path, to: str = "F16", console: Con
         shape = [int(d) for d in reversed(t.shape)]  # GGUF lists dims innermost first
         if len(t.shape) < 2:
             dtype, nbytes, raw = np.float32, n * 4, None
-        elif to == "Q8_0" and shape[-1] % 32 == 0:
-            dtype, nbytes, raw = np.uint8, n // 32 * 34, gguf.GGMLQuantizationType.Q8_0
-            shape = shape[:-1] + [shape[-1] // 32 * 34]
         else:
-            dtype, nbytes, raw = np.float16, n * 2, None
+            shape, dtype, nbytes, raw = _plan(shape, n, to)
         writer.add_tensor_info(t.name, shape, np.dtype(dtype), nbytes, raw_dtype=raw)
-        plans.append((t, nbytes))
+        plans.append((t, nbytes, raw))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
@@ -145,8 +168,8 @@ def rewrite_gguf(src: str | Path, dst: str | Path, to: str = "F16", console: Con
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"{src.name} -> {to}", total=len(plans))
-        for t, nbytes in plans:
-            array, _ = _out_tensor(t, to)
+        for t, nbytes, raw in plans:
+            array = _out_tensor(t, raw)
             if array.nbytes != nbytes:
                 raise EdgespecError(f"{src.name}: tensor {t.name} came out as {array.nbytes} bytes, "
                                     f"expected {nbytes}")
