@@ -168,7 +168,7 @@ def export_model(source: Source, out_dir: str | Path, weights: str, via: str = "
         else:
             applied = "fp16" if weights == "keep" else weights
             hf_dir = export_hf(source.location, out_dir, applied, console, gguf_path=source.path,
-                               gguf_eos=info.eos_token_id)
+                               gguf_eos=info.eos_token_id, gguf_add_bos=info.add_bos)
     elif source.kind in ("hf_dir", "hf_id"):
         if via == "genai":
             raise EdgespecError(f"{source.label} is not a GGUF file: OpenVINO GenAI's reader cannot export it")

@@ -35,6 +35,7 @@ class GgufInfo:
     eos_token_id: int | None
     chat_template: str | None
     tokens: tuple[str, ...] = ()
+    add_bos: bool = False
 
     @property
     def genai_readable(self) -> bool:
@@ -96,7 +97,8 @@ def _read_gguf_info(path: Path, size: int, mtime_ns: int) -> GgufInfo:
     return GgufInfo(path=path, architecture=arch, context_length=int(_field(reader, f"{arch}.context_length", 2048)),
                     tensor_types=types, matrix_types=frozenset(matrix_types), eos_token_id=None if eos is None else int(eos),
                     chat_template=_field(reader, "tokenizer.chat_template"),
-                    tokens=tuple(_field(reader, "tokenizer.ggml.tokens", ())))
+                    tokens=tuple(_field(reader, "tokenizer.ggml.tokens", ())),
+                    add_bos=bool(_field(reader, "tokenizer.ggml.add_bos_token", False)))
 
 
 def _plan(shape: list[int], n: int, to: str):

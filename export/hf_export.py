@@ -44,26 +44,33 @@ def quantization_kwargs(weights: str) -> dict:
     return {"load_in_8bit": False}  # fp16/keep: optimum would otherwise INT8-compress models over 1B
 
 
-def fix_gguf_tokenizer(tokenizer, eos_token_id: int | None):
-    """Repair what transformers builds from a byte-level BPE GGUF.
+def fix_gguf_tokenizer(tokenizer, eos_token_id: int | None, add_bos: bool = False):
+    """A correct fast tokenizer from what transformers builds out of a byte-level BPE GGUF.
 
-    Its decoder chain comes out as ByteFallback/Fuse/Replace/ByteLevel, so decoded text keeps the
-    byte-level symbols (Ġ for space, Ċ for newline); and eos comes out wrong (<|im_start|> for SmolLM2).
-    A plain ByteLevel decoder and the GGUF's own eos id fix both.
+    transformers makes it a CodeLlamaTokenizer whose decoder chain is ByteFallback/Fuse/Replace/ByteLevel
+    (decoded text keeps the byte-level symbols: Ġ for space, Ċ for newline), whose post-processor adds
+    <|im_start|> as BOS to every text, and whose eos is wrong (<|im_start|> for SmolLM2). The fix: a plain
+    ByteLevel decoder, no BOS unless the GGUF asks for one, the GGUF's own eos, wrapped as a plain fast
+    tokenizer so no CodeLlama-specific behaviour comes back when it is saved and reloaded.
     """
-    from tokenizers import decoders
+    from tokenizers import decoders, processors
+    from transformers import PreTrainedTokenizerFast
 
     backend = tokenizer.backend_tokenizer
     pre = json.loads(backend.to_str()).get("pre_tokenizer") or {}
-    uses_byte_level = "ByteLevel" in json.dumps(pre)
-    if uses_byte_level:
-        backend.decoder = decoders.ByteLevel()
-    if eos_token_id is not None:
-        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(int(eos_token_id))
-    return tokenizer
+    if "ByteLevel" not in json.dumps(pre):
+        return tokenizer  # not byte-level BPE (sentencepiece-style GGUF): left as transformers built it
+    backend.decoder = decoders.ByteLevel()
+    if not add_bos:
+        backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    eos = tokenizer.convert_ids_to_tokens(int(eos_token_id)) if eos_token_id is not None else tokenizer.eos_token
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=tokenizer.bos_token, eos_token=eos,
+                                   unk_token=tokenizer.unk_token, pad_token=tokenizer.pad_token,
+                                   chat_template=tokenizer.chat_template)
 
 
-def _stage_gguf_as_hf(gguf_path: Path, stage: Path, eos_token_id: int | None, console: Console) -> Path:
+def _stage_gguf_as_hf(gguf_path: Path, stage: Path, eos_token_id: int | None, add_bos: bool,
+                      console: Console) -> Path:
     """Dequantize a GGUF with transformers and save it as a float HF folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,7 +83,7 @@ def _stage_gguf_as_hf(gguf_path: Path, stage: Path, eos_token_id: int | None, co
         except Exception as exc:  # transformers raises many types for unsupported GGUF content
             raise EdgespecError(f"transformers could not load {gguf_path.name}: "
                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
-        fix_gguf_tokenizer(tokenizer, eos_token_id)
+        tokenizer = fix_gguf_tokenizer(tokenizer, eos_token_id, add_bos)
         if eos_token_id is not None:
             model.generation_config.eos_token_id = int(eos_token_id)
         stage.mkdir(parents=True, exist_ok=True)
@@ -96,7 +103,7 @@ def export_tokenizer(tokenizer, out_dir: Path) -> None:
 
 
 def export_hf(source: str, out_dir: Path, weights: str, console: Console, gguf_path: Path | None = None,
-              gguf_eos: int | None = None) -> Path:
+              gguf_eos: int | None = None, gguf_add_bos: bool = False) -> Path:
     """Export an HF id/folder (or a GGUF via transformers) into `out_dir`; returns the HF folder used
     (for its generation_config.json and config.json)."""
     require_hf_stack()
@@ -107,7 +114,7 @@ def export_hf(source: str, out_dir: Path, weights: str, console: Console, gguf_p
     stage = None
     if gguf_path is not None:
         stage = out_dir / ".hf-stage"
-        source = str(_stage_gguf_as_hf(gguf_path, stage, gguf_eos, console))
+        source = str(_stage_gguf_as_hf(gguf_path, stage, gguf_eos, gguf_add_bos, console))
     try:
         with console.status(f"optimum-intel: exporting {source} ({weights} weights)"):
             try:

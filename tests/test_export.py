@@ -189,8 +189,8 @@ def test_rejected_gguf_is_dequantized(tmp_path, tiny_gguf, tiny_ir):
 
 
 @pytest.mark.skipif(not HAS_NNCF, reason="NNCF not installed (export extra)")
-@pytest.mark.parametrize("weights, kinds", [("int8", {"u8"}), ("int4", {"u4", "i4"})])
-def test_export_gguf_compressed(tmp_path, tiny_gguf, tiny_ir, weights, kinds):
+@pytest.mark.parametrize("weights, kinds, min_corr", [("int8", {"u8"}, 0.95), ("int4", {"u4", "i4"}, 0.8)])
+def test_export_gguf_compressed(tmp_path, tiny_gguf, tiny_ir, weights, kinds, min_corr):
     exported = export_model(resolve_source(str(tiny_gguf)), tmp_path, weights)
     assert exported.weights == weights
     model = ov.Core().read_model(tmp_path / "openvino_model.xml")
@@ -198,7 +198,8 @@ def test_export_gguf_compressed(tmp_path, tiny_gguf, tiny_ir, weights, kinds):
              if op.get_type_name() == "Constant"}
     assert types & kinds
     ids = list(range(100, 140))
-    assert np.corrcoef(_logits(tmp_path, ids).ravel(), _logits(tiny_ir, ids).ravel())[0, 1] > 0.9
+    # a random tiny model amplifies quantization noise; a broken compression gives ~0
+    assert np.corrcoef(_logits(tmp_path, ids).ravel(), _logits(tiny_ir, ids).ravel())[0, 1] > min_corr
 
 
 def test_compression_without_nncf_is_a_clear_error(tmp_path, tiny_gguf, monkeypatch):
