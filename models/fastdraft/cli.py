@@ -465,3 +465,21 @@ def plot(
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     console.print(f"wrote {out}")
+
+
+@app.command()
+def card(
+    draft: Path = typer.Option(..., help="exported draft folder (MODEL_CARD.md is written here)"),
+    checkpoint: Path = typer.Option(..., help="the checkpoint that was exported"),
+    logs: list[Path] = typer.Option(..., "--log", help="log.jsonl of each training stage, in order"),
+    corpus_dir: Path = typer.Option(..., "--corpus"),
+    synthetic: Path = typer.Option(..., help="synthetic answers JSONL"),
+    acceptance: Path = typer.Option(..., help="JSON from `draft accept --out`"),
+    costs: Path = typer.Option(..., help="JSON from `draft cost --out` (draft); target in the same file under 'target'"),
+    notes: str = typer.Option("", help="extra markdown appended at the end"),
+) -> None:
+    """Write MODEL_CARD.md from the run's own records (so every number in it has a source file)."""
+    from edgespec_models.fastdraft.card import write_card
+
+    path = write_card(draft, checkpoint, logs, corpus_dir, synthetic, acceptance, costs, notes)
+    console.print(f"wrote {path}")
