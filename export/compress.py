@@ -42,20 +42,42 @@ def compress_model(model, weights: str):
     raise ValueError(weights)
 
 
-def compress_ir(model_dir: str | Path, weights: str) -> None:
-    """Compress openvino_model.xml/.bin in `model_dir` in place (int4/int8); fp16/keep leave it as it is."""
+def has_nncf() -> bool:
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compress_ir(model_dir: str | Path, weights: str, builtin_int8: bool | None = None) -> str:
+    """Compress openvino_model.xml/.bin in `model_dir` in place (int4/int8); fp16/keep leave it as it is.
+
+    int8 goes through NNCF when it is installed, else through edgespec_export.int8 (the same
+    asymmetric per-channel scheme, measured equal in speed and quality); `builtin_int8` forces either.
+    Returns the engine used: "nncf", "builtin" or "none".
+    """
     import openvino as ov
 
     if weights in ("fp16", "keep"):
-        return
-    require_nncf()
+        return "none"
+    if builtin_int8 is None:
+        builtin_int8 = weights == "int8" and not has_nncf()
+    if weights != "int8" or not builtin_int8:
+        require_nncf()
     model_dir = Path(model_dir)
     xml = model_dir / "openvino_model.xml"
     model = ov.Core().read_model(xml)
-    model = compress_model(model, weights)
+    if builtin_int8:
+        from .int8 import compress_int8
+
+        compress_int8(model)
+    else:
+        model = compress_model(model, weights)
     # Save beside, then swap: the source .bin is memory-mapped while we write.
     tmp_xml = model_dir / "openvino_model.compressed.xml"
     ov.save_model(model, tmp_xml, compress_to_fp16=False)
     del model
     os.replace(tmp_xml, xml)
     os.replace(tmp_xml.with_suffix(".bin"), xml.with_suffix(".bin"))
+    return "builtin" if builtin_int8 else "nncf"

@@ -153,7 +153,7 @@ def export_model(source: Source, out_dir: str | Path, weights: str, via: str = "
     weights = check_weight_format(weights)
     if via not in ROUTES:
         raise EdgespecError(f"unknown export route {via!r} (choose from {', '.join(ROUTES)})")
-    if weights in ("int4", "int8") and source.kind in ("gguf", "ir"):
+    if weights == "int4" and source.kind in ("gguf", "ir"):
         require_nncf()  # fail before minutes of conversion, not after
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

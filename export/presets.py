@@ -17,15 +17,16 @@ from edgespec.errors import EdgespecError
 from edgespec.manifest import MANIFEST, MODEL_INFO
 from edgespec_models.catalogue import ModelSpec, Preset, default_preset_name, get_preset
 
+from .compress import compress_ir
 from .exporter import Source, export_model
 from .fetch import cache_root, locate_gguf
 from .gguf_tools import rewrite_gguf
 
-# Weights of the cached default target. "q8_0": the GGUF re-quantized to Q8_0 by gguf-py and read by
-# GenAI, which needs neither torch nor NNCF. Measured (plain StatefulLM loop, greedy, 128 tokens) it is
-# faster than the GGUF's Q4_1 as GenAI reads it, and GenAI's reading of Q4_1 also loses quality
-# (see export/README.md).
-DEFAULT_TARGET_WEIGHTS = "q8_0"
+# Weights of the cached default target: INT8 asymmetric per channel, made without NNCF (export/int8.py)
+# from the GGUF dequantized to F16. Measured with a plain StatefulLM greedy loop it beats the GGUF's
+# Q4_1 as GenAI reads it ("keep") and a Q8_0 re-quantization, and GenAI's own reading of Q4_1 also
+# loses quality (numbers in export/README.md).
+DEFAULT_TARGET_WEIGHTS = "int8"
 CACHE_VERSION = 1  # bump when the cached layout or conversion changes
 
 
@@ -73,14 +74,15 @@ def _convert_default_target(spec: ModelSpec, target_dir: Path, console: Console)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        q8 = staging / "q8_0.gguf"
-        rewrite_gguf(gguf, q8, "Q8_0", console)
-        # GenAI keeps Q8_0 as INT8 weights; "keep" reads the file as it is.
-        exported = export_model(Source("gguf", str(q8), f"{spec.name} ({spec.gguf.file})"), staging, "keep",
+        f16 = staging / "f16.gguf"
+        rewrite_gguf(gguf, f16, "F16", console)
+        exported = export_model(Source("gguf", str(f16), f"{spec.name} ({spec.gguf.file})"), staging, "keep",
                                 console=console)
-        q8.unlink()
+        f16.unlink()
         if exported.weights != "gguf":
-            raise EdgespecError(f"default target export produced {exported.weights} weights, expected Q8_0")
+            raise EdgespecError(f"default target export produced {exported.weights} weights, expected F16")
+        with console.status("compressing weights to INT8"):
+            compress_ir(staging, "int8", builtin_int8=True)
         try:
             staging.rename(target_dir)
         except OSError:
@@ -135,8 +137,8 @@ def ensure_default_pair(cache_dir: str | Path | None = None, console: Console | 
         console.print(f"[bold]edgespec:[/] preparing the default model {preset.target.name} (once; cached in {root})")
         _convert_default_target(preset.target, target_dir, console)
     draft_entry = _attach_draft(root, preset)
-    target_entry = {"dir": "target", "source": f"{preset.target.name} ({preset.target.gguf.file}, re-quantized "
-                    f"to Q8_0)", "weights": "int8", "device": "CPU"}
+    target_entry = {"dir": "target", "source": f"{preset.target.name} ({preset.target.gguf.file})",
+                    "weights": DEFAULT_TARGET_WEIGHTS, "device": "CPU"}
     wanted = {"format": 1, "name": preset.name, "target": target_entry, "draft": draft_entry}
     manifest = root / MANIFEST
     current = None

@@ -163,6 +163,15 @@ def test_cli_errors_are_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
 
 
+def test_cli_export_pair(tmp_path, tiny_gguf, tiny_ir):
+    result = _cli("export", "--target", str(tiny_gguf), "--draft", str(tiny_ir), "--out", str(tmp_path / "pair"),
+                  "--target-weights", "keep", "--draft-weights", "keep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "pair ready" in result.stderr
+    pair = load_pair(tmp_path / "pair")
+    assert pair.name == "tiny" and pair.draft is not None and pair.target.eos_token_ids == [2]
+
+
 # ------------------------------------------------------------------------------------------- GGUF routes
 
 def test_export_gguf_keep(tiny_ir):
@@ -202,10 +211,21 @@ def test_export_gguf_compressed(tmp_path, tiny_gguf, tiny_ir, weights, kinds, mi
     assert np.corrcoef(_logits(tmp_path, ids).ravel(), _logits(tiny_ir, ids).ravel())[0, 1] > min_corr
 
 
-def test_compression_without_nncf_is_a_clear_error(tmp_path, tiny_gguf, monkeypatch):
+def test_compression_without_nncf(tmp_path, tiny_gguf, tiny_ir, monkeypatch):
+    """INT4 needs NNCF (clear error, before converting); INT8 falls back to the built-in compressor."""
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf now raises ImportError
+    start = time.perf_counter()
     with pytest.raises(EdgespecError, match="needs NNCF"):
-        export_model(resolve_source(str(tiny_gguf)), tmp_path, "int8")
+        export_model(resolve_source(str(tiny_gguf)), tmp_path / "int4", "int4")
+    assert time.perf_counter() - start < 1.0
+    exported = export_model(resolve_source(str(tiny_ir)), tmp_path / "int8", "int8")
+    assert exported.weights == "int8"
+    model = ov.Core().read_model(tmp_path / "int8" / "openvino_model.xml")
+    u8 = [op for op in model.get_ordered_ops()
+          if op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() == "u8"]
+    assert len(u8) >= 2 * (TINY_SHAPE.layers * 7 + 1)  # weights and zero points of every matrix
+    ids = list(range(100, 140))
+    assert np.corrcoef(_logits(tmp_path / "int8", ids).ravel(), _logits(tiny_ir, ids).ravel())[0, 1] > 0.95
 
 
 # ------------------------------------------------------------------------------------ tokenizer agreement
