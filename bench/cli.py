@@ -78,9 +78,11 @@ def bench_command(
     if plots:
         from edgespec_bench.plots import pyplot
         pyplot()  # fail before an hour of benchmarking, not after
+    out_dir = out or Path("bench-results") / _slug(Path(pair).name if pair else "default")
+    opts.log = out_dir / "runs.partial.jsonl"
     results = run_bench(opts, _command_line(), console)
-    out_dir = out or Path("bench-results") / _slug(results["pair"]["name"])
     paths = write_outputs(results, out_dir, plots)
+    opts.log.unlink(missing_ok=True)  # everything it held is in results.json now
     print_summary(results, console)
     console.print("wrote " + ", ".join(str(p) for p in paths))
 

@@ -13,6 +13,7 @@ Order of work:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ class BenchOptions:
     cost_curve: bool = True
     cost_past: int = 200
     cost_repeats: int = 5
+    log: Path | None = None          # JSONL of raw runs, written as they finish
 
 
 def default_pair() -> Path:
@@ -157,11 +159,22 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     sweep_sets = {name: pps[:opts.sweep_limit] if opts.sweep_limit else pps for name, pps in sets.items()}
     n_sweep = sum(map(len, sweep_sets.values())) * opts.sweep_repeats * len(opts.draft_lengths) * len(spec_modes)
     records: list[RunRecord] = []
+    if opts.log:
+        opts.log.parent.mkdir(parents=True, exist_ok=True)
+    log = opts.log.open("w") if opts.log else None
+
+    def record(rec: RunRecord) -> None:
+        # Each finished run goes to the log at once: a long bench that dies keeps what it measured.
+        records.append(rec)
+        if log:
+            log.write(json.dumps(rec.to_json()) + "\n")
+            log.flush()
+
     try:
         with _progress(console) as progress:
             task = progress.add_task("warm-up", total=len(modes))
             for name in modes:
-                records.append(_run(loaded[name], all_prompts[0], settings, settings.draft_length, 0, "warmup"))
+                record(_run(loaded[name], all_prompts[0], settings, settings.draft_length, 0, "warmup"))
                 progress.advance(task)
             task = progress.add_task("interleaved runs", total=n_main)
             turn = 0
@@ -169,7 +182,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                 for pp in pps:
                     for rep in range(opts.repeats):
                         for name in _rotated(modes, turn):
-                            records.append(_run(loaded[name], pp, settings, settings.draft_length, rep, "main"))
+                            record(_run(loaded[name], pp, settings, settings.draft_length, rep, "main"))
                             progress.advance(task)
                         turn += 1
             if n_sweep:
@@ -180,7 +193,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                         for rep in range(opts.sweep_repeats):
                             for k in opts.draft_lengths:
                                 for name in _rotated(spec_modes, turn):
-                                    records.append(_run(loaded[name], pp, fixed, k, rep, "sweep"))
+                                    record(_run(loaded[name], pp, fixed, k, rep, "sweep"))
                                     progress.advance(task)
                                 turn += 1
             if opts.cost_curve:
@@ -192,6 +205,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     finally:
         for mode in loaded.values():
             mode.close()
+        if log:
+            log.close()
 
     raw = [r.to_json() for r in records]
     results["runs"] = raw

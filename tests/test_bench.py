@@ -55,6 +55,7 @@ def test_writes_json_markdown_and_plots(bench_run):
                     "## Peak resident memory", "## Draft length sweep", "## Verification cost curve"):
         assert heading in report
     assert "![speedup](speedup.png)" in report
+    assert not (out / "runs.partial.jsonl").exists()  # the live log is folded into results.json
 
 
 def test_raw_runs_are_interleaved_and_complete(bench_run):
