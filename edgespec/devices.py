@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import openvino as ov
 
 from edgespec.errors import EdgespecError
+from edgespec.npu import NPUConfig, compile_npu, should_emulate
 
 KNOWN_DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI")
 
@@ -25,15 +27,33 @@ def check_device(core: ov.Core, device: str) -> None:
     if base not in KNOWN_DEVICES:
         raise EdgespecError(f"unknown device {device!r} (choose from CPU, GPU, NPU; this machine has "
                             f"{', '.join(core.available_devices)})")
-    if base in ("CPU", "NPU"):
-        return  # NPU without hardware runs through NPUW on the CPU (EDGESPEC_NPU_EMULATE / npuw_devices)
+    if base == "CPU":
+        return
+    if base == "NPU":
+        should_emulate(core)  # raises when no NPU is present and EDGESPEC_NPU_EMULATE=0 forbids emulating it
+        return
     if base == "GPU" and not any(d.startswith("GPU") for d in core.available_devices):
         raise EdgespecError(f"device {device} is not present on this machine "
                             f"(available: {', '.join(core.available_devices)})")
 
 
+def is_npu(device: str) -> bool:
+    return device.split(".")[0].split(":")[0].upper() == "NPU"
+
+
 def compile_model(core: ov.Core, model: ov.Model | str, device: str, exact: bool = False,
-                  extra: dict | None = None) -> ov.CompiledModel:
+                  extra: dict | None = None, npu: NPUConfig | None = None,
+                  generation_tokens: int | None = None) -> ov.CompiledModel:
+    """Compile for `device`. NPU goes through NPUW (emulated on the CPU when there is no NPU; see
+    edgespec.npu): `npu` sets its static shapes, `generation_tokens` the tokens one call may feed after
+    the prefill (default npu.max_generation_tokens); `exact` does not apply there (NPUW keeps an f16 KV cache)."""
+    if is_npu(device):
+        npu = npu or NPUConfig()
+        if extra:
+            npu = dataclasses.replace(npu, properties=npu.properties | extra)
+        if isinstance(model, str):
+            model = core.read_model(model)
+        return compile_npu(core, model, npu, generation_tokens or npu.max_generation_tokens)
     check_device(core, device)
     base = device.split(".")[0].upper()
     config = cpu_config(exact) if base == "CPU" else {"PERFORMANCE_HINT": "LATENCY"}

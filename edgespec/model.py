@@ -44,16 +44,23 @@ def slice_logits(model: ov.Model) -> bool:
 class StatefulLM:
     """A compiled stateful causal LM with an explicit, rollback-able KV cache.
 
-    Two ways to forget rejected tokens:
+    Three ways to forget rejected tokens:
     - "trim": cut every state back with an ROI tensor (a copy of all states per rollback);
     - "mask": leave the rejected slots in the cache and hide them with attention_mask zeros,
       feeding explicit position ids; the dead slots are compacted away once `max_dead` pile up.
+    - "position": for NPUW (device NPU), which keeps the KV cache itself: a rollback only forgets
+      the tokens here; the next call starts its position ids at the kept length and NPUW writes over
+      the rejected slots. Its first call after a reset is the prefill (at most `max_prompt_len`
+      tokens), every later call feeds at most `max_feed` tokens (longer feeds are split).
     """
 
     def __init__(self, compiled: ov.CompiledModel, context_length: int, vocab_map: np.ndarray | None = None,
-                 rollback_mode: str = "mask", max_dead: int = 64):
-        if rollback_mode not in ("mask", "trim"):
-            raise EdgespecError(f"unknown rollback mode {rollback_mode!r} (mask or trim)")
+                 rollback_mode: str = "mask", max_dead: int = 64, max_prompt_len: int | None = None,
+                 max_feed: int | None = None):
+        if rollback_mode not in ("mask", "trim", "position"):
+            raise EdgespecError(f"unknown rollback mode {rollback_mode!r} (mask, trim or position)")
+        if rollback_mode == "position" and not (max_prompt_len and max_feed):
+            raise EdgespecError("rollback mode 'position' needs max_prompt_len and max_feed (the NPUW shapes)")
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.context_length = context_length
@@ -61,6 +68,15 @@ class StatefulLM:
         self.vocab_map = vocab_map
         self.rollback_mode = rollback_mode
         self.max_dead = max_dead
+        self.max_prompt_len = max_prompt_len
+        self.max_feed = max_feed
+        # NPUW's own attention mask may still hold ones over slots [0, npuw_dirty) from earlier calls;
+        # the next call must zero those past the kept length (see _forward_position).
+        self.npuw_dirty = 0
+        # NPUW copies the prefill's KV into its generate model lazily, at the first generate call, and
+        # copies the *last* `position` slots: a rollback between the two would keep the wrong ones.
+        self.npuw_fresh_prefill = False
+        self.npuw_refill = False
         self.input_names = {port.any_name for port in compiled.inputs}
         vocab_dim = compiled.output("logits").get_partial_shape()[-1]
         self.vocab_size = vocab_dim.get_length() if vocab_dim.is_static else 0
@@ -98,6 +114,8 @@ class StatefulLM:
         used = len(self.alive)
         alive = np.concatenate([self.alive, np.ones(n, dtype=np.int64)])
         rows = n if last is None else min(last, n)
+        if self.rollback_mode == "position":
+            return self._forward_position([int(t) for t in tokens[0]], rows)
         inputs = {
             "input_ids": tokens,
             "attention_mask": alive.reshape(1, -1),
@@ -126,6 +144,10 @@ class StatefulLM:
         if keep <= 0:
             self.reset()
             return
+        if self.rollback_mode == "position":
+            del self.tokens[keep:]
+            self.npuw_refill = self.npuw_refill or self.npuw_fresh_prefill
+            return
         if self.rollback_mode == "trim":
             self._trim(keep)
             return
@@ -133,6 +155,58 @@ class StatefulLM:
         del self.tokens[keep:], self.slots[keep:]
         if len(self.alive) - len(self.slots) > self.max_dead:
             self.compact()
+
+    def _forward_position(self, tokens: list[int], rows: int) -> np.ndarray:
+        """Feed tokens the NPUW way: one prefill after a reset, then calls of at most max_feed tokens."""
+        calls = []
+        if self.npuw_refill or (self.cached and len(tokens) > 4 * self.max_feed):
+            # Prefill the whole sequence again: after a rollback into a fresh prefill (see __init__),
+            # or for a long feed (a new chat turn), where one prefill beats many small generate calls.
+            if self.cached + len(tokens) <= self.max_prompt_len:
+                tokens, self.tokens = self.tokens + tokens, []
+            elif self.npuw_refill:
+                kept, self.tokens = self.tokens, []  # kept <= the last prefill, so it fits
+                calls.append(kept)
+        self.npuw_refill = False
+        if not self.cached and not calls:
+            if len(tokens) > self.max_prompt_len:
+                raise EdgespecError(f"prompt has {len(tokens)} tokens but the NPU model was compiled for at most "
+                                    f"{self.max_prompt_len} (raise max_prompt_len in the NPU config)")
+            # The prefill returns the last row(s) only: feed the rows wanted beyond the last one afterwards.
+            head = max(1, len(tokens) - (rows - 1))
+            calls.append(tokens[:head])
+            tokens = tokens[head:]
+        calls += [tokens[i:i + self.max_feed] for i in range(0, len(tokens), self.max_feed)]
+        out = []
+        for chunk in calls:
+            logits = self._infer_position(chunk)
+            out.append(logits[-len(chunk):])  # NPUW pads the generate model's output on the left
+        return np.concatenate(out)[-rows:]
+
+    def _infer_position(self, tokens: list[int]) -> np.ndarray:
+        start, n = self.cached, len(tokens)
+        prefill = start == 0 and n > 1  # how NPUW tells a prefill from a generate call
+        # NPUW copies the mask's past part into its own and never clears it: zero the rejected slots.
+        dead = 0 if prefill else max(0, self.npuw_dirty - start)
+        mask = np.concatenate([np.ones(start, np.int64), np.zeros(dead, np.int64), np.ones(n, np.int64)])
+        inputs = {
+            "input_ids": np.array([tokens], dtype=np.int64),
+            "attention_mask": mask.reshape(1, -1),
+            "position_ids": np.arange(start, start + n, dtype=np.int64).reshape(1, -1),
+        }
+        try:
+            self.request.infer(inputs, share_inputs=True)
+        except BaseException:
+            self.npuw_dirty = max(self.npuw_dirty, start + n)
+            self.reset()
+            raise
+        # After a prefill NPUW clears its generate mask before the next generate call.
+        self.npuw_dirty = 0 if prefill else max(self.npuw_dirty, start)
+        self.npuw_fresh_prefill = prefill
+        self.tokens.extend(tokens)
+        self.calls += 1
+        logits = self.request.get_tensor("logits").data[0]
+        return np.array(logits[-min(n, logits.shape[0]):], dtype=np.float32)
 
     def compact(self) -> None:
         """Move the live slots to the front of the cache and drop the dead ones."""

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import openvino as ov
 
-from edgespec.devices import compile_model
+from edgespec.devices import compile_model, is_npu
 from edgespec.errors import EdgespecError
 from edgespec.manifest import ModelEntry, Pair, load_pair
 from edgespec.model import StatefulLM, slice_logits
+from edgespec.npu import NPUConfig
 from edgespec.speculative import GenerationConfig, GenerationStats, decode
 from edgespec.tokenizer import TextStream, TextTokenizer
 
 # A streamer gets each new piece of text; returning True asks generation to stop.
 Streamer = Callable[[str], bool | None]
 
-__all__ = ["GenerationConfig", "GenerationResult", "GenerationStats", "SpeculativePipeline"]
+__all__ = ["GenerationConfig", "GenerationResult", "GenerationStats", "NPUConfig", "SpeculativePipeline"]
 
 
 @dataclass
@@ -28,7 +29,8 @@ class GenerationResult:
     stats: GenerationStats
 
 
-def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str) -> StatefulLM:
+def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str,
+             npu: NPUConfig | None = None, draft: bool = False) -> StatefulLM:
     try:
         model = core.read_model(str(entry.xml))
     except RuntimeError as exc:
@@ -37,6 +39,13 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollbac
     names = {port.any_name for port in model.inputs}
     if not {"input_ids", "attention_mask", "position_ids"} <= names or not model.get_sinks():
         raise EdgespecError(f"{entry.xml} is not a stateful LLM (inputs: {', '.join(sorted(names))})")
+    if is_npu(device):
+        # NPUW slices the logits itself and keeps the KV cache: no logits_count input, "position" rollback.
+        npu = npu or NPUConfig()
+        feed = npu.draft_generation_tokens if draft else npu.max_generation_tokens
+        compiled = compile_model(core, model, device, npu=npu, generation_tokens=feed)
+        return StatefulLM(compiled, min(entry.context_length, npu.context_length), vocab_map=entry.vocab_map(),
+                          rollback_mode="position", max_prompt_len=npu.max_prompt_len, max_feed=feed)
     slice_logits(model)
     compiled = compile_model(core, model, device, exact=exact)
     return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)
@@ -44,12 +53,13 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollbac
 
 class SpeculativePipeline:
     def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
-                 exact: bool = False, rollback: str = "mask"):
+                 exact: bool = False, rollback: str = "mask", npu: NPUConfig | None = None):
         self.pair = pair
         core = ov.Core()
         self.tokenizer = TextTokenizer(pair.target.dir)
-        self.target = _load_lm(core, pair.target, target_device, exact, rollback)
-        self.draft = _load_lm(core, pair.draft, draft_device, exact, rollback) if use_draft and pair.draft else None
+        self.target = _load_lm(core, pair.target, target_device, exact, rollback, npu)
+        self.draft = (_load_lm(core, pair.draft, draft_device, exact, rollback, npu, draft=True)
+                      if use_draft and pair.draft else None)
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
@@ -57,12 +67,14 @@ class SpeculativePipeline:
 
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
-                      use_draft: bool = True, exact: bool = False, rollback: str = "mask") -> SpeculativePipeline:
+                      use_draft: bool = True, exact: bool = False, rollback: str = "mask",
+                      npu: NPUConfig | None = None) -> SpeculativePipeline:
         """Load a pair folder (edgespec.json) or a bare model folder.
 
         exact: f32 inference (for bit-level comparisons); rollback: "mask" or "trim" (see StatefulLM).
+        npu: static shapes for a model on device NPU (emulated on the CPU when there is none; see edgespec.npu).
         """
-        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback)
+        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu)
 
     def prompt_ids(self, prompt: str | list[dict], chat: bool | None = None) -> list[int]:
         if isinstance(prompt, list):
