@@ -79,6 +79,12 @@ def resolve_source(value: str, label: str | None = None) -> Source:
     raise EdgespecError(f"model not found: {value} (no such file or folder, and not a Hugging Face id)")
 
 
+def _hf_stack_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "optimum", "accelerate"))
+
+
 def _wants_genai(info: GgufInfo, via: str) -> bool:
     if via == "genai":
         if info.architecture not in GENAI_ARCHITECTURES:
@@ -88,10 +94,19 @@ def _wants_genai(info: GgufInfo, via: str) -> bool:
     return via == "auto" and info.architecture in GENAI_ARCHITECTURES
 
 
+def _convert(gguf_path: Path, out_dir: Path) -> None:
+    """convert_gguf, leaving no scratch files behind when GenAI fails."""
+    try:
+        convert_gguf(gguf_path, out_dir)
+    except BaseException:
+        shutil.rmtree(out_dir / ".gguf-convert", ignore_errors=True)
+        raise
+
+
 def _export_gguf_genai(info: GgufInfo, out_dir: Path, weights: str, console: Console) -> str:
     if weights == "keep" and info.genai_readable:
         with console.status(f"GenAI: reading {info.path.name} (weights as in the GGUF)"):
-            convert_gguf(info.path, out_dir)
+            _convert(info.path, out_dir)
         return "gguf"
     if weights == "keep":
         console.print(f"[yellow]note:[/] GenAI cannot keep {', '.join(sorted(info.matrix_types))} weights; "
@@ -101,7 +116,7 @@ def _export_gguf_genai(info: GgufInfo, out_dir: Path, weights: str, console: Con
     try:
         rewrite_gguf(info.path, scratch, "F16", console)
         with console.status(f"GenAI: reading the F16 copy of {info.path.name}"):
-            convert_gguf(scratch, out_dir)
+            _convert(scratch, out_dir)
     finally:
         scratch.unlink(missing_ok=True)
     if weights != "fp16":
@@ -163,9 +178,16 @@ def export_model(source: Source, out_dir: str | Path, weights: str, via: str = "
         info = read_gguf_info(source.path)
         context = info.context_length
         extra_eos = [info.eos_token_id] if info.eos_token_id is not None else []
+        genai_error = None
         if _wants_genai(info, via):
-            applied = _export_gguf_genai(info, out_dir, weights, console)
-        else:
+            try:
+                applied = _export_gguf_genai(info, out_dir, weights, console)
+            except EdgespecError as exc:
+                if via == "genai" or not _hf_stack_installed():
+                    raise
+                genai_error = exc  # auto: transformers may still read it
+                console.print(f"[yellow]note:[/] {exc}; trying transformers instead")
+        if not _wants_genai(info, via) or genai_error is not None:
             applied = "fp16" if weights == "keep" else weights
             hf_dir = export_hf(source.location, out_dir, applied, console, gguf_path=source.path,
                                gguf_eos=info.eos_token_id, gguf_add_bos=info.add_bos)

@@ -228,6 +228,21 @@ def test_compression_without_nncf(tmp_path, tiny_gguf, tiny_ir, monkeypatch):
     assert np.corrcoef(_logits(tmp_path / "int8", ids).ravel(), _logits(tiny_ir, ids).ravel())[0, 1] > 0.95
 
 
+def test_route_errors(tmp_path):
+    hf = Source("hf_id", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "Qwen/Qwen2.5-Coder-0.5B-Instruct")
+    with pytest.raises(EdgespecError, match="cannot export it"):
+        export_model(hf, tmp_path / "a", "int8", via="genai")
+    with pytest.raises(EdgespecError, match="unknown export route"):
+        export_model(hf, tmp_path / "b", "int8", via="torch")
+
+
+@pytest.mark.skipif(HAS_HF, reason="checks the message shown without the export extra")
+def test_hf_source_without_export_extra(tmp_path):
+    hf = Source("hf_id", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "Qwen/Qwen2.5-Coder-0.5B-Instruct")
+    with pytest.raises(EdgespecError, match=r"pip install 'edgespec\[export\]'"):
+        export_model(hf, tmp_path, "int8")
+
+
 # ------------------------------------------------------------------------------------ tokenizer agreement
 
 def test_pair_with_different_tokenizers_is_refused(tmp_path, tiny_gguf, tiny_ir, tiny_gguf_other_token):
