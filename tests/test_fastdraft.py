@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")  # the `draft` extra
 
 from typer.testing import CliRunner  # noqa: E402
 
-from edgespec.manifest import read_model_entry  # noqa: E402
+from edgespec.manifest import read_model_entry, write_manifest  # noqa: E402
 from edgespec_export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf  # noqa: E402
 from edgespec_models.fastdraft import data, measure  # noqa: E402
 from edgespec_models.fastdraft.cli import app  # noqa: E402
@@ -158,3 +158,34 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     acc = json.loads((tmp_path / "acc.json").read_text())
     assert set(acc) == {"humaneval", "mtbench"}
     assert all(1.0 <= r["tokens_per_target_call"] <= 6.0 for r in acc.values())
+
+    # the runtime loads the exported draft (reduced head) beside its target and reports the same kind of numbers
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    shutil.copytree(target, pair / "target")
+    shutil.copytree(draft, pair / "draft")
+    write_manifest(pair, "tiny-fastdraft", {"dir": "target"}, {"dir": "draft"})
+    run("runtime-accept", "--pair", pair, "--humaneval", 1, "--mtbench", 1, "--max-new-tokens", 8,
+        "--out", tmp_path / "rt.json")
+    rt = json.loads((tmp_path / "rt.json").read_text())
+    assert all(r["new_tokens"] > 0 and 1.0 <= r["tokens_per_target_call"] <= 6.0 for r in rt.values())
+
+
+def test_shipped_draft_folder():
+    """The shipped SmolLM2 draft: loadable, reduced head consistent with draft_vocab.npy, INT8 and small."""
+    import openvino as ov
+
+    folder = REPO / "models" / "smollm2-draft"
+    if not (folder / "openvino_model.xml").exists():
+        pytest.skip("shipped draft not present")
+    entry = read_model_entry(folder, need_tokenizer=False)
+    vocab_map = entry.vocab_map()
+    model = ov.Core().read_model(folder / "openvino_model.xml")
+    head_rows = model.output("logits").get_partial_shape()[-1].get_length()
+    assert vocab_map is not None and len(vocab_map) == head_rows
+    assert len(np.unique(vocab_map)) == len(vocab_map) and vocab_map.max() < entry.vocab_size == 49152
+    assert 2 in vocab_map  # <|im_end|> must be draftable
+    assert any(op.get_element_type() in (ov.Type.u8, ov.Type.i8) for op in model.get_ops()
+               if op.get_type_name() == "Constant")
+    assert (folder / "openvino_model.bin").stat().st_size < 60e6
+    assert (folder / "MODEL_CARD.md").exists() and (folder / "loss.png").exists()

@@ -483,3 +483,48 @@ def card(
 
     path = write_card(draft, checkpoint, logs, corpus_dir, synthetic, acceptance, costs, notes)
     console.print(f"wrote {path}")
+
+
+@app.command("runtime-accept")
+def runtime_accept(
+    pair: Path = typer.Option(..., help="pair folder (edgespec.json with target and this draft)"),
+    humaneval: int = typer.Option(8, help="HumanEval prompts (first N)"),
+    mtbench: int = typer.Option(8, help="MT-bench first turns (first N)"),
+    draft_length: int = typer.Option(5),
+    max_new_tokens: int = typer.Option(128),
+    out: Path = typer.Option(None, help="write the results as JSON here"),
+    mt_bench: Path = typer.Option(Path("/work/shared/data/mt_bench.jsonl")),
+) -> None:
+    """Acceptance and tokens per target call measured by the edgespec runtime itself (greedy, fixed draft length)."""
+    from edgespec.pipeline import GenerationConfig, SpeculativePipeline
+
+    pipe = SpeculativePipeline.from_manifest(pair)
+    if pipe.draft is None:
+        raise EdgespecError(f"{pair} has no draft")
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, draft_length=draft_length,
+                           adaptive_draft=False)
+    results = {}
+    rows = _eval_prompts(humaneval, mtbench, mt_bench)
+    with _progress() as bar:
+        task = bar.add_task("runtime", total=len(rows), info="")
+        for kind in ("humaneval", "mtbench"):
+            agg = {"prompts": 0, "new_tokens": 0, "target_calls": 0, "drafted": 0, "accepted": 0, "wall_s": 0.0}
+            for row in (r for r in rows if r["kind"] == kind):
+                s = pipe.generate(row["user"], cfg).stats
+                agg["prompts"] += 1
+                agg["new_tokens"] += s.new_tokens
+                agg["target_calls"] += s.target_calls
+                agg["drafted"] += s.drafted_tokens
+                agg["accepted"] += s.accepted_tokens
+                agg["wall_s"] += s.wall_s
+                bar.update(task, advance=1, info=kind)
+            if agg["prompts"]:
+                agg["acceptance_rate"] = agg["accepted"] / max(1, agg["drafted"])
+                agg["tokens_per_target_call"] = agg["new_tokens"] / max(1, agg["target_calls"])
+                agg["tokens_per_s"] = agg["new_tokens"] / max(1e-9, agg["wall_s"])
+                results[kind] = agg
+    for kind, r in results.items():
+        console.print(f"{kind}: acceptance {r['acceptance_rate']:.3f}, tokens/target call "
+                      f"{r['tokens_per_target_call']:.2f} ({r['prompts']} prompts, {r['new_tokens']} tokens)")
+    if out:
+        out.write_text(json.dumps(results, indent=2) + "\n")
