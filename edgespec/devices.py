@@ -49,6 +49,9 @@ def compile_model(core: ov.Core, model: ov.Model | str, device: str, exact: bool
     the prefill (default npu.max_generation_tokens); `exact` does not apply there (NPUW keeps an f16 KV cache)."""
     if is_npu(device):
         npu = npu or NPUConfig()
+        cache_dir = os.environ.get("EDGESPEC_CACHE_DIR")
+        if cache_dir and "CACHE_DIR" not in npu.properties:
+            extra = {"CACHE_DIR": cache_dir} | (extra or {})
         if extra:
             npu = dataclasses.replace(npu, properties=npu.properties | extra)
         if isinstance(model, str):
