@@ -145,7 +145,11 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
     """Yield new tokens as the target confirms them. The caller stops the generator to end early."""
     rng = np.random.default_rng(config.seed)
     warp = config.warp if config.do_sample else None
-    policy = DraftLength(config.draft_length, config.max_draft_length, config.adaptive_draft)
+    longest = config.max_draft_length
+    if target.max_feed:
+        # NPU: a verify call longer than the compiled generation length would be split in two.
+        longest = min(longest, target.max_feed - 1)
+    policy = DraftLength(min(config.draft_length, longest), longest, config.adaptive_draft)
     start = time.perf_counter()
     stats.prompt_tokens = len(prompt)
     sequence = list(prompt)
