@@ -74,15 +74,17 @@ def plot_draft_lengths(plt, results: dict, out_dir: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for mode, rows in sweep.items():
-        ks = sorted(int(k) for k in rows)
+        rows = {int(k): v for k, v in rows.items()}  # keys are str once read back from JSON
+        ks = sorted(rows)
         med = [rows[k]["tokens_per_s"]["median"] for k in ks]
         lo = [rows[k]["tokens_per_s"]["median"] - rows[k]["tokens_per_s"]["min"] for k in ks]
         hi = [rows[k]["tokens_per_s"]["max"] - rows[k]["tokens_per_s"]["median"] for k in ks]
         ax.errorbar(ks, med, yerr=[lo, hi], marker="o", capsize=3, label=LABELS[mode], color=COLORS[mode])
     pred = (results.get("cost_curve") or {}).get("prediction")
     if pred:
-        ks = sorted(int(k) for k in pred["by_k"])
-        ax.plot(ks, [pred["by_k"][k]["tokens_per_s"] for k in ks], linestyle="--", color=COLORS["edgespec-spec"],
+        by_k = {int(k): v for k, v in pred["by_k"].items()}
+        ks = sorted(by_k)
+        ax.plot(ks, [by_k[k]["tokens_per_s"] for k in ks], linestyle="--", color=COLORS["edgespec-spec"],
                 alpha=0.6, label=f"predicted from cost curve (a={pred['acceptance']:.2f})")
     for mode in ("genai-target", "edgespec-target"):
         row = results["summary"].get("all", {}).get(mode)
@@ -113,8 +115,8 @@ def plot_cost_curve(plt, results: dict, out_dir: Path) -> Path | None:
             label="n single-token target steps")
     if curve.get("draft_token_s"):
         d = curve["draft_token_s"]
-        ax.plot(ns, [(call_s[ns[0]] + (n - 1) * d) * 1000 for n in ns], linestyle="--", color="green",
-                label="ideal verify (1 step) + (n-1) draft tokens")
+        ax.plot(ns, [n * d * 1000 for n in ns], linestyle="--", color="green",
+                label="n single-token draft steps")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("new tokens in one call (n)")

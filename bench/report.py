@@ -52,7 +52,14 @@ def render(results: dict, plots: list[Path]) -> str:
     add(shlex.join(results["command"]))
     add("```")
     add("")
-    for note in results.get("notes", []):
+    notes = list(results.get("notes", []))
+    m = results["machine"]
+    loads = [x[0] for x in (m.get("load_average"), m.get("load_average_end")) if x]
+    if loads and m.get("logical_cpus") and max(loads) > m["logical_cpus"]:
+        notes.append(f"The machine was shared while this ran (load average up to {max(loads):.1f} on "
+                     f"{m['logical_cpus']} CPUs): absolute times are inflated and noisy. The modes ran interleaved, "
+                     "so the ratios between them are the figures to read.")
+    for note in notes:
         add(f"> **Note:** {note}")
         add("")
     add(_headline(results))
@@ -258,7 +265,7 @@ def _cost(results: dict, add) -> None:
             f"{pred.get('overhead_s', 0) * 1000:.1f} ms. Predicted cost of a step with k drafted tokens: "
             f"T(k+1) + k x draft token + (k+1) x overhead; expected tokens (1-a^(k+1))/(1-a).")
         best = pred["best_k"]
-        row = pred["by_k"][best]
+        row = pred["by_k"].get(best) or pred["by_k"][str(best)]
         add(f"Predicted best draft length: **k = {best}** ({row['tokens_per_s']:.1f} tokens/s, "
             f"{row['speedup_vs_target']:.2f}x over the target's single-token step rate).")
         if pred.get("measured_best_k"):

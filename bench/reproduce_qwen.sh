@@ -13,5 +13,5 @@ PAIR="${1:-/work/pairs/qwen2.5-coder}"
 if [ ! -f "$PAIR/edgespec.json" ]; then
     nice -n 10 edgespec export --preset qwen2.5-coder --out "$PAIR"
 fi
-nice -n 10 edgespec bench "$PAIR" --prompts humaneval,mtbench --limit 3 --repeats 2 --max-new-tokens 64 \
+nice -n 10 edgespec bench "$PAIR" --prompts humaneval,mtbench --limit 2 --repeats 2 --max-new-tokens 64 \
     --draft-lengths 1,2,3,4 --sweep-limit 1 --out bench/results/qwen2.5-coder
