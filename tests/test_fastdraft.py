@@ -141,7 +141,7 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     assert len(synthetic.read_text().splitlines()) == 7
 
     run("align", "--init", tmp_path / "pre" / "last.pt", "--synthetic", synthetic, "--target", target,
-        "--out", tmp_path / "align", "--val-count", 2, "--seq", 48, "--batch", 2, "--steps", 3, "--eval-every", 3,
+        "--out", tmp_path / "align", "--val-percent", 50, "--seq", 48, "--batch", 2, "--steps", 3, "--eval-every", 3,
         "--threads", 1)
     draft = tmp_path / "draft"
     run("export", "--checkpoint", tmp_path / "align" / "last.pt", "--tokenizer-gguf", smollm2_gguf(),

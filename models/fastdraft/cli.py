@@ -6,6 +6,7 @@ Every long step writes as it goes and resumes from its own output after an inter
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -345,7 +346,7 @@ def align(
     synthetic: list[Path] = typer.Option(..., help="JSONL answers from `draft synthesize`"),
     target: Path = typer.Option(..., help="target IR folder (tokenizer)"),
     out: Path = typer.Option(..., help="run folder; reruns resume"),
-    val_count: int = typer.Option(64, help="answers held out for loss/acceptance"),
+    val_percent: int = typer.Option(10, help="percent of answers held out (by id hash) for loss/acceptance"),
     corpus_dir: Path = typer.Option(None, "--corpus", help="also replay corpus windows (a quarter of the set)"),
     head_vocab: int = typer.Option(0, help="re-pick a reduced head of this size from corpus + answers (needs --corpus)"),
     seq: int = typer.Option(384),
@@ -366,10 +367,14 @@ def align(
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     rows = [r for path in synthetic for r in synth.read_jsonl(path) if r.get("response", "").strip()]
-    if len(rows) <= val_count:
-        raise EdgespecError(f"only {len(rows)} synthetic answers; need more than --val-count {val_count}")
-    rows.sort(key=lambda r: r["id"])
-    val_rows = [r for i, r in enumerate(rows) if i % max(1, len(rows) // val_count) == 0][:val_count]
+    if len(rows) < 2:
+        raise EdgespecError(f"only {len(rows)} synthetic answers in {', '.join(map(str, synthetic))}")
+    # Held-out answers are picked by a hash of their id: the split stays put when a resumed run
+    # sees more answers (synthesis may still be appending), so no held-out answer is ever trained on.
+    rows.sort(key=lambda r: hashlib.sha1(r["id"].encode()).hexdigest())
+    val_rows = [r for r in rows if int(hashlib.sha1(r["id"].encode()).hexdigest()[:8], 16) % 100 < val_percent]
+    if not val_rows or len(val_rows) == len(rows):
+        raise EdgespecError(f"--val-percent {val_percent} leaves no held-out or no training answers")
     val_ids = {r["id"] for r in val_rows}
     train_rows = [r for r in rows if r["id"] not in val_ids]
     ckpt = out / "last.pt"
