@@ -136,7 +136,8 @@ def _genai_config(settings: Settings, eos: set[int], draft_length: int | None):
     if settings.do_sample:
         cfg.temperature = settings.temperature
         cfg.top_p = settings.top_p
-        cfg.top_k = settings.top_k if settings.top_k > 0 else 0
+        if settings.top_k > 0:  # GenAI's own default means "no top-k"; 0 is not that everywhere
+            cfg.top_k = settings.top_k
         if settings.seed is not None:
             cfg.rng_seed = settings.seed
     if draft_length is not None:

@@ -126,6 +126,22 @@ def test_sweep_and_cost_curve(bench_run):
     assert set(pred["measured_best_k"]) == {"genai-spec", "edgespec-spec"}
 
 
+def test_sampling_run(tiny_pair, tmp_path):
+    """--sample reaches both runtimes; output equality is not reported for sampled text."""
+    out = tmp_path / "sampled"
+    args = [str(tiny_pair), "--modes", "genai-target,edgespec-spec", "--prompts", "mtbench", "--limit", "1",
+            "--max-new-tokens", "4", "--repeats", "1", "--sample", "--seed", "3", "--no-memory", "--no-cost-curve",
+            "--no-plots", "--out", str(out)]
+    result = CliRunner().invoke(_app(), args)
+    if result.exception:
+        raise result.exception
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["do_sample"] and res["settings"]["seed"] == 3
+    row = res["summary"]["all"]["edgespec-spec"]
+    assert row["matches"] == {} and row["speedup"]["genai-target"]["n"] == 1
+    assert not list(out.glob("*.png")) and "cost_curve" not in res and "memory" not in res
+
+
 def test_user_jsonl_fields(user_jsonl):
     prompts = load_prompt_set(str(user_jsonl), None)
     assert [(p.set, p.id, p.text) for p in prompts] == [("mine", "a", "Name three primary colours."),
