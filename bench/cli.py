@@ -27,7 +27,7 @@ def _ints(value: str | None, option: str) -> list[int]:
 
 
 def bench_command(
-    pair: Optional[Path] = typer.Argument(None, help="Pair folder (edgespec.json); default: the built-in default pair."),
+    pair: Optional[Path] = typer.Argument(None, help="Pair folder (edgespec.json); default: the default pair."),
     modes: str = typer.Option("", "--modes", show_default=False,
                               help="Comma-separated subset of genai-target, genai-spec, edgespec-target, "
                                    "edgespec-spec (default: all four; the target-only two for a pair without draft)."),
@@ -41,9 +41,9 @@ def bench_command(
     repeats: int = typer.Option(3, "--repeats", help="Times every prompt is run in every mode."),
     draft_length: int = typer.Option(5, "--draft-length", help="Draft length k (GenAI: num_assistant_tokens)."),
     adaptive: bool = typer.Option(True, "--adaptive/--fixed-draft",
-                                  help="Let edgespec adapt k while decoding (its default) or keep it fixed like GenAI."),
+                                  help="Let edgespec adapt k while decoding (its default) or fix it like GenAI."),
     draft_lengths: str = typer.Option("", "--draft-lengths",
-                                      help="Sweep these fixed draft lengths too, e.g. 1,2,3,4,5,6 (default: no sweep)."),
+                                      help="Also sweep these fixed draft lengths, e.g. 1,2,3,4,5,6 (default: none)."),
     sweep_limit: int = typer.Option(3, "--sweep-limit", help="Prompts per set in the sweep (0 = same as --limit)."),
     sweep_repeats: int = typer.Option(1, "--sweep-repeats", help="Repeats in the sweep."),
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sampling instead of greedy decoding."),
@@ -58,10 +58,9 @@ def bench_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result folder (default: bench-results/<pair name>)."),
 ) -> None:
     """Benchmark edgespec against OpenVINO GenAI: speed, acceptance, exactness, memory, cost curve."""
-    from rich.console import Console
-
     from edgespec_bench.modes import Settings
     from edgespec_bench.runner import BenchOptions, run_bench
+    from rich.console import Console
 
     console = Console(stderr=True)
     if limit < 0:
@@ -115,9 +114,8 @@ def write_outputs(results: dict, out_dir: Path, plots: bool = True) -> list[Path
 
 def print_summary(results: dict, console) -> None:
     """One compact table per prompt set: the figures people look for first."""
-    from rich.table import Table
-
     from edgespec_bench.report import _f, _spread
+    from rich.table import Table
 
     short = {"genai-target": "GenAI", "genai-spec": "GenAI spec", "edgespec-target": "edgespec",
              "edgespec-spec": "edgespec spec"}

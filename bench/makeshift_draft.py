@@ -19,8 +19,14 @@ import shutil
 from pathlib import Path
 
 from edgespec.errors import EdgespecError
-from edgespec.manifest import MODEL_FILES, MODEL_INFO, TOKENIZER_FILES, read_model_entry, write_manifest, \
-    write_model_info
+from edgespec.manifest import (
+    MODEL_FILES,
+    MODEL_INFO,
+    TOKENIZER_FILES,
+    read_model_entry,
+    write_manifest,
+    write_model_info,
+)
 
 
 def build_self_pair(target_ir: Path, out: Path, eos_token_ids: list[int], context_length: int) -> Path:

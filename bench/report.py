@@ -43,7 +43,6 @@ def render(results: dict, plots: list[Path]) -> str:
     lines: list[str] = []
     add = lines.append
     pair = results["pair"]
-    st = results["settings"]
     add(f"# edgespec bench: {pair['name']}")
     add("")
     add(f"Run {results['started']} to {results.get('finished', '?')}. Command:")
