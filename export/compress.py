@@ -68,6 +68,11 @@ def compress_ir(model_dir: str | Path, weights: str, builtin_int8: bool | None =
     model_dir = Path(model_dir)
     xml = model_dir / "openvino_model.xml"
     model = ov.Core().read_model(xml)
+    # Block-quantized weights (GenAI's Q8_0 reading, or an earlier compression) become plain f16 first,
+    # so that every matrix is compressed as asked.
+    from .ir_weights import fold_weights_to_f16
+
+    fold_weights_to_f16(model)
     if builtin_int8:
         from .int8 import compress_int8
 

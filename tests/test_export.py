@@ -211,6 +211,24 @@ def test_export_gguf_compressed(tmp_path, tiny_gguf, tiny_ir, weights, kinds, mi
     assert np.corrcoef(_logits(tmp_path, ids).ravel(), _logits(tiny_ir, ids).ravel())[0, 1] > min_corr
 
 
+def test_fold_q8_0_weights_to_f16(tmp_path, tiny_gguf):
+    """GenAI's Q8_0 decompression subgraphs fold into plain f16 weights with the same values."""
+    from edgespec_export.ir_weights import fold_weights_to_f16
+
+    q8 = rewrite_gguf(tiny_gguf, tmp_path / "q8.gguf", "Q8_0")
+    export_model(resolve_source(str(q8)), tmp_path / "q8", "keep")
+    ids = list(range(100, 140))
+    before = _logits(tmp_path / "q8", ids)
+    model = ov.Core().read_model(tmp_path / "q8" / "openvino_model.xml")
+    assert fold_weights_to_f16(model) == TINY_SHAPE.layers * 7 + 1  # 7 matrices a layer + tied embedding
+    ov.save_model(model, tmp_path / "folded" / "openvino_model.xml", compress_to_fp16=False)
+    kinds = {op.get_output_element_type(0).get_type_name() for op in model.get_ordered_ops()
+             if op.get_type_name() == "Constant" and len(op.get_output_partial_shape(0)) == 2}
+    assert "u8" not in kinds and "f16" in kinds
+    after = _logits(tmp_path / "folded", ids)
+    assert np.abs(after - before).max() < 1e-2 * np.abs(before).max()
+
+
 def test_compression_without_nncf(tmp_path, tiny_gguf, tiny_ir, monkeypatch):
     """INT4 needs NNCF (clear error, before converting); INT8 falls back to the built-in compressor."""
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf now raises ImportError
