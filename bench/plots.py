@@ -89,7 +89,8 @@ def plot_draft_lengths(plt, results: dict, out_dir: Path) -> Path | None:
     for mode in ("genai-target", "edgespec-target"):
         row = results["summary"].get("all", {}).get(mode)
         if row and row["tokens_per_s"]:
-            ax.axhline(row["tokens_per_s"]["median"], linestyle=":", color=COLORS[mode], label=LABELS[mode])
+            ax.axhline(row["tokens_per_s"]["median"], linestyle=":", color=COLORS[mode],
+                       label=f"{LABELS[mode]} (main run, all prompts)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("draft length k (fixed)")
     ax.set_ylabel("new tokens/s")

@@ -194,7 +194,8 @@ def _memory(results: dict, add) -> None:
     add("## Peak resident memory")
     add("")
     add("Each mode alone in a fresh process: libraries imported, the mode loaded, one generation. "
-        "Peak is the process's RSS high-water mark; 'over baseline' subtracts the RSS after imports.")
+        "Peak is the process's RSS high-water mark; 'over baseline' subtracts the RSS after imports. "
+        "'After load' is small because both runtimes map the weight files and page them in on first use.")
     add("")
     add("| mode | peak RSS | over baseline | after load |")
     add("|---|---|---|---|")
