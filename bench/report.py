@@ -61,8 +61,10 @@ def render(results: dict, plots: list[Path]) -> str:
     for note in notes:
         add(f"> **Note:** {note}")
         add("")
-    add(_headline(results))
-    add("")
+    headline = _headline(results)
+    if headline:
+        add(headline)
+        add("")
     _machine(results, add)
     _models(results, add)
     _settings(results, add)
