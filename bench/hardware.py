@@ -55,7 +55,27 @@ def versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
+    commit = source_commit()
+    if commit:
+        out["edgespec commit"] = commit
     return out
+
+
+def source_commit() -> str | None:
+    """The git commit of an edgespec source checkout (editable install), '+dirty' if it has local changes."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    if not (repo / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if head and dirty else head or None
 
 
 def measure_bandwidth(size_mb: int = 256, repeats: int = 5) -> dict:
