@@ -76,24 +76,29 @@ class SpeculativePipeline:
         """
         return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu)
 
-    def prompt_ids(self, prompt: str | list[dict], chat: bool | None = None) -> list[int]:
-        if isinstance(prompt, list):
-            text = self.tokenizer.apply_chat_template(prompt)
+    def prompt_ids(self, prompt: str | list[dict] | list[int], chat: bool | None = None) -> list[int]:
+        """Token ids for a text prompt, chat messages, or ids given as they are."""
+        if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+            ids = list(prompt)
         else:
-            if not prompt.strip():
-                raise EdgespecError("empty prompt")
-            use_chat = self.tokenizer.has_chat_template if chat is None else chat
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}]) if use_chat else prompt
-        ids = self.tokenizer.encode(text)
+            ids = self.tokenizer.encode(self._prompt_text(prompt, chat))
         if not ids:
             raise EdgespecError("empty prompt")
         if len(ids) > self.target.context_length:
             raise EdgespecError(f"prompt has {len(ids)} tokens but the context holds {self.target.context_length}")
         return ids
 
-    def generate(self, prompt: str | list[dict], config: GenerationConfig | None = None,
+    def _prompt_text(self, prompt: str | list[dict], chat: bool | None) -> str:
+        if isinstance(prompt, list):
+            return self.tokenizer.apply_chat_template(prompt)
+        if not prompt.strip():
+            raise EdgespecError("empty prompt")
+        use_chat = self.tokenizer.has_chat_template if chat is None else chat
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}]) if use_chat else prompt
+
+    def generate(self, prompt: str | list[dict] | list[int], config: GenerationConfig | None = None,
                  streamer: Streamer | None = None, chat: bool | None = None) -> GenerationResult:
-        """Generate a continuation of `prompt` (text, or chat messages as [{"role", "content"}])."""
+        """Generate a continuation of `prompt`: text, chat messages ([{"role", "content"}]) or token ids."""
         config = config or GenerationConfig()
         ids = self.prompt_ids(prompt, chat)
         stats = GenerationStats()

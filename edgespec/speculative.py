@@ -50,6 +50,8 @@ class GenerationStats:
     acceptance_rate: float = 0.0
     tokens_per_target_call: float = 0.0
     stop_reason: str = ""
+    target_s: float = 0.0  # time inside target calls
+    draft_s: float = 0.0  # time inside draft calls
     draft_lengths: list[int] = field(default_factory=list)
 
     def finish(self, start: float) -> None:
@@ -180,6 +182,8 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
             if draft is not None:
                 draft.rollback(min(draft.cached, len(sequence) + kept))
             stats.target_calls += 1
+            stats.target_s += t2 - t1
+            stats.draft_s += t1 - t0
             if k:
                 stats.draft_calls += k
                 stats.drafted_tokens += k

@@ -159,3 +159,12 @@ def test_greedy_equal_with_trim_rollback(tiny_pair):
         config = GenerationConfig(max_new_tokens=40, ignore_eos=True, draft_length=3)
         assert spec.generate(prompt, config, chat=False).token_ids == want.generate(prompt, config,
                                                                                     chat=False).token_ids
+
+
+def test_token_id_prompt_and_call_times(tiny_pipes):
+    spec = tiny_pipes["near"]
+    ids = spec.prompt_ids("Once upon a time", chat=False)
+    config = GenerationConfig(max_new_tokens=20, ignore_eos=True)
+    by_ids = spec.generate(ids, config)
+    assert by_ids.token_ids == spec.generate("Once upon a time", config, chat=False).token_ids
+    assert 0 < by_ids.stats.target_s + by_ids.stats.draft_s <= by_ids.stats.wall_s
