@@ -157,9 +157,16 @@ def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.
         if step % eval_every == 0 or step == steps:
             row |= evaluate(model, val_set, inverse)
             t_last = time.time()  # evaluation time is not training time
+            if row["acceptance"] > float(state.get("best_acceptance", -1.0)):
+                # small alignment sets overfit: keep the checkpoint with the best held-out greedy match
+                state["best_acceptance"] = row["acceptance"]
+                save_checkpoint(out_dir / "best.pt", model, None,
+                                {"step": step, "tokens": tokens_seen, "elapsed_s": elapsed, "steps": steps,
+                                 "best_acceptance": row["acceptance"]}, vocab_map)
         if step % save_every == 0 or step == steps:
             save_checkpoint(out_dir / "last.pt", model, opt,
-                            {"step": step, "tokens": tokens_seen, "elapsed_s": elapsed, "steps": steps}, vocab_map)
+                            {"step": step, "tokens": tokens_seen, "elapsed_s": elapsed, "steps": steps,
+                             "best_acceptance": state.get("best_acceptance", -1.0)}, vocab_map)
         _append(log_path, row)
         if on_step:
             on_step(step, row)
