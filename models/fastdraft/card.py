@@ -92,10 +92,15 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         lines.append(f"| {s['name']} | {s['steps']} | {s['tokens']:,} | {s['hours']:.2f} h | "
                      f"{s['first_eval']['val_loss']:.2f} -> {s['last_eval']['val_loss']:.2f} | "
                      f"{s['first_eval']['acceptance']:.3f} -> {s['last_eval']['acceptance']:.3f} |")
+    best = state.get("best_acceptance")
     lines += [
         "",
+        f"Shipped checkpoint: `{checkpoint.name}`, step {state.get('step')} of the last stage"
+        + (f" (best held-out greedy match, {best:.3f})" if isinstance(best, float) and best >= 0 else "") + ".",
+        "Wall time counts training steps only (evaluation excluded).",
+        "",
         "Hardware: 2 shared CPU cores (AVX2, no GPU), torch 2.13 CPU, one thread or two; the machine was shared "
-        "with other jobs throughout (load average 8-12), so wall times are several times what an idle machine "
+        "with other jobs throughout (load average 2-12), so wall times are several times what an idle machine "
         "needs.",
         "",
         "![loss curve](loss.png)",
