@@ -257,6 +257,16 @@ def _train_progress(total: int, done: int, desc: str):
     return bar, on_step
 
 
+def _corpus_tokens(corpus_dir: Path, name: str) -> np.ndarray:
+    path = corpus_dir / name
+    if not path.is_file():
+        raise EdgespecError(f"{path} not found: run `edgespec draft corpus --out {corpus_dir}` first")
+    try:
+        return np.load(path)
+    except (ValueError, OSError) as exc:
+        raise EdgespecError(f"{path} is unreadable ({exc.__class__.__name__})") from None
+
+
 def _parse_layers(text: str) -> list[int]:
     try:
         if "-" in text and "," not in text:
@@ -274,7 +284,7 @@ def _head_map(corpus_dir: Path, target: Path, head_vocab: int, vocab: int) -> "n
 
     if not head_vocab or head_vocab >= vocab:
         return None
-    arrays = [np.load(corpus_dir / "train.npy")]
+    arrays = [_corpus_tokens(corpus_dir, "train.npy")]
     seeds = json.loads((corpus_dir / "seeds.json").read_text())
     # One call per prompt: the tokenizer truncates a single long text.
     chat = data.TargetTokenizer(target).encode(seeds["sharegpt"][:4000])
@@ -312,8 +322,8 @@ def pretrain(
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     ckpt = out / "last.pt"
-    train_set = T.windows_from_stream(np.load(corpus_dir / "train.npy"), seq)
-    val_set = T.windows_from_stream(np.load(corpus_dir / "val.npy"), seq)
+    train_set = T.windows_from_stream(_corpus_tokens(corpus_dir, "train.npy"), seq)
+    val_set = T.windows_from_stream(_corpus_tokens(corpus_dir, "val.npy"), seq)
     if ckpt.exists():
         model, state, vocab_map, opt_state = M.load_checkpoint(ckpt)
         console.print(f"resuming {ckpt} at step {state.get('step', 0)}")
@@ -389,14 +399,14 @@ def align(
         if head_vocab and vocab_map is not None and corpus_dir is not None:
             # Re-pick the FR-Spec head with the target's own answers in the counts.
             answers = np.concatenate([np.array(a, np.int64) for _, a in train_pairs])
-            freq = M.token_frequencies([np.load(corpus_dir / "train.npy"), answers], model.cfg.target_vocab)
+            freq = M.token_frequencies([_corpus_tokens(corpus_dir, "train.npy"), answers], model.cfg.target_vocab)
             freq[[0, 1, 2]] = freq.max() + 1
             new_map = np.sort(np.argsort(-freq, kind="stable")[:head_vocab])
             console.print(f"head: {len(np.intersect1d(new_map, vocab_map))} of {head_vocab} rows kept from {init}")
             model = M.remap_head(model, vocab_map, new_map)
             vocab_map = new_map
     if corpus_dir is not None:  # a little code replay keeps pretraining knowledge
-        code = T.windows_from_stream(np.load(corpus_dir / "train.npy"), seq)
+        code = T.windows_from_stream(_corpus_tokens(corpus_dir, "train.npy"), seq)
         pick = np.random.default_rng(0).permutation(len(code))[:len(train_set) // 4]
         train_set = T.TrainSet(np.concatenate([train_set.tokens, code.tokens[pick]]),
                                np.concatenate([train_set.mask, code.mask[pick]]))
