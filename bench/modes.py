@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgespec.errors import EdgespecError
-from edgespec.manifest import TOKENIZER_FILES, Pair
+from edgespec.manifest import DRAFT_VOCAB, TOKENIZER_FILES, Pair
 from edgespec_bench.prompts import PreparedPrompt
 
 MODES = ("genai-target", "genai-spec", "edgespec-target", "edgespec-spec")
@@ -95,20 +95,32 @@ class Mode:
 
 
 def genai_draft_dir(pair: Pair, scratch: Path) -> Path:
-    """GenAI's draft_model wants tokenizer IR beside the draft; an edgespec draft may ship without one.
+    """The draft as OpenVINO GenAI's draft_model can load it.
 
-    The draft shares the target's vocabulary, so a scratch folder of links (draft model + target
-    tokenizer) is what GenAI would see had the export copied the tokenizer.
+    GenAI wants tokenizer IR beside the draft (an edgespec draft may ship without one: the draft shares
+    the target's vocabulary, so the target's tokenizer is linked in) and logits over the whole vocabulary
+    (a reduced FR-Spec head is given a full-vocabulary output: export/full_head.py).
     """
+    from edgespec_export.full_head import write_full_head_model
+
     draft = pair.draft.dir
-    if all((draft / f).is_file() for f in TOKENIZER_FILES):
+    vocab_map = pair.draft.vocab_map()
+    if vocab_map is None and all((draft / f).is_file() for f in TOKENIZER_FILES):
         return draft
     staged = scratch / "genai-draft"
     staged.mkdir(parents=True, exist_ok=True)
     for path in draft.iterdir():
+        if vocab_map is not None and path.name in ("openvino_model.xml", "openvino_model.bin", DRAFT_VOCAB):
+            continue
         _link(path, staged / path.name)
     for name in TOKENIZER_FILES:
-        _link(pair.target.dir / name, staged / name)
+        if not (staged / name).exists():
+            _link(pair.target.dir / name, staged / name)
+    if vocab_map is not None:
+        vocab = pair.draft.vocab_size or pair.target.vocab_size
+        if not vocab:
+            raise EdgespecError(f"{draft}: vocabulary size unknown (edgespec_model.json lacks vocab_size)")
+        write_full_head_model(pair.draft.xml, staged / "openvino_model.xml", vocab_map, vocab)
     return staged
 
 
@@ -165,9 +177,6 @@ class GenAIMode(Mode):
         if self.speculative:
             if pair.draft is None:
                 raise EdgespecError("genai-spec needs a pair with a draft model")
-            if pair.draft.vocab_map() is not None:
-                raise EdgespecError("genai-spec cannot run this draft: its reduced output head (draft_vocab.npy) "
-                                    "is an edgespec extension GenAI does not know; drop genai-spec from --modes")
             self._tmp = tempfile.TemporaryDirectory(prefix="edgespec-bench-") if scratch is None else None
             draft_dir = genai_draft_dir(pair, Path(self._tmp.name) if self._tmp else scratch)
             kwargs["draft_model"] = ov_genai.draft_model(str(draft_dir), draft_device)

@@ -41,6 +41,7 @@ class LlamaShape:
     context: int = 2048
     rope_theta: float = 10000.0
     rms_eps: float = 1e-5
+    arch: str = "llama"  # or "qwen2": the same decoder with Q/K/V biases and NeoX-style RoPE
 
     @property
     def head_dim(self) -> int:
@@ -74,19 +75,22 @@ def random_llama_weights(shape: LlamaShape, seed: int, scale: float = 0.2) -> di
             f"blk.{i}.ffn_up.weight": mat(shape.ffn, h),
             f"blk.{i}.ffn_down.weight": mat(h, shape.ffn),
         }
+        if shape.arch == "qwen2":
+            weights |= {f"blk.{i}.attn_q.bias": mat(1, h)[0], f"blk.{i}.attn_k.bias": mat(1, kv)[0],
+                        f"blk.{i}.attn_v.bias": mat(1, kv)[0]}
     return weights
 
 
 def write_llama_gguf(path: str | Path, shape: LlamaShape, weights: dict[str, np.ndarray], tokenizer_fields: dict,
                      name: str = "edgespec-llama") -> Path:
-    """Write a llama GGUF: matrices as F16 (GenAI's reader rejects F32 matrices), norms as F32.
+    """Write a llama (or qwen2) GGUF: matrices as F16 (GenAI's reader rejects F32 matrices), norms and biases as F32.
 
     Keys of `weights` follow GGUF naming (token_embd.weight, blk.N.attn_q.weight, output.weight...),
     with each matrix stored as [out_features, in_features] like a torch Linear weight.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), shape.arch)
     writer.add_name(name)
     writer.add_block_count(shape.layers)
     writer.add_context_length(shape.context)

@@ -93,11 +93,11 @@ def test_corpus_excludes_eval_prompts(tiny_corpus, tiny_pair):
 def test_torch_draft_matches_openvino_target(tmp_path, tiny_pair):
     """The torch model copied from a GGUF reproduces GenAI's logits (RoPE layout, norms, GQA)."""
     from edgespec_models.fastdraft.export import ov_logits
-    from edgespec_models.fastdraft.model import draft_from_target, read_gguf_llama
+    from edgespec_models.fastdraft.model import draft_from_target, read_gguf_model
 
     weights = random_llama_weights(TINY_SHAPE, seed=0)  # the tiny_pair target's weights
     gguf_path = write_llama_gguf(tmp_path / "t.gguf", TINY_SHAPE, weights, read_tokenizer_fields(smollm2_gguf()))
-    cfg, w = read_gguf_llama(gguf_path)
+    cfg, w = read_gguf_model(gguf_path)
     model = draft_from_target(cfg, w, [0, 1], None)
     ids = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
     with torch.no_grad():
@@ -170,6 +170,19 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     rt = json.loads((tmp_path / "rt.json").read_text())
     assert all(r["new_tokens"] > 0 and 1.0 <= r["tokens_per_target_call"] <= 6.0 for r in rt.values())
 
+    # OpenVINO GenAI runs the same reduced-head draft through the bench's full-vocabulary adapter
+    import openvino_genai as ov_genai
+
+    from edgespec.manifest import load_pair
+    from edgespec_bench.modes import genai_draft_dir
+
+    genai_draft = genai_draft_dir(load_pair(pair), tmp_path / "scratch")
+    pipe = ov_genai.LLMPipeline(str(pair / "target"), "CPU", draft_model=ov_genai.draft_model(str(genai_draft), "CPU"))
+    config = ov_genai.GenerationConfig()
+    config.max_new_tokens, config.num_assistant_tokens = 8, 3
+    result = pipe.generate(["def add(a, b):"], config)
+    assert result.extended_perf_metrics.get_num_accepted_tokens() >= 0 and result.texts[0]
+
 
 def test_shipped_draft_folder():
     """The shipped SmolLM2 draft: loadable, reduced head consistent with draft_vocab.npy, INT8 and small."""
@@ -189,3 +202,34 @@ def test_shipped_draft_folder():
                if op.get_type_name() == "Constant")
     assert (folder / "openvino_model.bin").stat().st_size < 60e6
     assert (folder / "MODEL_CARD.md").exists() and (folder / "loss.png").exists()
+
+
+def test_qwen2_draft_matches_openvino(tmp_path):
+    """qwen2 GGUFs (Q/K/V biases, NeoX RoPE) seed drafts too: torch reproduces GenAI's logits, and a
+    reduced-head qwen2 draft survives the export route (GGUF -> GenAI -> IR)."""
+    import dataclasses
+
+    from edgespec_export.gguf_convert import convert_gguf
+    from edgespec_models.fastdraft.export import export_draft, ov_logits, verify_export
+    from edgespec_models.fastdraft.model import draft_from_target, read_gguf_model
+
+    shape = dataclasses.replace(TINY_SHAPE, arch="qwen2")
+    weights = random_llama_weights(shape, seed=3)
+    gguf_path = write_llama_gguf(tmp_path / "q.gguf", shape, weights, read_tokenizer_fields(smollm2_gguf()))
+    cfg, w = read_gguf_model(gguf_path)
+    assert cfg.arch == "qwen2" and cfg.qkv_bias and cfg.rope_neox
+    convert_gguf(gguf_path, tmp_path / "ir")
+    model = draft_from_target(cfg, w, list(range(cfg.layers)), None)
+    ids = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
+    with torch.no_grad():
+        ref = model(torch.tensor([ids]))[0].numpy()
+    got = ov_logits(tmp_path / "ir", ids)
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+    vocab_map = np.sort(np.random.default_rng(0).permutation(cfg.target_vocab)[:512])
+    vocab_map[0] = 2
+    vocab_map.sort()
+    draft = draft_from_target(cfg, w, [0], vocab_map)
+    export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "draft", eos_token_ids=[2], int8=False)
+    assert verify_export(draft, tmp_path / "draft", ids)["argmax_agreement"] == 1.0

@@ -51,7 +51,7 @@ def corpus(
     files = list(data.python_files(roots))
     random.Random(0).shuffle(files)  # a capped corpus should still span many packages
     train, val, texts, n_tokens, n_docs = [], [], [], 0, 0
-    eos = 2  # <|im_end|> doubles as document separator, as in SmolLM2's own chat data
+    eos = tok.eos_id  # end of turn doubles as document separator, as in chat-tuned models' own data
     with _progress() as bar:
         task = bar.add_task("corpus", total=max_tokens, info="")
         for path, text in data.dedup_documents(files, guard):
@@ -104,13 +104,14 @@ def synthesize(
     seeds = json.loads(seeds_path.read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
     pipe = synth.make_pipeline(target, threads or None)
+    tok = data.TargetTokenizer(target)
     prompts_path = out.with_suffix(".prompts.json")
     if prompts_path.exists():  # the prompt list is fixed on the first run so resumed runs answer the same set
         prompts = json.loads(prompts_path.read_text())
     else:
         guard = data.default_guard()
         with console.status("sampling user turns from the target"):
-            selfgen = synth.self_generated_users(pipe, self_prompts, guard) if self_prompts else []
+            selfgen = synth.self_generated_users(pipe, tok, self_prompts, guard) if self_prompts else []
         prompts = synth.mix_prompts({"code": [data.code_task(s) for s in seeds["code"][:code]],
                                      "sharegpt": seeds["sharegpt"][:sharegpt], "self": selfgen})
         prompts_path.write_text(json.dumps(prompts))
@@ -123,7 +124,7 @@ def synthesize(
             chars[0] += c
             bar.update(task, advance=n, info=f"{chars[0] / (time.time() - t0):.0f} chars/s")
 
-        synth.synthesize(pipe, prompts, out, max_new_tokens, batch, on_batch)
+        synth.synthesize(pipe, tok, prompts, out, max_new_tokens, batch, on_batch)
     console.print(f"{len(synth.read_jsonl(out))} answers in {out}")
 
 
@@ -148,29 +149,30 @@ def evalset(
     mt_bench: Path = typer.Option(Path("/work/shared/data/mt_bench.jsonl")),
 ) -> None:
     """Cache the target's greedy answers to the evaluation prompts (for offline acceptance checks)."""
-    from edgespec_models.fastdraft import synth
+    from edgespec_models.fastdraft import data, synth
 
     prompts = _eval_prompts(humaneval, mtbench, mt_bench)
     pipe = synth.make_pipeline(target)
+    tok = data.TargetTokenizer(target)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = len({r["id"] for r in synth.read_jsonl(out)})
     with _progress() as bar:
         task = bar.add_task("evalset", total=len(prompts), completed=done, info="")
-        synth.synthesize(pipe, prompts, out, max_new_tokens, batch, lambda n, c: bar.update(task, advance=n))
+        synth.synthesize(pipe, tok, prompts, out, max_new_tokens, batch, lambda n, c: bar.update(task, advance=n))
     console.print(f"{len(synth.read_jsonl(out))} answers in {out}")
 
 
 def tokenized_pairs(rows: list[dict], target: Path, max_new_tokens: int | None = None) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, answer ids) for answer rows; an answer that stopped early ends with <|im_end|>."""
+    """(prompt ids, answer ids) for answer rows; an answer that stopped early ends with the end-of-turn id."""
     from edgespec_models.fastdraft import data
 
     tok = data.TargetTokenizer(target)
-    prompts = tok.encode([data.chat_prompt(r["user"]) for r in rows])
+    prompts = tok.encode([tok.chat_prompt(r["user"]) for r in rows])
     answers = tok.encode([r["response"] for r in rows])
     pairs = []
     for p, a in zip(prompts, answers):
         if max_new_tokens is None or len(a) < max_new_tokens - 2:
-            a = a + [2]  # the target stopped at end of turn: predicting it is part of drafting
+            a = a + [tok.eos_id]  # the target stopped at end of turn: predicting it is part of drafting
         pairs.append((p, a[:max_new_tokens] if max_new_tokens else a))
     return pairs
 
@@ -267,6 +269,30 @@ def _corpus_tokens(corpus_dir: Path, name: str) -> np.ndarray:
         raise EdgespecError(f"{path} is unreadable ({exc.__class__.__name__})") from None
 
 
+def _target_vocab(target: Path) -> int:
+    """Rows of the target's output head, read from its IR (the vocabulary the draft must cover)."""
+    import openvino as ov
+
+    xml = target / "openvino_model.xml"
+    if not xml.is_file():
+        raise EdgespecError(f"no openvino_model.xml in {target}")
+    dim = ov.Core().read_model(xml).output("logits").get_partial_shape()[-1]
+    if not dim.is_static:
+        raise EdgespecError(f"{xml}: the logits output has no fixed vocabulary size")
+    return dim.get_length()
+
+
+def _gguf_eos(tokenizer_gguf: Path) -> list[int]:
+    from edgespec_export.gguf_llama import read_tokenizer_fields
+
+    if not tokenizer_gguf.is_file():
+        raise EdgespecError(f"tokenizer GGUF not found: {tokenizer_gguf}")
+    eos = read_tokenizer_fields(tokenizer_gguf).get("tokenizer.ggml.eos_token_id")
+    if eos is None:
+        raise EdgespecError(f"{tokenizer_gguf} names no end-of-sequence token")
+    return [int(eos)]
+
+
 def _parse_layers(text: str) -> list[int]:
     try:
         if "-" in text and "," not in text:
@@ -287,18 +313,21 @@ def _head_map(corpus_dir: Path, target: Path, head_vocab: int, vocab: int) -> "n
     arrays = [_corpus_tokens(corpus_dir, "train.npy")]
     seeds = json.loads((corpus_dir / "seeds.json").read_text())
     # One call per prompt: the tokenizer truncates a single long text.
-    chat = data.TargetTokenizer(target).encode(seeds["sharegpt"][:4000])
+    tok = data.TargetTokenizer(target)
+    chat = tok.encode(seeds["sharegpt"][:4000])
     arrays.extend(np.array(ids, np.int64) for ids in chat if ids)
-    return top_tokens(arrays, head_vocab, vocab, always=[0, 1, 2])
+    return top_tokens(arrays, head_vocab, vocab, always=tok.special_ids())
 
 
 @app.command()
 def pretrain(
     corpus_dir: Path = typer.Option(..., "--corpus", help="folder written by `draft corpus`"),
     target: Path = typer.Option(..., help="target IR folder (tokenizer)"),
-    target_gguf: Path = typer.Option(None, help="llama GGUF of the target, to start from its layers"),
+    seed_gguf: Path = typer.Option(None, "--seed-gguf", "--target-gguf",
+                                   help="llama/qwen2 GGUF whose layers seed the draft: the target's own, or a "
+                                        "smaller model with the same tokenizer (e.g. Qwen2.5-Coder-0.5B for the 1.5B)"),
     out: Path = typer.Option(..., help="run folder (last.pt, log.jsonl); reruns resume"),
-    layers: str = typer.Option("0-3", help="target layers to copy (with --target-gguf)"),
+    layers: str = typer.Option("0-3", help="layers of the seed GGUF to copy (with --seed-gguf)"),
     head_vocab: int = typer.Option(8192, help="rows of the output head (FR-Spec); 0: full vocabulary"),
     hidden: int = typer.Option(256, help="random init only"),
     n_layers: int = typer.Option(2, help="random init only"),
@@ -329,10 +358,11 @@ def pretrain(
         console.print(f"resuming {ckpt} at step {state.get('step', 0)}")
     else:
         state, opt_state = {}, None
-        vocab = 49152
-        if target_gguf:
-            tcfg, tw = M.read_gguf_llama(target_gguf)
-            vocab = tcfg.target_vocab
+        vocab = _target_vocab(target)
+        if seed_gguf:
+            tcfg, tw = M.read_gguf_model(seed_gguf)
+            if tcfg.target_vocab != vocab:
+                raise EdgespecError(f"{seed_gguf} has a vocabulary of {tcfg.target_vocab}, the target {vocab}")
             vocab_map = _head_map(corpus_dir, target, head_vocab, vocab)
             model = M.draft_from_target(tcfg, tw, _parse_layers(layers), vocab_map, context=2048)
         else:
@@ -346,7 +376,7 @@ def pretrain(
     with bar:
         result = T.train(model, train_set, val_set, vocab_map, out, steps, batch, lr, state=state,
                          optimizer_state=opt_state, eval_every=eval_every, on_step=on_step,
-                         freeze_embedding=bool(target_gguf))
+                         freeze_embedding=bool(seed_gguf))
     console.print(result)
 
 
@@ -369,8 +399,8 @@ def align(
     """Fine-tune on the target's own answers (sequence-level distillation), loss on answer tokens."""
     import torch
 
+    from edgespec_models.fastdraft import data, synth
     from edgespec_models.fastdraft import model as M
-    from edgespec_models.fastdraft import synth
     from edgespec_models.fastdraft import train as T
 
     if threads:
@@ -392,15 +422,16 @@ def align(
     model, state, vocab_map, opt_state = M.load_checkpoint(ckpt if resume else init)
     with console.status("tokenizing answers"):
         train_pairs = tokenized_pairs(train_rows, target)
-        train_set = T.windows_from_pairs(train_pairs, seq, pad=2)
-        val_set = T.windows_from_pairs(tokenized_pairs(val_rows, target), seq, pad=2)
+        eos = data.TargetTokenizer(target).eos_id
+        train_set = T.windows_from_pairs(train_pairs, seq, pad=eos)
+        val_set = T.windows_from_pairs(tokenized_pairs(val_rows, target), seq, pad=eos)
     if not resume:
         state, opt_state = {}, None
         if head_vocab and vocab_map is not None and corpus_dir is not None:
             # Re-pick the FR-Spec head with the target's own answers in the counts.
             answers = np.concatenate([np.array(a, np.int64) for _, a in train_pairs])
             freq = M.token_frequencies([_corpus_tokens(corpus_dir, "train.npy"), answers], model.cfg.target_vocab)
-            freq[[0, 1, 2]] = freq.max() + 1
+            freq[data.TargetTokenizer(target).special_ids()] = freq.max() + 1
             new_map = np.sort(np.argsort(-freq, kind="stable")[:head_vocab])
             console.print(f"head: {len(np.intersect1d(new_map, vocab_map))} of {head_vocab} rows kept from {init}")
             model = M.remap_head(model, vocab_map, new_map)
@@ -435,7 +466,7 @@ def export_cmd(
     model, state, vocab_map, _ = load_checkpoint(checkpoint)
     model.eval()
     with console.status("exporting"):
-        fmt = export_draft(model, vocab_map, tokenizer_gguf, out, eos_token_ids=[2], int8=int8,
+        fmt = export_draft(model, vocab_map, tokenizer_gguf, out, eos_token_ids=_gguf_eos(tokenizer_gguf), int8=int8,
                            keep_tokenizer=keep_tokenizer)
     ids = list(np.random.default_rng(0).integers(3, 20000, verify_tokens))
     check = verify_export(model, out, ids)

@@ -26,7 +26,6 @@ from edgespec.errors import EdgespecError
 
 MT_BENCH_DEFAULT = Path("/work/shared/data/mt_bench.jsonl")
 WINDOW = 48  # characters of normalized text; long enough to be specific, short enough to catch partial copies
-CHAT_USER = "<|im_start|>user\n"
 
 
 def _package_file(package: str, relative: str) -> Path | None:
@@ -196,18 +195,20 @@ def code_seeds(documents: Iterable[str], guard: EvalGuard | None, limit: int, ma
     return seeds
 
 
-def chat_prompt(user: str) -> str:
-    """SmolLM2's chat format for one user turn, ready for the assistant's answer."""
-    return f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-
-
 def code_task(seed: str) -> str:
     """A code seed as a user turn, in the shape the HumanEval benchmark asks for code."""
     return f"Complete the following Python function.\n```python\n{seed}```"
 
 
+_USER_MARK = "\x00user\x00"
+
+
 class TargetTokenizer:
-    """The target's tokenizer (openvino_genai.Tokenizer on its IR folder)."""
+    """The target's tokenizer (openvino_genai.Tokenizer on its IR folder) and its chat format.
+
+    One user turn is framed exactly as the target's own chat template frames it (system prompt
+    included), so training prompts look like what the runtime and the bench send.
+    """
 
     def __init__(self, target_dir: Path):
         import openvino_genai
@@ -215,6 +216,30 @@ class TargetTokenizer:
         if not (Path(target_dir) / "openvino_tokenizer.xml").exists():
             raise EdgespecError(f"no openvino_tokenizer.xml in {target_dir}")
         self.tok = openvino_genai.Tokenizer(str(target_dir))
+        self.eos_id = int(self.tok.get_eos_token_id())
+        if self.eos_id < 0:
+            raise EdgespecError(f"the tokenizer in {target_dir} has no end-of-sequence token")
+        self.end_of_turn = self.decode([self.eos_id])
+        try:
+            framed = self.tok.apply_chat_template([{"role": "user", "content": _USER_MARK}],
+                                                  add_generation_prompt=True)
+        except Exception as exc:  # no template, or one GenAI cannot render
+            raise EdgespecError(f"the tokenizer in {target_dir} has no usable chat template ({exc})") from None
+        if framed.count(_USER_MARK) != 1:
+            raise EdgespecError(f"the chat template in {target_dir} does not place the user turn once")
+        self.before_user, self.after_user = framed.split(_USER_MARK)
+
+    def chat_prompt(self, user: str) -> str:
+        """One user turn in the target's chat format, ready for the assistant's answer."""
+        return self.before_user + user + self.after_user
+
+    def special_ids(self) -> list[int]:
+        """Ids the draft head must always cover: end of turn and the chat format's own markers."""
+        ids = {self.eos_id, *self.encode([self.after_user])[0]}
+        for extra in (self.tok.get_bos_token_id(), self.tok.get_pad_token_id()):
+            if extra >= 0:
+                ids.add(int(extra))
+        return sorted(ids)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         out = []
@@ -228,6 +253,5 @@ class TargetTokenizer:
 
 
 def save_tokens(path: Path, tokens: np.ndarray) -> None:
-    if tokens.size and tokens.max() >= 2 ** 16:
-        raise EdgespecError("token ids do not fit uint16")
-    np.save(path, tokens.astype(np.uint16))
+    # uint16 holds SmolLM2's 49152 ids; larger vocabularies (Qwen: 151936) need uint32.
+    np.save(path, tokens.astype(np.uint16 if not tokens.size or tokens.max() < 2 ** 16 else np.uint32))

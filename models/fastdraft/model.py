@@ -1,9 +1,11 @@
-"""The FastDraft draft: a plain llama decoder in torch (nanoGPT style, no transformers).
+"""The FastDraft draft: a plain llama/qwen2 decoder in torch (nanoGPT style, no transformers).
 
 Weights use GGUF naming and layout end to end (token_embd.weight, blk.N.attn_q.weight, ...,
-matrices as [out, in]), so a draft can start from layers of a target GGUF and be written back
-with edgespec_export.gguf_llama.write_llama_gguf unchanged. RoPE follows GGUF's llama
-convention (rotate adjacent pairs; llama.cpp's converter permutes Q/K rows for it).
+matrices as [out, in]), so a draft can start from layers of a GGUF (the target's own, or a smaller
+model sharing its tokenizer) and be written back with edgespec_export.gguf_llama.write_llama_gguf
+unchanged. RoPE follows each architecture's GGUF convention: llama rotates adjacent pairs
+(llama.cpp's converter permutes Q/K rows for it), qwen2 rotates the two halves (NeoX style) and
+adds biases to Q, K and V.
 
 The output head may cover only the N most frequent target tokens (FR-Spec): logits index i
 means target token vocab_map[i]. The input embedding always covers the whole target vocab.
@@ -37,6 +39,16 @@ class DraftConfig:
     rope_theta: float = 100000.0
     rms_eps: float = 1e-5
     init_layers: list[int] = field(default_factory=list)  # target layers copied in, for the record
+    arch: str = "llama"  # GGUF architecture: "llama" or "qwen2"
+    init_source: str = ""  # the GGUF whose layers seeded the draft, for the record
+
+    @property
+    def qkv_bias(self) -> bool:
+        return self.arch == "qwen2"
+
+    @property
+    def rope_neox(self) -> bool:
+        return self.arch == "qwen2"
 
     @property
     def head_dim(self) -> int:
@@ -45,7 +57,7 @@ class DraftConfig:
     def shape(self) -> LlamaShape:
         return LlamaShape(vocab_size=self.target_vocab, hidden=self.hidden, layers=self.layers, heads=self.heads,
                           kv_heads=self.kv_heads, ffn=self.ffn, context=self.context, rope_theta=self.rope_theta,
-                          rms_eps=self.rms_eps)
+                          rms_eps=self.rms_eps, arch=self.arch)
 
 
 class RMSNorm(nn.Module):
@@ -65,8 +77,11 @@ def rope_tables(cfg: DraftConfig, length: int) -> tuple[torch.Tensor, torch.Tens
     return angles.cos(), angles.sin()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [B, H, T, D]; rotate pairs (x[2i], x[2i+1]) as GGUF llama does."""
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, neox: bool = False) -> torch.Tensor:
+    """x: [B, H, T, D]; rotate pairs (x[2i], x[2i+1]) as GGUF llama does, or (x[i], x[i+D/2]) as NeoX/qwen2 does."""
+    if neox:
+        x0, x1 = x.chunk(2, dim=-1)
+        return torch.cat((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
     x0, x1 = x[..., 0::2], x[..., 1::2]
     out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
     return out.flatten(-2)
@@ -78,9 +93,9 @@ class Block(nn.Module):
         kv = cfg.kv_heads * cfg.head_dim
         self.cfg = cfg
         self.attn_norm = RMSNorm(cfg.hidden, cfg.rms_eps)
-        self.attn_q = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
-        self.attn_k = nn.Linear(cfg.hidden, kv, bias=False)
-        self.attn_v = nn.Linear(cfg.hidden, kv, bias=False)
+        self.attn_q = nn.Linear(cfg.hidden, cfg.hidden, bias=cfg.qkv_bias)
+        self.attn_k = nn.Linear(cfg.hidden, kv, bias=cfg.qkv_bias)
+        self.attn_v = nn.Linear(cfg.hidden, kv, bias=cfg.qkv_bias)
         self.attn_output = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
         self.ffn_norm = RMSNorm(cfg.hidden, cfg.rms_eps)
         self.ffn_gate = nn.Linear(cfg.hidden, cfg.ffn, bias=False)
@@ -94,7 +109,7 @@ class Block(nn.Module):
         q = self.attn_q(h).view(b, t, c.heads, c.head_dim).transpose(1, 2)
         k = self.attn_k(h).view(b, t, c.kv_heads, c.head_dim).transpose(1, 2)
         v = self.attn_v(h).view(b, t, c.kv_heads, c.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin, c.rope_neox), apply_rope(k, cos, sin, c.rope_neox)
         rep = c.heads // c.kv_heads
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -120,6 +135,8 @@ class DraftLM(nn.Module):
     def _init(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
     def hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]
@@ -166,17 +183,26 @@ class DraftLM(nn.Module):
 
 # --- targets and checkpoints -------------------------------------------------------------------
 
-def read_gguf_llama(path: Path) -> tuple[DraftConfig, dict[str, np.ndarray]]:
-    """A llama GGUF (any quantization gguf-py can dequantize) as a config and float32 weights."""
+ARCHITECTURES = ("llama", "qwen2")
+
+
+def read_gguf_model(path: Path) -> tuple[DraftConfig, dict[str, np.ndarray]]:
+    """A llama or qwen2 GGUF (any quantization gguf-py can dequantize) as a config and float32 weights."""
     import gguf
     from gguf.quants import dequantize
 
-    reader = gguf.GGUFReader(str(path))
-    if str(reader.fields["general.architecture"].contents()) != "llama":
-        raise EdgespecError(f"{path}: only llama GGUF targets can seed a draft")
+    if not Path(path).is_file():
+        raise EdgespecError(f"GGUF file not found: {path}")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # gguf-py raises ValueError/struct errors on damaged files
+        raise EdgespecError(f"{path} is not a readable GGUF file ({exc.__class__.__name__})") from None
+    arch = str(reader.fields["general.architecture"].contents())
+    if arch not in ARCHITECTURES:
+        raise EdgespecError(f"{path}: a {arch} GGUF cannot seed a draft (supported: {', '.join(ARCHITECTURES)})")
 
     def meta(key: str):
-        return reader.fields[f"llama.{key}"].contents()
+        return reader.fields[f"{arch}.{key}"].contents()
 
     weights = {t.name: np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(
         [int(d) for d in reversed(t.shape)]) for t in reader.tensors}
@@ -185,7 +211,8 @@ def read_gguf_llama(path: Path) -> tuple[DraftConfig, dict[str, np.ndarray]]:
                       layers=int(meta("block_count")), heads=int(meta("attention.head_count")),
                       kv_heads=int(meta("attention.head_count_kv")), ffn=int(meta("feed_forward_length")),
                       context=int(meta("context_length")), rope_theta=float(meta("rope.freq_base")),
-                      rms_eps=float(meta("attention.layer_norm_rms_epsilon")))
+                      rms_eps=float(meta("attention.layer_norm_rms_epsilon")), arch=arch,
+                      init_source=Path(path).name)
     if "output.weight" not in weights:  # tied embeddings
         weights["output.weight"] = weights["token_embd.weight"]
     return cfg, weights

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgespec.errors import EdgespecError
-from edgespec_models.fastdraft.data import CHAT_USER, EvalGuard, chat_prompt
+from edgespec_models.fastdraft.data import EvalGuard, TargetTokenizer
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -50,7 +50,7 @@ def make_pipeline(target_dir: Path, threads: int | None = None):
     return openvino_genai.LLMPipeline(str(target_dir), "CPU", **props)
 
 
-def _config(max_new_tokens: int, sample: bool, seed: int = 0, num_return: int = 1):
+def _config(max_new_tokens: int, sample: bool, end_of_turn: str, seed: int = 0, num_return: int = 1):
     import openvino_genai
 
     cfg = openvino_genai.GenerationConfig()
@@ -64,21 +64,21 @@ def _config(max_new_tokens: int, sample: bool, seed: int = 0, num_return: int = 
         cfg.num_return_sequences = num_return
     else:
         cfg.do_sample = False
-    cfg.stop_strings = {"<|im_end|>"}
+    cfg.stop_strings = {end_of_turn}
     cfg.include_stop_str_in_output = False
     return cfg
 
 
-def self_generated_users(pipe, count: int, guard: EvalGuard | None, seed: int = 0,
+def self_generated_users(pipe, tok: TargetTokenizer, count: int, guard: EvalGuard | None, seed: int = 0,
                          max_new_tokens: int = 80, per_call: int = 8) -> list[str]:
-    """User turns the target writes itself: sample after `<|im_start|>user\\n`."""
+    """User turns the target writes itself: sampled where its chat format opens a user turn."""
     users, seen, call = [], set(), 0
     while len(users) < count and call < 4 * count // per_call + 4:
-        cfg = _config(max_new_tokens, sample=True, seed=seed + call, num_return=per_call)
-        texts = pipe.generate(CHAT_USER, cfg).texts
+        cfg = _config(max_new_tokens, sample=True, end_of_turn=tok.end_of_turn, seed=seed + call, num_return=per_call)
+        texts = pipe.generate(tok.before_user, cfg).texts
         call += 1
         for text in texts:
-            text = text.split("<|im_end|>")[0].strip()
+            text = text.split(tok.end_of_turn)[0].strip()
             if len(text) < 10 or text in seen or (guard is not None and guard.contaminated(text)):
                 continue
             seen.add(text)
@@ -86,16 +86,16 @@ def self_generated_users(pipe, count: int, guard: EvalGuard | None, seed: int = 
     return users[:count]
 
 
-def synthesize(pipe, prompts: list[dict], out_path: Path, max_new_tokens: int, batch: int,
+def synthesize(pipe, tok: TargetTokenizer, prompts: list[dict], out_path: Path, max_new_tokens: int, batch: int,
                on_batch: Callable[[int, int], None] | None = None) -> int:
     """Answer every prompt not yet in out_path; returns the number of new answers written."""
     done = {row["id"] for row in read_jsonl(out_path)}
     todo = [p for p in prompts if p["id"] not in done]
-    cfg = _config(max_new_tokens, sample=False)
+    cfg = _config(max_new_tokens, sample=False, end_of_turn=tok.end_of_turn)
     written = 0
     for start in range(0, len(todo), batch):
         chunk = todo[start:start + batch]
-        texts = pipe.generate([chat_prompt(p["user"]) for p in chunk], cfg).texts
+        texts = pipe.generate([tok.chat_prompt(p["user"]) for p in chunk], cfg).texts
         rows = [{"id": p["id"], "kind": p["kind"], "user": p["user"], "response": t} for p, t in zip(chunk, texts)]
         append_jsonl(out_path, rows)
         written += len(rows)
