@@ -53,12 +53,15 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollbac
 
 class SpeculativePipeline:
     def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
-                 exact: bool = False, rollback: str = "mask", npu: NPUConfig | None = None):
+                 exact: bool | None = None, rollback: str = "mask", npu: NPUConfig | None = None):
         self.pair = pair
         core = ov.Core()
         self.tokenizer = TextTokenizer(pair.target.dir)
-        self.target = _load_lm(core, pair.target, target_device, exact, rollback, npu)
-        self.draft = (_load_lm(core, pair.draft, draft_device, exact, rollback, npu, draft=True)
+        # The target's logits must not depend on how many tokens a call feeds, or greedy speculative output
+        # drifts from target-only output; the draft's numerics only move acceptance, so it keeps the fast
+        # device defaults unless exact=True asks for both (comparisons in tests).
+        self.target = _load_lm(core, pair.target, target_device, exact is not False, rollback, npu)
+        self.draft = (_load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True)
                       if use_draft and pair.draft else None)
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
@@ -67,11 +70,15 @@ class SpeculativePipeline:
 
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
-                      use_draft: bool = True, exact: bool = False, rollback: str = "mask",
+                      use_draft: bool = True, exact: bool | None = None, rollback: str = "mask",
                       npu: NPUConfig | None = None) -> SpeculativePipeline:
         """Load a pair folder (edgespec.json) or a bare model folder.
 
-        exact: f32 inference (for bit-level comparisons); rollback: "mask" or "trim" (see StatefulLM).
+        exact: None (default) compiles the target with call-shape-independent kernels (f32, no dynamic
+        quantization) so greedy speculative output equals target-only output, and the draft with the device's
+        fast defaults; True makes both exact; False leaves both on the device defaults (faster on CPUs with
+        bf16/VNNI, but verifying k tokens at once may then flip the target's choice).
+        rollback: "mask" or "trim" (see StatefulLM).
         npu: static shapes for a model on device NPU (emulated on the CPU when there is none; see edgespec.npu).
         """
         return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu)

@@ -56,7 +56,7 @@ def corpus(
         task = bar.add_task("corpus", total=max_tokens, info="")
         for path, text in data.dedup_documents(files, guard):
             ids = tok.encode([text])[0] + [eos]
-            (val if random.Random(str(path)).random() < val_fraction else train).append(np.array(ids, np.uint16))
+            (val if random.Random(str(path)).random() < val_fraction else train).append(np.array(ids, np.uint32))
             texts.append(text)
             n_tokens += len(ids)
             n_docs += 1
