@@ -30,7 +30,12 @@ def bench_command(
     pair: Optional[Path] = typer.Argument(None, help="Pair folder (edgespec.json); default: the default pair."),
     modes: str = typer.Option("", "--modes", show_default=False,
                               help="Comma-separated subset of genai-target, genai-spec, edgespec-target, "
-                                   "edgespec-spec (default: all four; the target-only two for a pair without draft)."),
+                                   "edgespec-spec, and with --draft2 genai-spec2, edgespec-spec2 (default: all "
+                                   "four, six with --draft2; no pair-draft modes for a pair without draft)."),
+    draft2: Optional[Path] = typer.Option(None, "--draft2", show_default=False,
+                                          help="A second draft model folder (same vocabulary as the target): "
+                                               "adds genai-spec2 and edgespec-spec2, the speculative modes with "
+                                               "this draft in place of the pair's."),
     target_device: str = typer.Option("CPU", "--target-device", help="Device for the target model."),
     draft_device: str = typer.Option("CPU", "--draft-device", help="Device for the draft model."),
     prompts: str = typer.Option("humaneval,mtbench", "--prompts",
@@ -54,6 +59,10 @@ def bench_command(
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory per mode in child processes."),
     cost_curve: bool = typer.Option(True, "--cost-curve/--no-cost-curve",
                                     help="Measure the verification cost curve and predict the best draft length."),
+    fast_kernels: bool = typer.Option(False, "--fast-kernels",
+                                      help="Compile edgespec's target with the device's default kernels too "
+                                           "(exact=False: faster on bf16/VNNI CPUs, but greedy speculative output "
+                                           "may then differ from target-only output). GenAI is unaffected."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG figures (needs matplotlib)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result folder (default: bench-results/<pair name>)."),
 ) -> None:
@@ -71,7 +80,8 @@ def bench_command(
     opts = BenchOptions(pair=pair, modes=_csv(modes) or None, target_device=target_device, draft_device=draft_device,
                         prompt_sets=_csv(prompts), limit=limit or None, repeats=repeats, settings=settings,
                         draft_lengths=_ints(draft_lengths, "--draft-lengths"), sweep_limit=sweep_limit or None,
-                        sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve)
+                        sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve, draft2=draft2,
+                        fast_kernels=fast_kernels)
     if not opts.prompt_sets:
         raise EdgespecError("--prompts is empty")
     if plots:
@@ -117,8 +127,8 @@ def print_summary(results: dict, console) -> None:
     from edgespec_bench.report import _f, _spread
     from rich.table import Table
 
-    short = {"genai-target": "GenAI", "genai-spec": "GenAI spec", "edgespec-target": "edgespec",
-             "edgespec-spec": "edgespec spec"}
+    short = {"genai-target": "GenAI", "genai-spec": "GenAI spec", "genai-spec2": "GenAI spec d2",
+             "edgespec-target": "edgespec", "edgespec-spec": "edgespec spec", "edgespec-spec2": "edgespec spec d2"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
         bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in table]

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from edgespec.errors import EdgespecError
 
 
 def probe(request: dict) -> dict:
-    from edgespec.manifest import load_pair
+    """request: pair, mode, target_device, draft_device, eos, text, ids, settings; optional draft2 (a draft
+    folder for the *-spec2 modes) and exact (SpeculativePipeline's, for the edgespec modes)."""
+    from edgespec.manifest import load_pair, read_model_entry
     from edgespec_bench.hardware import peak_rss_bytes, rss_bytes
     from edgespec_bench.modes import Settings, load_mode
     from edgespec_bench.prompts import PreparedPrompt, Prompt
@@ -28,8 +31,10 @@ def probe(request: dict) -> dict:
 
     baseline = rss_bytes()
     pair = load_pair(request["pair"])
+    draft2 = request.get("draft2")
+    draft2 = read_model_entry(Path(draft2), need_tokenizer=False) if draft2 else None
     mode = load_mode(request["mode"], pair, request["target_device"], request["draft_device"],
-                     set(request["eos"]))
+                     set(request["eos"]), draft2=draft2, exact=request.get("exact"))
     loaded = rss_bytes()
     pp = PreparedPrompt(Prompt("probe", "0", request["text"], chat=False), request["text"], request["ids"])
     settings = Settings(**request["settings"])

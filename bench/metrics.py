@@ -8,7 +8,8 @@ Conventions (the same for every mode):
   call that makes the first token is left out, as in edgespec's GenerationStats.
 - memory-bound speedup (FastDraft, Zafrir et al. 2024, after Leviathan et al. 2023):
   MBSU = tau / (1 + c * gamma), with tau the block efficiency, gamma the mean number of drafted tokens
-  per verification call, c the draft's weight bytes over the target's (the paper's c is a ratio of
+  per verification call, c the weight bytes of the draft the mode ran (the pair's, or draft 2 for the
+  *-spec2 modes) over the target's (the paper's c is a ratio of
   parameter counts; bytes is what a memory-bound step actually streams, and the two agree when both
   models use the same weight format). It is the speedup a device would see if every forward pass
   cost only the time to read the model's weights once.
@@ -95,12 +96,15 @@ def _first_difference(a: list[int], b: list[int]) -> int:
     return min(len(a), len(b))
 
 
-def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_bytes: int,
+def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_bytes: int | dict[str, int],
               read_bandwidth: float | None, greedy: bool) -> dict:
-    """summary[set][mode] = {...figures...} for the main-phase records."""
+    """summary[set][mode] = {...figures...} for the main-phase records.
+
+    draft_bytes: weight bytes of the draft each mode runs, {mode: bytes} (a mode not in it: 0, no draft),
+    or one number for every mode."""
     main = [r for r in records if r["phase"] == "main"]
     sets = sorted({r["prompt"].split("/", 1)[0] for r in main})
-    byte_ratio = draft_bytes / target_bytes if target_bytes and draft_bytes else None
+    per_mode = draft_bytes if isinstance(draft_bytes, dict) else {m: draft_bytes for m in modes}
     out = {}
     for set_name in sets + ["all"]:
         in_set = [r for r in main if set_name == "all" or r["prompt"].split("/", 1)[0] == set_name]
@@ -122,8 +126,10 @@ def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_by
                 "tokens_per_target_call": block_efficiency(recs),
                 "drafted_per_call": draft_per_call(recs),
             }
+            d_bytes = per_mode.get(mode) or 0
+            byte_ratio = d_bytes / target_bytes if target_bytes and d_bytes else None
             row["memory_bound_speedup"] = mbsu(row["tokens_per_target_call"], row["drafted_per_call"], byte_ratio)
-            bw = weight_bandwidth(recs, target_bytes, draft_bytes)
+            bw = weight_bandwidth(recs, target_bytes, d_bytes)
             row["weight_bandwidth_bytes_per_s"] = bw
             row["weight_bandwidth_fraction"] = bw / read_bandwidth if bw and read_bandwidth else None
             row["speedup"] = {}

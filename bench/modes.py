@@ -1,9 +1,11 @@
-"""The four things the bench compares, behind one interface.
+"""The things the bench compares, behind one interface.
 
-  genai-target   OpenVINO GenAI LLMPipeline, target only
-  genai-spec     OpenVINO GenAI speculative decoding, same draft, num_assistant_tokens = k
+  genai-target     OpenVINO GenAI LLMPipeline, target only
+  genai-spec       OpenVINO GenAI speculative decoding, same draft, num_assistant_tokens = k
   edgespec-target  edgespec SpeculativePipeline with use_draft=False
   edgespec-spec    edgespec SpeculativePipeline with the draft
+  genai-spec2, edgespec-spec2   the two speculative modes again with a second draft (`--draft2`)
+                   in place of the pair's own
 
 Each mode gets the prompt as token ids prepared by the bench, stops on the same eos ids,
 and returns a RunRecord with its own counters. Wall time is measured here, around the call,
@@ -12,6 +14,7 @@ the same way for every mode.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -21,16 +24,21 @@ from pathlib import Path
 import numpy as np
 
 from edgespec.errors import EdgespecError
-from edgespec.manifest import DRAFT_VOCAB, TOKENIZER_FILES, Pair
+from edgespec.manifest import DRAFT_VOCAB, TOKENIZER_FILES, ModelEntry, Pair
 from edgespec_bench.prompts import PreparedPrompt
 
-MODES = ("genai-target", "genai-spec", "edgespec-target", "edgespec-spec")
-SPECULATIVE = {"genai-spec", "edgespec-spec"}
+MODES = ("genai-target", "genai-spec", "edgespec-target", "edgespec-spec")   # the default set
+DRAFT2_MODES = ("genai-spec2", "edgespec-spec2")                               # added by --draft2
+ALL_MODES = ("genai-target", "genai-spec", "genai-spec2", "edgespec-target", "edgespec-spec",
+             "edgespec-spec2")                                                 # canonical order
+SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2"}
 LABELS = {
     "genai-target": "GenAI target only",
     "genai-spec": "GenAI speculative",
+    "genai-spec2": "GenAI speculative, draft 2",
     "edgespec-target": "edgespec target only",
     "edgespec-spec": "edgespec speculative",
+    "edgespec-spec2": "edgespec speculative, draft 2",
 }
 
 
@@ -167,16 +175,16 @@ def _tokenized(ids: list[int]):
 
 class GenAIMode(Mode):
     def __init__(self, pair: Pair, target_device: str, draft_device: str | None, eos: set[int],
-                 scratch: Path | None = None):
+                 scratch: Path | None = None, name: str | None = None):
         import openvino_genai as ov_genai
 
         self.eos = eos
         self.speculative = draft_device is not None
-        self.name = "genai-spec" if self.speculative else "genai-target"
+        self.name = name or ("genai-spec" if self.speculative else "genai-target")
         kwargs = {}
         if self.speculative:
             if pair.draft is None:
-                raise EdgespecError("genai-spec needs a pair with a draft model")
+                raise EdgespecError(f"{self.name} needs a pair with a draft model")
             self._tmp = tempfile.TemporaryDirectory(prefix="edgespec-bench-") if scratch is None else None
             draft_dir = genai_draft_dir(pair, Path(self._tmp.name) if self._tmp else scratch)
             kwargs["draft_model"] = ov_genai.draft_model(str(draft_dir), draft_device)
@@ -240,16 +248,17 @@ def _last_line(exc: Exception) -> str:
 
 
 class EdgespecMode(Mode):
-    def __init__(self, pair: Pair, target_device: str, draft_device: str, use_draft: bool, eos: set[int]):
+    def __init__(self, pair: Pair, target_device: str, draft_device: str, use_draft: bool, eos: set[int],
+                 exact: bool | None = None, name: str | None = None):
+        """exact: as SpeculativePipeline's (None: exact target kernels, fast draft; False: device defaults)."""
         from edgespec.pipeline import SpeculativePipeline
 
+        self.name = name or ("edgespec-spec" if use_draft else "edgespec-target")
         if use_draft and pair.draft is None:
-            raise EdgespecError("edgespec-spec needs a pair with a draft model")
+            raise EdgespecError(f"{self.name} needs a pair with a draft model")
         self.eos = eos
         self.speculative = use_draft
-        self.name = "edgespec-spec" if use_draft else "edgespec-target"
-        self.pipe = SpeculativePipeline.from_manifest(pair.root, target_device=target_device,
-                                                      draft_device=draft_device, use_draft=use_draft)
+        self.pipe = SpeculativePipeline(pair, target_device, draft_device, use_draft=use_draft, exact=exact)
 
     def generate(self, pp: PreparedPrompt, settings: Settings, draft_length: int | None) -> dict:
         from edgespec.pipeline import GenerationConfig
@@ -290,13 +299,27 @@ def _edgespec_input(pipe, pp: PreparedPrompt):
     return pp.rendered
 
 
-def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int]) -> Mode:
+def with_draft2(pair: Pair, draft2: ModelEntry | None) -> Pair:
+    """The pair with its draft replaced by the second draft (same target, same folder)."""
+    if draft2 is None:
+        raise EdgespecError("the *-spec2 modes need a second draft: pass --draft2 PATH")
+    return dataclasses.replace(pair, draft=draft2)
+
+
+def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
+              draft2: ModelEntry | None = None, exact: bool | None = None) -> Mode:
+    """exact applies to the edgespec modes only (GenAI compiles with its own defaults)."""
     if name == "genai-target":
         return GenAIMode(pair, target_device, None, eos)
     if name == "genai-spec":
         return GenAIMode(pair, target_device, draft_device, eos)
+    if name == "genai-spec2":
+        return GenAIMode(with_draft2(pair, draft2), target_device, draft_device, eos, name=name)
     if name == "edgespec-target":
-        return EdgespecMode(pair, target_device, draft_device, use_draft=False, eos=eos)
+        return EdgespecMode(pair, target_device, draft_device, use_draft=False, eos=eos, exact=exact)
     if name == "edgespec-spec":
-        return EdgespecMode(pair, target_device, draft_device, use_draft=True, eos=eos)
-    raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(MODES)}")
+        return EdgespecMode(pair, target_device, draft_device, use_draft=True, eos=eos, exact=exact)
+    if name == "edgespec-spec2":
+        return EdgespecMode(with_draft2(pair, draft2), target_device, draft_device, use_draft=True, eos=eos,
+                            exact=exact, name=name)
+    raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(ALL_MODES)}")

@@ -7,8 +7,8 @@ from pathlib import Path
 from edgespec.errors import EdgespecError
 from edgespec_bench.modes import LABELS
 
-COLORS = {"genai-target": "#9e9e9e", "genai-spec": "#1f77b4", "edgespec-target": "#555555",
-          "edgespec-spec": "#d62728"}
+COLORS = {"genai-target": "#9e9e9e", "genai-spec": "#1f77b4", "genai-spec2": "#17becf",
+          "edgespec-target": "#555555", "edgespec-spec": "#d62728", "edgespec-spec2": "#ff7f0e"}
 
 
 def pyplot():
@@ -68,7 +68,7 @@ def plot_speedup(plt, results: dict, out_dir: Path) -> Path | None:
 
 
 def plot_draft_lengths(plt, results: dict, out_dir: Path) -> Path | None:
-    """Measured tokens/s against draft length for both speculative modes, the prediction, the baselines."""
+    """Measured tokens/s against draft length for the speculative modes, the prediction, the baselines."""
     sweep = results.get("sweep", {}).get("summary") or {}
     if not sweep:
         return None

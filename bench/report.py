@@ -83,18 +83,33 @@ def render(results: dict, plots: list[Path]) -> str:
 
 
 def _headline(results: dict) -> str:
-    row = results["summary"].get("all", {}).get("edgespec-spec")
-    if not row:
-        return ""
+    summary = results["summary"].get("all", {})
+    row = summary.get("edgespec-spec")
     parts = []
     for base in ("genai-target", "edgespec-target", "genai-spec"):
-        sp = row["speedup"].get(base)
+        sp = row["speedup"].get(base) if row else None
         if sp:
             parts.append(f"{_spread(sp)}x over {LABELS[base]}")
-    if not parts:
+    text = ("**Headline (all prompt sets, median over repeats, min-max in brackets):** edgespec speculative runs at "
+            + "; ".join(parts) + ".") if parts else ""
+    second = _draft2_sentence(summary)
+    return f"{text} {second}".strip() if second else text
+
+
+def _draft2_sentence(summary: dict) -> str:
+    """edgespec with draft 2 against edgespec with the pair's draft, both over the two target-only baselines."""
+    row2 = summary.get("edgespec-spec2")
+    if not row2:
         return ""
-    return ("**Headline (all prompt sets, median over repeats, min-max in brackets):** edgespec speculative runs at "
-            + "; ".join(parts) + ".")
+    bases = [b for b in ("edgespec-target", "genai-target") if row2["speedup"].get(b)]
+    if not bases:
+        return ""
+    row1 = summary.get("edgespec-spec")
+    over = " and ".join(f"{_spread(row2['speedup'][b])}x over {LABELS[b]}" for b in bases)
+    text = f"With draft 2, edgespec speculative runs at {over}"
+    if row1 and all(row1["speedup"].get(b) for b in bases):
+        text += " (with the pair's draft: " + " and ".join(_spread(row1["speedup"][b]) + "x" for b in bases) + ")"
+    return text + "."
 
 
 def _machine(results: dict, add) -> None:
@@ -122,15 +137,18 @@ def _models(results: dict, add) -> None:
     add("")
     add("| model | source | weights | weight file | all files |")
     add("|---|---|---|---|---|")
-    for role in ("target", "draft"):
+    for role, name in (("target", "target"), ("draft", "draft"), ("draft2", "draft 2")):
         info = pair.get(role)
         if not info:
             continue
-        add(f"| {role} | {info.get('source') or '-'} | {info.get('weights') or '-'} | "
+        source = info.get("source") or (f"`{info['dir']}`" if role == "draft2" else "-")
+        add(f"| {name} | {source} | {info.get('weights') or '-'} | "
             f"{_size(info['weight_bytes'])} | {_size(sum(info['files'].values()))} |")
-    if pair.get("draft") and pair["target"]["weight_bytes"]:
+    ratios = [f"{name} {pair[role]['weight_bytes'] / pair['target']['weight_bytes']:.3f}"
+              for role, name in (("draft", "draft"), ("draft2", "draft 2")) if pair.get(role)]
+    if ratios and pair["target"]["weight_bytes"]:
         add("")
-        add(f"Draft/target weight bytes: {pair['draft']['weight_bytes'] / pair['target']['weight_bytes']:.3f}.")
+        add("Draft/target weight bytes: " + ", ".join(ratios) + ".")
     add("")
 
 
@@ -150,9 +168,20 @@ def _settings(results: dict, add) -> None:
     loads = results.get("load_s") or {}
     if loads:
         add("- Load time: " + ", ".join(f"{LABELS[k]} {v:.1f} s" for k, v in loads.items()))
+    fast = results.get("fast_kernels")
+    if fast is not None:
+        add("- Kernels: " + ("`--fast-kernels`: edgespec's target on the device's default kernels (exact=False); "
+                             "greedy speculative output may differ from target-only output" if fast else
+                             "edgespec's target on call-shape-independent kernels (exact, the default); "
+                             "its drafts on the device defaults"))
     eng = results.get("engine_config")
     if eng:
-        add(f"- edgespec compiles with {eng['edgespec']}; GenAI: {eng['genai']}")
+        es = eng["edgespec"]
+        if isinstance(es, dict) and "target" in es:
+            add(f"- edgespec compiles the target with {es['target']}, the drafts with {es['draft']}; "
+                f"GenAI: {eng['genai']}")
+        else:
+            add(f"- edgespec compiles with {es}; GenAI: {eng['genai']}")
     add("- Every mode got the same prompt token ids; modes ran interleaved in one process, "
         "the order rotated at every prompt and repeat, after one warm-up generation each.")
     add("")
@@ -288,8 +317,8 @@ def _definitions(add) -> None:
     add("- acceptance: accepted drafted tokens / drafted tokens. tokens/target call: (new tokens - 1) / "
         "(target calls - 1), the prefill call left out. GenAI's counts come from its extended perf metrics.")
     add("- memory-bound speedup (FastDraft, Zafrir et al. 2024): tokens per target call / (1 + c x drafted per call), "
-        "c = draft weight bytes / target weight bytes: the speedup if each forward pass cost only one read of "
-        "the model's weights.")
+        "c = draft weight bytes / target weight bytes (draft 2's bytes for the draft-2 modes): the speedup if each "
+        "forward pass cost only one read of the model's weights.")
     add("- weight GB/s: (target weight bytes x target calls + draft weight bytes x draft calls) / wall time, "
         "against the numpy-measured read bandwidth.")
     add("- '= output': prompts (x repeats) whose generated token ids equal the reference mode's, token for token "

@@ -6,7 +6,7 @@ Order of work:
  3. all modes loaded here; one warm-up generation each;
  4. main phase: for every prompt and repeat, every mode once, the mode order rotated each time, so
     slow drifts of a shared CPU (other jobs, thermal state) hit all modes alike;
- 5. draft-length sweep: the speculative modes at each fixed k, interleaved the same way;
+ 5. draft-length sweep: the speculative modes (draft 2's included) at each fixed k, interleaved the same way;
  6. verification cost curve on edgespec's own StatefulLM objects, and the draft length it predicts.
 """
 
@@ -22,10 +22,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgespec.errors import EdgespecError
-from edgespec.manifest import Pair, load_pair
+from edgespec.manifest import DRAFT_VOCAB, MANIFEST, ModelEntry, Pair, load_pair, read_model_entry
 from edgespec_bench import costcurve, hardware, metrics
 from edgespec_bench.memprobe import run_probe
-from edgespec_bench.modes import MODES, SPECULATIVE, Mode, RunRecord, Settings, load_mode
+from edgespec_bench.modes import (ALL_MODES, DRAFT2_MODES, MODES, SPECULATIVE, Mode, RunRecord, Settings,
+                                  load_mode)
 from edgespec_bench.prompts import PreparedPrompt, load_prompt_set, prepare
 
 SCHEMA = 1
@@ -34,7 +35,8 @@ SCHEMA = 1
 @dataclass
 class BenchOptions:
     pair: Path | None = None
-    modes: list[str] | None = None   # None: all four, or the two target-only ones for a pair without draft
+    modes: list[str] | None = None   # None: all four (six with draft2), the target-only ones for a pair without draft
+    draft2: Path | None = None       # a second draft folder: adds genai-spec2 and edgespec-spec2
     target_device: str = "CPU"
     draft_device: str = "CPU"
     prompt_sets: list[str] = field(default_factory=lambda: ["humaneval", "mtbench"])
@@ -46,6 +48,7 @@ class BenchOptions:
     sweep_repeats: int = 1
     memory: bool = True
     cost_curve: bool = True
+    fast_kernels: bool = False       # edgespec on the device's default kernels (exact=False), target included
     cost_past: int = 200
     cost_repeats: int = 5
     log: Path | None = None          # JSONL of raw runs, written as they finish
@@ -60,26 +63,55 @@ def default_pair() -> Path:
     return Path(ensure_default_pair())
 
 
-def check_modes(modes: list[str] | None, pair: Pair) -> list[str]:
+def check_modes(modes: list[str] | None, pair: Pair, draft2: ModelEntry | None = None) -> list[str]:
     if modes is None:
-        return list(MODES) if pair.draft is not None else [m for m in MODES if m not in SPECULATIVE]
-    unknown = [m for m in modes if m not in MODES]
+        chosen = set(MODES) if pair.draft is not None else {m for m in MODES if m not in SPECULATIVE}
+        if draft2 is not None:
+            chosen |= set(DRAFT2_MODES)
+        return [m for m in ALL_MODES if m in chosen]
+    unknown = [m for m in modes if m not in ALL_MODES]
     if unknown:
-        raise EdgespecError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
+        raise EdgespecError(f"unknown mode {unknown[0]!r}; choose from {', '.join(ALL_MODES)}")
     if not modes:
         raise EdgespecError("no modes to run")
-    if pair.draft is None and SPECULATIVE & set(modes):
+    if pair.draft is None and (SPECULATIVE - set(DRAFT2_MODES)) & set(modes):
         raise EdgespecError(f"pair {pair.root} has no draft model; run with --modes genai-target,edgespec-target")
-    return [m for m in MODES if m in modes]  # canonical order, no duplicates
+    if draft2 is None and set(DRAFT2_MODES) & set(modes):
+        raise EdgespecError(f"modes {', '.join(DRAFT2_MODES)} need a second draft: pass --draft2 PATH")
+    return [m for m in ALL_MODES if m in modes]  # canonical order, no duplicates
 
 
-def pair_info(pair: Pair) -> dict:
+def load_draft2(path: Path, pair: Pair) -> ModelEntry:
+    """The second draft: a draft model folder (or a pair folder, whose draft is taken); it must share the
+    target's vocabulary, in full or as a reduced head (draft_vocab.npy) indexing into it."""
+    path = Path(path).expanduser()
+    if (path / MANIFEST).is_file():
+        other = load_pair(path)
+        if other.draft is None:
+            raise EdgespecError(f"--draft2 {path}: that pair has no draft model")
+        entry = other.draft
+    else:
+        entry = read_model_entry(path, need_tokenizer=False)
+    vocab = pair.target.vocab_size
+    vocab_map = entry.vocab_map()
+    if vocab_map is not None:
+        if vocab and vocab_map.size and (int(vocab_map.min()) < 0 or int(vocab_map.max()) >= vocab):
+            raise EdgespecError(f"--draft2 {entry.dir}: its {DRAFT_VOCAB} holds ids outside the target's "
+                                f"vocabulary of {vocab}")
+    elif entry.vocab_size and vocab and entry.vocab_size != vocab:
+        raise EdgespecError(f"--draft2 {entry.dir}: vocabulary of {entry.vocab_size} tokens, the target's has "
+                            f"{vocab}; a draft must share the target's vocabulary")
+    return entry
+
+
+def pair_info(pair: Pair, draft2: ModelEntry | None = None) -> dict:
     info = {"name": pair.name, "root": str(pair.root), "target": hardware.model_files(pair.target.dir),
-            "draft": hardware.model_files(pair.draft.dir) if pair.draft else None}
+            "draft": hardware.model_files(pair.draft.dir) if pair.draft else None,
+            "draft2": hardware.model_files(draft2.dir) if draft2 else None}
     info["target"].update(source=pair.target.source, weights=pair.target.weights)
-    if pair.draft:
-        info["draft"].update(source=pair.draft.source, weights=pair.draft.weights,
-                             reduced_vocab=pair.draft.vocab_map() is not None)
+    for role, entry in (("draft", pair.draft), ("draft2", draft2)):
+        if entry:
+            info[role].update(source=entry.source, weights=entry.weights, reduced_vocab=entry.vocab_map() is not None)
     return info
 
 
@@ -98,13 +130,17 @@ def _rotated(items: list[str], shift: int) -> list[str]:
 def run_bench(opts: BenchOptions, command: list[str], console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     pair = load_pair(opts.pair if opts.pair else default_pair())
-    modes = check_modes(opts.modes, pair)
+    draft2 = load_draft2(opts.draft2, pair) if opts.draft2 else None
+    modes = check_modes(opts.modes, pair, draft2)
+    exact = False if opts.fast_kernels else None  # SpeculativePipeline's exact, for every edgespec model
     notes = []
     if opts.modes is None and pair.draft is None:
-        notes.append(f"{pair.root} has no draft model: only the target-only modes ran.")
-    if pair.draft is not None and pair.draft.source.startswith("makeshift"):
-        notes.append(f"The draft is a makeshift ({pair.draft.source}), not a trained draft: these numbers check "
-                     "the mechanics of speculation and are no speedup claim.")
+        notes.append(f"{pair.root} has no draft model: " + ("of its own speculative modes, only draft 2's ran."
+                                                           if draft2 else "only the target-only modes ran."))
+    for which, entry in (("draft", pair.draft), ("second draft", draft2)):
+        if entry is not None and entry.source.startswith("makeshift"):
+            notes.append(f"The {which} is a makeshift ({entry.source}), not a trained draft: these numbers check "
+                         "the mechanics of speculation and are no speedup claim.")
     for note in notes:
         console.print(f"[yellow]{note}[/]")
     if opts.repeats < 1 or opts.sweep_repeats < 1:
@@ -130,8 +166,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
 
     results: dict = {
         "schema": SCHEMA, "command": command, "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "pair": pair_info(pair), "modes": modes,
-        "devices": {"target": opts.target_device, "draft": opts.draft_device},
+        "pair": pair_info(pair, draft2), "modes": modes,
+        "devices": {"target": opts.target_device, "draft": opts.draft_device}, "fast_kernels": opts.fast_kernels,
         "settings": asdict(settings), "repeats": opts.repeats, "limit": opts.limit,
         "prompt_sets": {name: [{"id": pp.key, "prompt_tokens": len(pp.ids), "chat": pp.rendered != pp.prompt.text}
                                for pp in pps] for name, pps in sets.items()},
@@ -144,14 +180,14 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     results["bandwidth"] = hardware.measure_bandwidth()
 
     if opts.memory:
-        results["memory"] = _memory_probes(pair, modes, opts, eos, all_prompts[0], console)
+        results["memory"] = _memory_probes(pair, draft2, modes, opts, eos, all_prompts[0], console)
 
     loaded: dict[str, Mode] = {}
     results["load_s"] = {}
     for name in modes:
         console.print(f"loading {name} ...")
         t = time.perf_counter()
-        loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos)
+        loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos, draft2=draft2, exact=exact)
         results["load_s"][name] = time.perf_counter() - t
 
     spec_modes = [m for m in modes if m in SPECULATIVE]
@@ -210,8 +246,11 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
 
     raw = [r.to_json() for r in records]
     results["runs"] = raw
-    target_bytes = results["pair"]["target"]["weight_bytes"]
-    draft_bytes = results["pair"]["draft"]["weight_bytes"] if results["pair"]["draft"] else 0
+    info = results["pair"]
+    target_bytes = info["target"]["weight_bytes"]
+    # c of the memory-bound speedup and the weight bandwidth: the bytes of the draft each mode ran.
+    draft_bytes = {m: (info["draft2"] if m in DRAFT2_MODES else info["draft"])["weight_bytes"]
+                   for m in modes if m in SPECULATIVE}
     results["summary"] = metrics.summarize(raw, modes, target_bytes, draft_bytes,
                                            results["bandwidth"]["read_bytes_per_s"], greedy)
     results["sweep"] = {"draft_lengths": opts.draft_lengths, "prompts_per_set": opts.sweep_limit,
@@ -224,15 +263,33 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
 
 
 def _engine_config(opts: BenchOptions) -> dict:
-    """How each runtime compiles its models: the settings a reader needs to judge the comparison."""
-    try:
-        from edgespec.devices import cpu_config
-        edgespec_cpu = cpu_config()
-    except ImportError:
-        edgespec_cpu = None
-    return {"edgespec": {"CPU": edgespec_cpu} if edgespec_cpu else "unknown",
+    """How each runtime compiles its models: the settings a reader needs to judge the comparison.
+
+    edgespec's target gets call-shape-independent kernels (exact) unless --fast-kernels; its drafts keep the
+    device defaults either way (SpeculativePipeline with exact=None or False)."""
+    target_exact = not opts.fast_kernels
+    return {"edgespec": {"target": _edgespec_compile(opts.target_device, target_exact),
+                         "draft": _edgespec_compile(opts.draft_device, False),
+                         "exact_target": target_exact},
             "genai": "LLMPipeline defaults (no properties passed); GenerationConfig apply_chat_template=False, "
                      "stop_token_ids = the pair's eos ids"}
+
+
+def _edgespec_compile(device: str, exact: bool) -> dict | str:
+    """The properties edgespec.devices.compile_model passes for `device` (CPU: cpu_config)."""
+    base = device.split(".")[0].split(":")[0].upper()
+    if base == "NPU":
+        return f"{device}: NPUW with edgespec.npu's static shapes (exact does not apply)"
+    if base != "CPU":
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if base == "GPU" and exact:
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        return {device: config}
+    try:
+        from edgespec.devices import cpu_config
+    except ImportError:
+        return "unknown"
+    return {device: cpu_config(exact=exact)}
 
 
 def _run(mode: Mode, pp: PreparedPrompt, settings: Settings, k: int | None, rep: int, phase: str) -> RunRecord:
@@ -246,14 +303,15 @@ def _run(mode: Mode, pp: PreparedPrompt, settings: Settings, k: int | None, rep:
                      token_ids=out["token_ids"])
 
 
-def _memory_probes(pair: Pair, modes: list[str], opts: BenchOptions, eos: set[int], pp: PreparedPrompt,
-                   console: Console) -> dict:
+def _memory_probes(pair: Pair, draft2: ModelEntry | None, modes: list[str], opts: BenchOptions, eos: set[int],
+                   pp: PreparedPrompt, console: Console) -> dict:
     out = {}
     for name in modes:
         console.print(f"peak memory of {name} (child process) ...")
         request = {"pair": str(pair.root), "mode": name, "target_device": opts.target_device,
                    "draft_device": opts.draft_device, "eos": sorted(eos), "text": pp.rendered, "ids": pp.ids,
-                   "settings": asdict(opts.settings)}
+                   "settings": asdict(opts.settings), "draft2": str(draft2.dir) if draft2 else None,
+                   "exact": False if opts.fast_kernels else None}
         out[name] = run_probe(request)
         if "error" in out[name]:
             console.print(f"[yellow]memory probe of {name} failed: {out[name]['error']}[/]")
@@ -261,7 +319,8 @@ def _memory_probes(pair: Pair, modes: list[str], opts: BenchOptions, eos: set[in
 
 
 def _cost_curve(pair: Pair, loaded: dict[str, Mode], opts: BenchOptions, seed_ids: list[int], progress) -> dict:
-    """Time calls on the very StatefulLM objects edgespec decodes with (loading them if no edgespec mode ran)."""
+    """Time calls on the very StatefulLM objects edgespec decodes with (loading them if no edgespec mode ran).
+    The pair's own draft: draft 2 is left out of the curve."""
     pipe = None
     for name in ("edgespec-spec", "edgespec-target"):
         if name in loaded:
@@ -270,7 +329,8 @@ def _cost_curve(pair: Pair, loaded: dict[str, Mode], opts: BenchOptions, seed_id
     if pipe is None or (pipe.draft is None and pair.draft is not None):
         from edgespec.pipeline import SpeculativePipeline
 
-        pipe = SpeculativePipeline(pair, opts.target_device, opts.draft_device, use_draft=pair.draft is not None)
+        pipe = SpeculativePipeline(pair, opts.target_device, opts.draft_device, use_draft=pair.draft is not None,
+                                   exact=False if opts.fast_kernels else None)
     past = min(opts.cost_past, pipe.target.context_length - 64 - 1)
     if past < 1:
         raise EdgespecError(f"context length {pipe.target.context_length} is too short for the cost curve")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgespec.errors import EdgespecError
 from edgespec_bench import costcurve, metrics
 from edgespec_bench.cli import bench_command
-from edgespec_bench.modes import MODES
+from edgespec_bench.modes import ALL_MODES, DRAFT2_MODES, LABELS, MODES
 from edgespec_bench.prompts import load_prompt_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -56,6 +56,7 @@ def test_writes_json_markdown_and_plots(bench_run):
         assert heading in report
     assert "![speedup](speedup.png)" in report
     assert not (out / "runs.partial.jsonl").exists()  # the live log is folded into results.json
+    assert "| draft 2 |" not in report and "Kernels: edgespec's target on call-shape-independent kernels" in report
 
 
 def test_raw_runs_are_interleaved_and_complete(bench_run):
@@ -106,6 +107,11 @@ def test_summary_figures_are_sane(bench_run):
         assert "error" not in mem, mem
         assert mem["peak_rss_bytes"] >= mem["loaded_rss_bytes"] > mem["baseline_rss_bytes"] > 0
     assert res["bandwidth"]["read_bytes_per_s"] > 1e8
+    # Exact target kernels by default: recorded, and the target and draft configs reported apart.
+    assert res["fast_kernels"] is False and res["pair"]["draft2"] is None
+    eng = res["engine_config"]["edgespec"]
+    assert eng["target"]["CPU"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert "INFERENCE_PRECISION_HINT" not in eng["draft"]["CPU"]
 
 
 def test_sweep_and_cost_curve(bench_run):
@@ -124,6 +130,75 @@ def test_sweep_and_cost_curve(bench_run):
     assert int(pred["best_k"]) in (1, 2)
     assert 0.0 <= pred["acceptance"] <= 1.0
     assert set(pred["measured_best_k"]) == {"genai-spec", "edgespec-spec"}
+
+
+@pytest.fixture(scope="module")
+def draft2_run(tiny_pair, tiny_pair_far, tmp_path_factory):
+    """The tiny pair with the far pair's draft as draft 2 (same vocabulary, far worse drafts), fast kernels."""
+    out = tmp_path_factory.mktemp("bench_draft2")
+    args = [str(tiny_pair), "--draft2", str(tiny_pair_far / "draft"), "--fast-kernels", "--prompts", "humaneval",
+            "--limit", "1", "--max-new-tokens", "4", "--repeats", "1", "--draft-length", "2", "--draft-lengths", "2",
+            "--out", str(out)]
+    result = CliRunner().invoke(_app(), args)
+    if result.exception:
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_draft2_modes_run_everywhere(draft2_run, tiny_pair_far):
+    out, res = draft2_run
+    assert res["modes"] == list(ALL_MODES)  # --draft2 without --modes: all six
+    assert res["pair"]["draft2"]["dir"] == str((tiny_pair_far / "draft").resolve())
+    assert res["pair"]["draft2"]["weight_bytes"] > 0
+    for phase in ("warmup", "main"):
+        assert sorted(r["mode"] for r in res["runs"] if r["phase"] == phase) == sorted(ALL_MODES)
+    sweep = [r for r in res["runs"] if r["phase"] == "sweep"]
+    assert sorted(r["mode"] for r in sweep) == sorted(["genai-spec", "edgespec-spec", *DRAFT2_MODES])
+    assert set(res["sweep"]["summary"]) == {"genai-spec", "edgespec-spec", *DRAFT2_MODES}
+    for mode in ALL_MODES:
+        assert "error" not in res["memory"][mode], res["memory"][mode]
+    row = res["summary"]["all"]
+    for mode in DRAFT2_MODES:
+        assert row[mode]["drafted_per_call"] > 0 and 0.0 <= row[mode]["acceptance_rate"] <= 1.0
+        assert row[mode]["memory_bound_speedup"] > 0
+    assert set(row["edgespec-spec2"]["matches"]) == {"genai-target", "edgespec-target"}
+    assert set(row["genai-spec2"]["speedup"]) == {"genai-target", "edgespec-target", "genai-spec"}
+    report = (out / "report.md").read_text()
+    for text in ("| draft 2 |", LABELS["genai-spec2"], LABELS["edgespec-spec2"], "With draft 2, edgespec speculative"):
+        assert text in report, text
+    for name in ("speedup.png", "draft_length.png", "cost_curve.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+
+
+def test_fast_kernels_recorded(draft2_run):
+    out, res = draft2_run
+    assert res["fast_kernels"] is True
+    eng = res["engine_config"]["edgespec"]
+    assert eng["exact_target"] is False
+    assert "INFERENCE_PRECISION_HINT" not in eng["target"]["CPU"]
+    assert "`--fast-kernels`" in (out / "report.md").read_text()
+
+
+def test_draft2_mode_checks(tiny_pair, tmp_path):
+    from edgespec.manifest import load_pair, write_model_info
+    from edgespec_bench.runner import check_modes, load_draft2
+
+    pair, bare = load_pair(tiny_pair), load_pair(tiny_pair / "target")
+    d2 = load_draft2(tiny_pair / "draft", pair)
+    assert check_modes(None, pair, d2) == list(ALL_MODES)
+    assert check_modes(None, bare, d2) == ["genai-target", "genai-spec2", "edgespec-target", "edgespec-spec2"]
+    assert check_modes(["edgespec-spec2", "edgespec-spec"], pair, d2) == ["edgespec-spec", "edgespec-spec2"]
+    with pytest.raises(EdgespecError, match="need a second draft"):
+        check_modes(["edgespec-spec2"], pair)
+    assert load_draft2(tiny_pair, pair).dir == d2.dir  # a pair folder: its draft
+    other = tmp_path / "other_vocab"
+    other.mkdir()
+    for name in ("openvino_model.xml", "openvino_model.bin"):
+        (other / name).write_text("x")
+    write_model_info(other, eos_token_ids=[2], context_length=256, vocab_size=1000)
+    with pytest.raises(EdgespecError, match="share the target's vocabulary"):
+        load_draft2(other, pair)
 
 
 def test_sampling_run(tiny_pair, tmp_path):
@@ -250,3 +325,15 @@ def test_speedup_is_per_repeat_tokens_per_second_ratio():
     assert spec["memory_bound_speedup"] == pytest.approx(spec["tokens_per_target_call"] / (1 + 0.1 * 3))
     assert spec["matches"]["genai-target"]["equal"] == 3 and spec["matches"]["genai-target"]["total"] == 4
     assert summary["s"]["genai-target"]["weight_bandwidth_bytes_per_s"] == pytest.approx(40 * 100 / 6.0)
+
+
+def test_memory_bound_speedup_uses_each_modes_draft():
+    recs = [_rec(mode, "s/1", 0, 10, 0.5, calls=4, drafted=9, accepted=6)
+            for mode in ("edgespec-spec", "edgespec-spec2")]
+    summary = metrics.summarize(recs, ["edgespec-spec", "edgespec-spec2"], target_bytes=100,
+                                draft_bytes={"edgespec-spec": 10, "edgespec-spec2": 50}, read_bandwidth=None,
+                                greedy=True)["s"]
+    tau = summary["edgespec-spec"]["tokens_per_target_call"]
+    assert summary["edgespec-spec"]["memory_bound_speedup"] == pytest.approx(tau / (1 + 0.1 * 3))
+    assert summary["edgespec-spec2"]["memory_bound_speedup"] == pytest.approx(tau / (1 + 0.5 * 3))
+    assert summary["edgespec-spec2"]["weight_bandwidth_bytes_per_s"] == pytest.approx((4 * 100 + 9 * 50) / 0.5)
