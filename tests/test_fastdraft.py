@@ -233,3 +233,20 @@ def test_qwen2_draft_matches_openvino(tmp_path):
     draft = draft_from_target(cfg, w, [0], vocab_map)
     export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "draft", eos_token_ids=[2], int8=False)
     assert verify_export(draft, tmp_path / "draft", ids)["argmax_agreement"] == 1.0
+
+
+def test_target_tokenizer_frames_turns_with_the_targets_template(tiny_pair, tmp_path):
+    tok = data.TargetTokenizer(tiny_pair / "target")
+    prompt = tok.chat_prompt("Sort a list.")
+    assert prompt.startswith(tok.before_user) and prompt.endswith(tok.after_user) and "Sort a list." in prompt
+    assert tok.end_of_turn == "<|im_end|>" and tok.eos_id == 2
+    assert tok.before_user.endswith("<|im_start|>user\n") and tok.after_user.endswith("<|im_start|>assistant\n")
+    assert {1, 2} <= set(tok.special_ids())  # <|im_start|> and <|im_end|> are always in a reduced head
+
+
+def test_token_files_keep_large_vocabulary_ids(tmp_path):
+    ids = np.array([0, 65535, 65536, 151645])  # Qwen's ids pass uint16
+    data.save_tokens(tmp_path / "t.npy", ids)
+    assert np.load(tmp_path / "t.npy").tolist() == ids.tolist()
+    data.save_tokens(tmp_path / "s.npy", np.array([1, 49151]))
+    assert np.load(tmp_path / "s.npy").dtype == np.uint16  # SmolLM2-sized corpora stay small

