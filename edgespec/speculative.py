@@ -77,11 +77,13 @@ def expected_tokens(acceptance: float, k: int) -> float:
 class DraftLength:
     """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
 
-    def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9):
+    def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, probe_every: int = 8):
         self.initial, self.maximum, self.adaptive, self.decay = initial, max(maximum, initial), adaptive, decay
         self.kept, self.seen = 0.0, 0.0  # decayed counts of kept tokens and of accept/reject trials
         self.target_cost: dict[int, float] = {}
         self.draft_cost: float | None = None
+        self.probe_every = probe_every
+        self.undrafted = 0  # target-only steps in a row, chosen because no k paid off
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
         self.kept = self.decay * self.kept + kept
@@ -110,8 +112,15 @@ class DraftLength:
         if not self.adaptive or self.draft_cost is None:
             return self.initial
         a, d = self.acceptance, self.draft_cost
-        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(1, self.maximum + 1)}
-        return max(rates, key=rates.get)
+        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(0, self.maximum + 1)}
+        best = max(rates, key=rates.get)
+        if best > 0:
+            self.undrafted = 0
+            return best
+        # The draft does not pay for itself now: decode with the target alone, but draft one token every
+        # probe_every steps so a draft that starts agreeing again (code after prose, say) is noticed.
+        self.undrafted += 1
+        return 1 if self.undrafted % self.probe_every == 0 else 0
 
 
 def propose(draft: StatefulLM, sequence: list[int], k: int, warp: Warp | None, rng: np.random.Generator,
@@ -164,7 +173,7 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
             if room < 0:
                 stats.stop_reason = "context"
                 return
-            k = 0 if draft is None or produced == 0 else min(policy.next(), room)
+            k = 0 if draft is None or produced == 0 else min(policy.next(), room)  # k = 0: the draft sits out
             t0 = time.perf_counter()
             drafted, draft_probs = propose(draft, sequence, k, warp, rng, target.vocab_size) if k else ([], None)
             t1 = time.perf_counter()
@@ -188,6 +197,7 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
                 stats.draft_calls += k
                 stats.drafted_tokens += k
                 stats.accepted_tokens += kept
+            if draft is not None and produced > 0:
                 stats.draft_lengths.append(k)
                 policy.record(k, kept, t2 - t1, t1 - t0)
             if produced == 0:

@@ -177,3 +177,18 @@ def test_default_kernels_keep_greedy_speculation_exact(tiny_pair):
     for prompt in ("def add(a, b):", "The capital of France is"):
         cfg = GenerationConfig(max_new_tokens=24, draft_length=4, adaptive_draft=False)
         assert spec.generate(prompt, cfg, chat=False).token_ids == target.generate(prompt, cfg, chat=False).token_ids
+
+
+def test_draft_length_policy_benches_a_draft_that_does_not_pay():
+    from edgespec.speculative import DraftLength
+
+    policy = DraftLength(initial=5, maximum=8, adaptive=True)
+    for _ in range(20):  # drafts rejected at once; a verify costs more than a plain step
+        policy.record(drafted=2, kept=0, target_seconds=0.024, draft_seconds=0.004)
+        policy.record(drafted=0, kept=0, target_seconds=0.020, draft_seconds=0.0)
+    choices = [policy.next() for _ in range(16)]
+    assert set(choices) == {0, 1} and choices.count(1) == 2  # target alone, one probe every 8 steps
+
+    for _ in range(20):  # the draft starts agreeing: speculation resumes with k > 1
+        policy.record(drafted=4, kept=4, target_seconds=0.030, draft_seconds=0.008)
+    assert policy.next() > 1
