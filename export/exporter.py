@@ -286,6 +286,11 @@ def export_pair(target: Source, draft: Source | None, out: str | Path, target_we
         if exported_draft is not None:
             check_same_tokenizer(staging / "target", staging / "draft", exported_target.eos_token_ids,
                                  exported_draft.eos_token_ids)
+            # A FastDraft draft ships without tokenizer IR; OpenVINO GenAI's draft_model refuses a folder
+            # without one, and the draft shares the target's vocabulary, so the target's is copied in.
+            for tokenizer_file in TOKENIZER_FILES:
+                if not (staging / "draft" / tokenizer_file).is_file():
+                    shutil.copyfile(staging / "target" / tokenizer_file, staging / "draft" / tokenizer_file)
         write_manifest(staging, name or out.name, _entry(exported_target, "target"),
                        _entry(exported_draft, "draft") if exported_draft else None)
         _replace_dir(staging, out)

@@ -287,6 +287,14 @@ def test_export_pair(tmp_path, tiny_gguf, tiny_ir):
     manifest = json.loads((out / "edgespec.json").read_text())
     assert manifest["target"]["weights"] == "gguf" and manifest["target"]["source"] == "tiny.gguf"
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    # a draft without tokenizer IR (as FastDraft ships) gets the target's, which GenAI's draft_model needs
+    bare = tmp_path / "bare-draft"
+    shutil.copytree(tiny_ir, bare)
+    for f in bare.glob("openvino_*tokenizer.*"):
+        f.unlink()
+    out2 = export_pair(resolve_source(str(tiny_gguf)), resolve_source(str(bare)), tmp_path / "pair2", "keep", "keep")
+    for name in ("openvino_tokenizer.xml", "openvino_detokenizer.bin"):
+        assert (out2 / "draft" / name).read_bytes() == (out2 / "target" / name).read_bytes()
     # exporting again over a pair folder replaces it
     out = export_pair(resolve_source(str(tiny_ir)), None, out, "keep", name="again")
     assert load_pair(out).name == "again" and load_pair(out).draft is None
