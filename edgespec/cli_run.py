@@ -32,6 +32,8 @@ Seed = typer.Option(None)
 Stop = typer.Option(None, "--stop", help="Stop string (repeatable).")
 NpuPrompt = typer.Option(1024, "--npu-max-prompt", min=16, help="NPU: longest prompt its static shapes hold.")
 NpuResponse = typer.Option(128, "--npu-min-response", min=16, help="NPU: KV slots kept beyond the prompt.")
+FastKernels = typer.Option(False, "--fast-kernels", help="The device's default kernels for the target too (faster "
+                           "on bf16/VNNI CPUs; greedy speculative output may then differ from target-only).")
 
 
 def resolve_model(model: Path | None) -> Path:
@@ -45,12 +47,14 @@ def resolve_model(model: Path | None) -> Path:
 
 
 def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_draft: bool,
-                  npu_max_prompt: int = 1024, npu_min_response: int = 128) -> SpeculativePipeline:
+                  npu_max_prompt: int = 1024, npu_min_response: int = 128,
+                  fast_kernels: bool = False) -> SpeculativePipeline:
     path = resolve_model(model)
     npu = NPUConfig(max_prompt_len=npu_max_prompt, min_response_len=npu_min_response)
     with err.status("loading models..."):
         pipe = SpeculativePipeline.from_manifest(path, target_device=target_device, draft_device=draft_device,
-                                                 use_draft=not no_draft, npu=npu)
+                                                 use_draft=not no_draft, npu=npu,
+                                                 exact=False if fast_kernels else None)
     mode = "target only" if pipe.draft is None else "speculative"
     if pipe.draft is None and not no_draft:
         mode += " (this pair has no draft)"
@@ -96,10 +100,11 @@ def generate(
     top_k: int = TopK, top_p: float = TopP, seed: int = Seed, stop: list[str] = Stop,
     raw: bool = typer.Option(False, "--raw", help="Continue the text as is, without the chat template."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streamed text."),
-    npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse,
+    npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
 ) -> None:
     """Generate one answer, streamed, then its metrics."""
-    pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response)
+    pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
+                         fast_kernels)
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
                          stop)
     result = pipe.generate(prompt, config, streamer=None if as_json else _stream_to_stdout,
@@ -119,11 +124,12 @@ def chat(
     draft_length: int = DraftLength, fixed_draft_length: bool = FixedLength, sample: bool = Sample,
     temperature: float = Temperature, top_k: int = TopK, top_p: float = TopP, seed: int = Seed,
     system: str = typer.Option(None, help="System message."),
-    npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse,
+    npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
 ) -> None:
     """Interactive chat: /reset clears the history, /stats shows the last answer's metrics, /exit quits.
     Ctrl-C stops the current answer and keeps the session."""
-    pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response)
+    pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
+                         fast_kernels)
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
                          None)
     history: list[dict] = [{"role": "system", "content": system}] if system else []

