@@ -155,6 +155,9 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     run("evalset", "--target", target, "--out", evalset, "--humaneval", 2, "--mtbench", 2, "--max-new-tokens", 8)
     run("accept", "--draft", draft, "--target", target, "--evalset", evalset, "--max-new-tokens", 8,
         "--out", tmp_path / "acc.json")
+    run("cost", draft, "--target", target, "--rounds", 1, "--no-npu", "--out", tmp_path / "cost.json")
+    costs = json.loads((tmp_path / "cost.json").read_text())
+    assert costs["draft/target"] == costs["draft (CPU)"]["ms_per_token"] / costs["target (CPU)"]["ms_per_token"] > 0
     acc = json.loads((tmp_path / "acc.json").read_text())
     assert set(acc) == {"humaneval", "mtbench"}
     assert all(1.0 <= r["tokens_per_target_call"] <= 6.0 for r in acc.values())

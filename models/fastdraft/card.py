@@ -139,6 +139,9 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
             lines.append(f"- {key}: {r['ms_per_token']:.2f} ms per token ({r['device']}, {r.get('past', '?')}-token past)")
         elif isinstance(r, dict) and "error" in r:
             lines.append(f"- {key}: failed: {r['error']}")
+    ratio = cost.get("draft/target")
+    if isinstance(ratio, float) and ratio > 0:
+        lines.append(f"- draft/target cost per token, timed alternately in one run: {ratio:.3f} (1/{1 / ratio:.1f})")
     if notes:
         lines += ["", notes.strip()]
     path = draft / "MODEL_CARD.md"
