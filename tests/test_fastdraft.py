@@ -50,11 +50,13 @@ def test_guard_catches_every_eval_prompt_and_partial_copies():
     assert not guard.contaminated("def add(a, b):\n    return a + b\n")
 
 
-def test_shipped_alignment_prompts_exclude_eval_sets():
-    """Every user prompt the shipped draft was aligned on is free of HumanEval/MT-bench text."""
-    if not SHIPPED_PROMPTS.exists():
+@pytest.mark.parametrize("prompt_list", [SHIPPED_PROMPTS, REPO / "models" / "recipes" / "qwen2.5-coder-draft.prompts.json.gz"],
+                         ids=["smollm2", "qwen2.5-coder"])
+def test_shipped_alignment_prompts_exclude_eval_sets(prompt_list):
+    """Every user prompt a recipe's draft was aligned on is free of HumanEval/MT-bench text."""
+    if not prompt_list.exists():
         pytest.skip("shipped prompt list not present")
-    users = json.loads(gzip.decompress(SHIPPED_PROMPTS.read_bytes()))
+    users = json.loads(gzip.decompress(prompt_list.read_bytes()))
     assert len(users) > 100
     guard = EvalGuard(eval_prompts())
     full = {normalize(p) for p in eval_prompts()}

@@ -35,8 +35,8 @@ edgespec draft evalset --target "$TARGET" --out "$WORK/evalset.jsonl" --humaneva
 edgespec draft accept --draft "$OUT" --target "$TARGET" --evalset "$WORK/evalset.jsonl" --out "$WORK/accept.json"
 edgespec draft accept --draft "$PAIR/draft" --target "$TARGET" --evalset "$WORK/evalset.jsonl" --out "$WORK/accept-0.5b.json"
 edgespec draft cost "$OUT" --target "$TARGET" --out "$WORK/costs.json"
+edgespec draft cost "$PAIR/draft" --target "$TARGET" --no-npu --out "$WORK/costs-0.5b.json"
 edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --out "$OUT/loss.png"
 
 # 6. Against the 0.5B draft in one interleaved run (the pair's own draft is the 0.5B; --draft2 adds ours).
-edgespec bench "$PAIR" --draft2 "$OUT" --prompts humaneval,mtbench --limit 3 --repeats 2 --max-new-tokens 128 \
-    --draft-lengths 1,2,3,4 --sweep-limit 2 --out bench/results/qwen2.5-coder-fastdraft
+DRAFT2="$OUT" bench/reproduce_qwen.sh "$PAIR"
