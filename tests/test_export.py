@@ -92,7 +92,8 @@ def _round_trip(model_dir: Path, text: str) -> tuple[list[int], str]:
 
 def _logits(model_dir: Path, ids: list[int]) -> np.ndarray:
     compiled = ov.Core().compile_model(model_dir / "openvino_model.xml", "CPU",
-                                       {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"})
+                                       {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32",
+                                        "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"})  # int8 weights: exact math
     n = len(ids)
     inputs = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, n), np.int64),
               "position_ids": np.arange(n, dtype=np.int64)[None], "beam_idx": np.zeros(1, np.int32)}
