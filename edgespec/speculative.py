@@ -77,13 +77,17 @@ def expected_tokens(acceptance: float, k: int) -> float:
 class DraftLength:
     """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
 
-    def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, probe_every: int = 8):
+    def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, hold: int = 16,
+                 probe: int = 4):
         self.initial, self.maximum, self.adaptive, self.decay = initial, max(maximum, initial), adaptive, decay
         self.kept, self.seen = 0.0, 0.0  # decayed counts of kept tokens and of accept/reject trials
         self.target_cost: dict[int, float] = {}
         self.draft_cost: float | None = None
-        self.probe_every = probe_every
-        self.undrafted = 0  # target-only steps in a row, chosen because no k paid off
+        # A chosen k is kept for `hold` steps: on the CPU a call whose token count differs from the last
+        # one's cost ~5 ms more (SmolLM2: 1-token calls 17 ms in a row, 22 ms when alternating with 2-token
+        # calls), so a k that changes every step loses what it was chosen to win.
+        self.hold, self.probe = hold, probe
+        self.current, self.hold_left = initial, 0
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
         self.kept = self.decay * self.kept + kept
@@ -108,19 +112,26 @@ class DraftLength:
         base = points[0][1] / (1 + 0.2 * (points[0][0] - 1)) if points else 1.0
         return base * (1 + 0.2 * (n - 1))  # prior: each extra verified token costs ~20% of a step
 
+    def best(self) -> int:
+        a, d = self.acceptance, self.draft_cost
+        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(0, self.maximum + 1)}
+        return max(rates, key=rates.get)
+
     def next(self) -> int:
         if not self.adaptive or self.draft_cost is None:
             return self.initial
-        a, d = self.acceptance, self.draft_cost
-        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(0, self.maximum + 1)}
-        best = max(rates, key=rates.get)
-        if best > 0:
-            self.undrafted = 0
-            return best
-        # The draft does not pay for itself now: decode with the target alone, but draft one token every
-        # probe_every steps so a draft that starts agreeing again (code after prose, say) is noticed.
-        self.undrafted += 1
-        return 1 if self.undrafted % self.probe_every == 0 else 0
+        if self.hold_left > 0:
+            self.hold_left -= 1
+            return self.current
+        k = self.best()
+        if k == 0 and self.current == 0:
+            # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
+            # agreeing again (code after prose, say) is noticed.
+            k, self.hold_left = 1, self.probe - 1
+        else:
+            self.hold_left = self.hold - 1
+        self.current = k
+        return k
 
 
 def propose(draft: StatefulLM, sequence: list[int], k: int, warp: Warp | None, rng: np.random.Generator,
