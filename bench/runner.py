@@ -53,6 +53,11 @@ class BenchOptions:
     cost_repeats: int = 5
     log: Path | None = None          # JSONL of raw runs, written as they finish
 
+    @property
+    def exact(self) -> bool | None:
+        """SpeculativePipeline's `exact` for every edgespec model of this run."""
+        return False if self.fast_kernels else None
+
 
 def default_pair() -> Path:
     try:
@@ -132,7 +137,6 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     pair = load_pair(opts.pair if opts.pair else default_pair())
     draft2 = load_draft2(opts.draft2, pair) if opts.draft2 else None
     modes = check_modes(opts.modes, pair, draft2)
-    exact = False if opts.fast_kernels else None  # SpeculativePipeline's exact, for every edgespec model
     notes = []
     if opts.modes is None and pair.draft is None:
         notes.append(f"{pair.root} has no draft model: " + ("of its own speculative modes, only draft 2's ran."
@@ -187,7 +191,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     for name in modes:
         console.print(f"loading {name} ...")
         t = time.perf_counter()
-        loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos, draft2=draft2, exact=exact)
+        loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos, draft2=draft2, exact=opts.exact)
         results["load_s"][name] = time.perf_counter() - t
 
     spec_modes = [m for m in modes if m in SPECULATIVE]
@@ -276,20 +280,12 @@ def _engine_config(opts: BenchOptions) -> dict:
 
 
 def _edgespec_compile(device: str, exact: bool) -> dict | str:
-    """The properties edgespec.devices.compile_model passes for `device` (CPU: cpu_config)."""
-    base = device.split(".")[0].split(":")[0].upper()
-    if base == "NPU":
+    """The properties edgespec.devices.compile_model passes for `device`."""
+    from edgespec.devices import device_config, is_npu
+
+    if is_npu(device):
         return f"{device}: NPUW with edgespec.npu's static shapes (exact does not apply)"
-    if base != "CPU":
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if base == "GPU" and exact:
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        return {device: config}
-    try:
-        from edgespec.devices import cpu_config
-    except ImportError:
-        return "unknown"
-    return {device: cpu_config(exact=exact)}
+    return {device: device_config(device, exact)}
 
 
 def _run(mode: Mode, pp: PreparedPrompt, settings: Settings, k: int | None, rep: int, phase: str) -> RunRecord:
@@ -311,7 +307,7 @@ def _memory_probes(pair: Pair, draft2: ModelEntry | None, modes: list[str], opts
         request = {"pair": str(pair.root), "mode": name, "target_device": opts.target_device,
                    "draft_device": opts.draft_device, "eos": sorted(eos), "text": pp.rendered, "ids": pp.ids,
                    "settings": asdict(opts.settings), "draft2": str(draft2.dir) if draft2 else None,
-                   "exact": False if opts.fast_kernels else None}
+                   "exact": opts.exact}
         out[name] = run_probe(request)
         if "error" in out[name]:
             console.print(f"[yellow]memory probe of {name} failed: {out[name]['error']}[/]")
@@ -330,7 +326,7 @@ def _cost_curve(pair: Pair, loaded: dict[str, Mode], opts: BenchOptions, seed_id
         from edgespec.pipeline import SpeculativePipeline
 
         pipe = SpeculativePipeline(pair, opts.target_device, opts.draft_device, use_draft=pair.draft is not None,
-                                   exact=False if opts.fast_kernels else None)
+                                   exact=opts.exact)
     past = min(opts.cost_past, pipe.target.context_length - 64 - 1)
     if past < 1:
         raise EdgespecError(f"context length {pipe.target.context_length} is too short for the cost curve")

@@ -27,6 +27,17 @@ def cpu_config(exact: bool = False) -> dict:
     return config
 
 
+def device_config(device: str, exact: bool = False) -> dict:
+    """The properties compile_model passes for a CPU, GPU or other non-NPU device (before `extra`)."""
+    base = device.split(".")[0].split(":")[0].upper()
+    if base == "CPU":
+        return cpu_config(exact)
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if base == "GPU" and exact:
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return config
+
+
 def check_device(core: ov.Core, device: str) -> None:
     base = device.split(".")[0].split(":")[0].upper()
     if base not in KNOWN_DEVICES:
@@ -64,10 +75,7 @@ def compile_model(core: ov.Core, model: ov.Model | str, device: str, exact: bool
         return compile_npu(core, model, npu, generation_tokens or npu.max_generation_tokens)
     check_device(core, device)
     base = device.split(".")[0].upper()
-    config = cpu_config(exact) if base == "CPU" else {"PERFORMANCE_HINT": "LATENCY"}
-    if base == "GPU" and exact:
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    config |= extra or {}
+    config = device_config(device, exact) | (extra or {})
     cache_dir = os.environ.get("EDGESPEC_CACHE_DIR")
     if cache_dir and base != "CPU":
         config["CACHE_DIR"] = cache_dir

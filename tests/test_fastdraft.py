@@ -92,21 +92,28 @@ def test_corpus_excludes_eval_prompts(tiny_corpus, tiny_pair):
     assert seeds["code"] and not any(guard.contaminated(s) for s in seeds["code"] + seeds["sharegpt"])
 
 
+IDS = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
+
+
+def assert_torch_matches_openvino(model, ir_dir: Path) -> None:
+    """The torch draft's logits are GenAI's for the same weights (close values, same argmax everywhere)."""
+    from edgespec_models.fastdraft.export import ov_logits
+
+    with torch.no_grad():
+        ref = model(torch.tensor([IDS]))[0].numpy()
+    got = ov_logits(ir_dir, IDS)
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+
 def test_torch_draft_matches_openvino_target(tmp_path, tiny_pair):
     """The torch model copied from a GGUF reproduces GenAI's logits (RoPE layout, norms, GQA)."""
-    from edgespec_models.fastdraft.export import ov_logits
     from edgespec_models.fastdraft.model import draft_from_target, read_gguf_model
 
     weights = random_llama_weights(TINY_SHAPE, seed=0)  # the tiny_pair target's weights
     gguf_path = write_llama_gguf(tmp_path / "t.gguf", TINY_SHAPE, weights, read_tokenizer_fields(smollm2_gguf()))
     cfg, w = read_gguf_model(gguf_path)
-    model = draft_from_target(cfg, w, [0, 1], None)
-    ids = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
-    with torch.no_grad():
-        ref = model(torch.tensor([ids]))[0].numpy()
-    got = ov_logits(tiny_pair / "target", ids)
-    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
-    assert (got.argmax(-1) == ref.argmax(-1)).all()
+    assert_torch_matches_openvino(draft_from_target(cfg, w, [0, 1], None), tiny_pair / "target")
 
 
 def test_block_walk_counts_target_calls():
@@ -215,7 +222,7 @@ def test_qwen2_draft_matches_openvino(tmp_path):
     import dataclasses
 
     from edgespec_export.gguf_convert import convert_gguf
-    from edgespec_models.fastdraft.export import export_draft, ov_logits, verify_export
+    from edgespec_models.fastdraft.export import export_draft, verify_export
     from edgespec_models.fastdraft.model import draft_from_target, read_gguf_model
 
     shape = dataclasses.replace(TINY_SHAPE, arch="qwen2")
@@ -224,20 +231,14 @@ def test_qwen2_draft_matches_openvino(tmp_path):
     cfg, w = read_gguf_model(gguf_path)
     assert cfg.arch == "qwen2" and cfg.qkv_bias and cfg.rope_neox
     convert_gguf(gguf_path, tmp_path / "ir")
-    model = draft_from_target(cfg, w, list(range(cfg.layers)), None)
-    ids = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
-    with torch.no_grad():
-        ref = model(torch.tensor([ids]))[0].numpy()
-    got = ov_logits(tmp_path / "ir", ids)
-    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
-    assert (got.argmax(-1) == ref.argmax(-1)).all()
+    assert_torch_matches_openvino(draft_from_target(cfg, w, list(range(cfg.layers)), None), tmp_path / "ir")
 
     vocab_map = np.sort(np.random.default_rng(0).permutation(cfg.target_vocab)[:512])
     vocab_map[0] = 2
     vocab_map.sort()
     draft = draft_from_target(cfg, w, [0], vocab_map)
     export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "draft", eos_token_ids=[2], int8=False)
-    assert verify_export(draft, tmp_path / "draft", ids)["argmax_agreement"] == 1.0
+    assert verify_export(draft, tmp_path / "draft", IDS)["argmax_agreement"] == 1.0
 
 
 def test_target_tokenizer_frames_turns_with_the_targets_template(tiny_pair, tmp_path):

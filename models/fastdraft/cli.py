@@ -162,11 +162,9 @@ def evalset(
     console.print(f"{len(synth.read_jsonl(out))} answers in {out}")
 
 
-def tokenized_pairs(rows: list[dict], target: Path, max_new_tokens: int | None = None) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, answer ids) for answer rows; an answer that stopped early ends with the end-of-turn id."""
-    from edgespec_models.fastdraft import data
-
-    tok = data.TargetTokenizer(target)
+def tokenized_pairs(rows: list[dict], tok, max_new_tokens: int | None = None) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, answer ids) for answer rows, tokenized with `tok` (data.TargetTokenizer); an answer that
+    stopped early ends with the end-of-turn id."""
     prompts = tok.encode([tok.chat_prompt(r["user"]) for r in rows])
     answers = tok.encode([r["response"] for r in rows])
     pairs = []
@@ -179,12 +177,13 @@ def tokenized_pairs(rows: list[dict], target: Path, max_new_tokens: int | None =
 
 def _measure_acceptance(draft: Path, eval_rows: list[dict], target: Path, k: int, max_new_tokens: int) -> dict:
     """Acceptance of a draft IR folder or a torch checkpoint (.pt), per evaluation kind."""
-    from edgespec_models.fastdraft import measure
+    from edgespec_models.fastdraft import data, measure
 
+    tok = data.TargetTokenizer(target)
     results = {}
     for kind in sorted({r["kind"] for r in eval_rows}):
         rows = [r for r in eval_rows if r["kind"] == kind]
-        pairs = tokenized_pairs(rows, target, max_new_tokens)
+        pairs = tokenized_pairs(rows, tok, max_new_tokens)
         if draft.suffix == ".pt":
             import torch
 
@@ -445,17 +444,17 @@ def align(
     resume = ckpt.exists()
     model, state, vocab_map, opt_state = M.load_checkpoint(ckpt if resume else init)
     with console.status("tokenizing answers"):
-        train_pairs = tokenized_pairs(train_rows, target)
-        eos = data.TargetTokenizer(target).eos_id
-        train_set = T.windows_from_pairs(train_pairs, seq, pad=eos)
-        val_set = T.windows_from_pairs(tokenized_pairs(val_rows, target), seq, pad=eos)
+        tok = data.TargetTokenizer(target)
+        train_pairs = tokenized_pairs(train_rows, tok)
+        train_set = T.windows_from_pairs(train_pairs, seq, pad=tok.eos_id)
+        val_set = T.windows_from_pairs(tokenized_pairs(val_rows, tok), seq, pad=tok.eos_id)
     if not resume:
         state, opt_state = {}, None
         if head_vocab and vocab_map is not None and corpus_dir is not None:
             # Re-pick the FR-Spec head with the target's own answers in the counts.
             answers = np.concatenate([np.array(a, np.int64) for _, a in train_pairs])
             freq = M.token_frequencies([_corpus_tokens(corpus_dir, "train.npy"), answers], model.cfg.target_vocab)
-            freq[data.TargetTokenizer(target).special_ids()] = freq.max() + 1
+            freq[tok.special_ids()] = freq.max() + 1
             new_map = np.sort(np.argsort(-freq, kind="stable")[:head_vocab])
             console.print(f"head: {len(np.intersect1d(new_map, vocab_map))} of {head_vocab} rows kept from {init}")
             model = M.remap_head(model, vocab_map, new_map)
