@@ -81,11 +81,14 @@ class DraftLength:
                  probe: int = 4):
         self.initial, self.maximum, self.adaptive, self.decay = initial, max(maximum, initial), adaptive, decay
         self.kept, self.seen = 0.0, 0.0  # decayed counts of kept tokens and of accept/reject trials
-        self.target_cost: dict[int, float] = {}
+        # On the CPU a call whose token count differs from the previous call's costs ~5 ms more (SmolLM2:
+        # 1-token calls 17 ms in a row, 22 ms when alternating with 2-token calls). A chosen k is therefore
+        # kept for `hold` steps, and k is chosen on steady costs (calls of the same shape as the one before);
+        # costs measured right after a change would make every k look as slow as switching to it.
+        self.steady_cost: dict[int, float] = {}
+        self.switch_cost: dict[int, float] = {}
+        self.last_feed = 0
         self.draft_cost: float | None = None
-        # A chosen k is kept for `hold` steps: on the CPU a call whose token count differs from the last
-        # one's cost ~5 ms more (SmolLM2: 1-token calls 17 ms in a row, 22 ms when alternating with 2-token
-        # calls), so a k that changes every step loses what it was chosen to win.
         self.hold, self.probe = hold, probe
         self.current, self.hold_left = initial, 0
 
@@ -93,8 +96,10 @@ class DraftLength:
         self.kept = self.decay * self.kept + kept
         self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
         n = drafted + 1
-        old = self.target_cost.get(n)
-        self.target_cost[n] = target_seconds if old is None else 0.8 * old + 0.2 * target_seconds
+        costs = self.steady_cost if n == self.last_feed else self.switch_cost
+        old = costs.get(n)
+        costs[n] = target_seconds if old is None else 0.8 * old + 0.2 * target_seconds
+        self.last_feed = n
         if drafted:
             per_token = draft_seconds / drafted
             self.draft_cost = per_token if self.draft_cost is None else 0.8 * self.draft_cost + 0.2 * per_token
@@ -104,7 +109,9 @@ class DraftLength:
         return self.kept / self.seen if self.seen else 0.7
 
     def target_seconds(self, n: int) -> float:
-        points = sorted(self.target_cost.items())
+        """Cost of an n-token target call in a run of equal calls (a shape never run twice in a row counts
+        with its switch cost)."""
+        points = sorted((self.switch_cost | self.steady_cost).items())
         if len(points) >= 2:
             xs, ys = zip(*points)
             slope, intercept = np.polyfit(xs, ys, 1)

@@ -116,6 +116,39 @@ def test_torch_draft_matches_openvino_target(tmp_path, tiny_pair):
     assert_torch_matches_openvino(draft_from_target(cfg, w, [0, 1], None), tiny_pair / "target")
 
 
+def test_teacher_top_logprobs_are_the_targets_distribution(tiny_pair):
+    from edgespec_models.fastdraft.export import ov_logits
+    from edgespec_models.fastdraft.teacher import Teacher
+
+    ids, logp = Teacher(tiny_pair / "target").top_logprobs(IDS, 5)
+    logits = ov_logits(tiny_pair / "target", IDS)
+    want = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    top5 = np.sort(want, -1)[:, -5:]
+    assert np.allclose(np.sort(logp.astype(np.float32), -1), top5, atol=2e-2)
+    assert (np.take_along_axis(want, ids.astype(np.int64), -1) >= top5[:, :1] - 1e-4).all()
+
+
+def test_soft_loss_with_one_hot_teacher_is_cross_entropy():
+    """A teacher sure of the label gives the hard loss; a teacher outside the reduced head adds nothing."""
+    from edgespec_models.fastdraft.model import DraftConfig, DraftLM
+    from edgespec_models.fastdraft.train import batch_loss, inverse_map
+
+    torch.manual_seed(0)
+    cfg = DraftConfig(target_vocab=64, head_vocab=16, hidden=16, layers=1, heads=2, kv_heads=1, ffn=32, context=32)
+    model = DraftLM(cfg)
+    vocab_map = np.arange(0, 64, 4)  # the head holds every fourth id
+    inverse = inverse_map(vocab_map, 64)
+    toks = torch.tensor([[0, 4, 8, 12, 16, 20]])
+    mask = torch.ones(1, 5)
+    hard, _, _ = batch_loss(model, toks, mask, inverse)
+    one_hot = (toks[:, 1:, None].int(), torch.zeros(1, 5, 1))
+    soft, _, _ = batch_loss(model, toks, mask, inverse, one_hot, soft_weight=1.0)
+    assert torch.allclose(hard, soft, atol=1e-5)
+    outside = (torch.full((1, 5, 1), 3), torch.zeros(1, 5, 1))  # id 3 is not in the head
+    mixed, _, _ = batch_loss(model, toks, mask, inverse, outside, soft_weight=0.5)
+    assert torch.allclose(mixed, hard)
+
+
 def test_block_walk_counts_target_calls():
     m = np.array([1, 1, 0, 1, 1, 1, 1, 1, 0, 0], bool)
     calls, drafted, accepted = measure.block_walk(m, 5)
@@ -149,9 +182,14 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     run(*args)  # resumable: nothing is answered twice
     assert len(synthetic.read_text().splitlines()) == 7
 
-    run("align", "--init", tmp_path / "pre" / "last.pt", "--synthetic", synthetic, "--target", target,
-        "--out", tmp_path / "align", "--val-percent", 50, "--seq", 48, "--batch", 2, "--steps", 3, "--eval-every", 3,
-        "--threads", 1)
+    align = ("align", "--init", tmp_path / "pre" / "last.pt", "--synthetic", synthetic, "--target", target,
+             "--out", tmp_path / "align", "--val-percent", 50, "--seq", 48, "--batch", 2, "--eval-every", 3,
+             "--threads", 1, "--distill-top", 4)
+    run(*align, "--steps", 3)
+    shards = sorted((tmp_path / "align" / "teacher").glob("shard-*.npz"))
+    assert shards
+    run(*align, "--steps", 4)  # resumes training; the target's distributions are not computed again
+    assert sorted((tmp_path / "align" / "teacher").glob("shard-*.npz")) == shards
     draft = tmp_path / "draft"
     run("export", "--checkpoint", tmp_path / "align" / "last.pt", "--tokenizer-gguf", smollm2_gguf(),
         "--out", draft, "--verify-tokens", 16)

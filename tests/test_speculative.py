@@ -183,9 +183,9 @@ def test_draft_length_policy_benches_a_draft_that_does_not_pay():
     from edgespec.speculative import DraftLength
 
     policy = DraftLength(initial=5, maximum=8, adaptive=True, hold=16, probe=4)
-    for _ in range(20):  # drafts rejected at once; a verify costs more than a plain step
-        policy.record(drafted=2, kept=0, target_seconds=0.024, draft_seconds=0.004)
-        policy.record(drafted=0, kept=0, target_seconds=0.020, draft_seconds=0.0)
+    for n in (2, 0):  # drafts rejected at once; a verify costs more than a plain step
+        for _ in range(10):
+            policy.record(drafted=n, kept=0, target_seconds=0.020 + 0.002 * n, draft_seconds=0.002 * n)
     choices = [policy.next() for _ in range(40)]
     # the target alone in blocks of 16 steps, a 4-step probe with k = 1 after each: few changes of call shape
     assert choices == [0] * 16 + [1] * 4 + [0] * 16 + [1] * 4
@@ -193,3 +193,19 @@ def test_draft_length_policy_benches_a_draft_that_does_not_pay():
     for _ in range(20):  # the draft starts agreeing: speculation resumes with k > 1 at the next decision
         policy.record(drafted=4, kept=4, target_seconds=0.030, draft_seconds=0.008)
     assert max(policy.next() for _ in range(17)) > 1
+
+
+def test_draft_length_policy_prices_calls_in_steady_runs():
+    """A call right after a change of call shape costs more on the CPU; that price is paid once per held
+    block, so it must not decide k (measured on SmolLM2: 17 ms per 1-token call in a row, 19 ms per 2-token
+    call in a row, ~5 ms more for either right after the other)."""
+    from edgespec.speculative import DraftLength
+
+    policy = DraftLength(initial=1, maximum=8, adaptive=True, hold=4, probe=4)
+    for drafted, kept in [(1, 0), (1, 1), (1, 0), (1, 0), (1, 1)] * 3 + [(0, 0)] * 4:  # acceptance 0.4
+        switched = drafted + 1 != policy.last_feed
+        target_ms = (17 if drafted == 0 else 19) + (5 if switched else 0)
+        policy.record(drafted, kept, target_ms / 1000, 0.0012 * drafted)
+    assert abs(policy.target_seconds(1) - 0.017) < 0.001 and abs(policy.target_seconds(2) - 0.019) < 0.001
+    # with k = 1: 1.4 tokens per 20.2 ms against 1 token per 17 ms for the target alone
+    assert policy.best() == 1

@@ -418,8 +418,11 @@ def align(
     lr: float = typer.Option(2e-4),
     eval_every: int = typer.Option(50),
     threads: int = typer.Option(0),
+    distill_top: int = typer.Option(0, help="also distil the target's top-K next-token distribution on every "
+                                            "answer token (computed once with the OpenVINO target; 0: off)"),
+    distill_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="share of the loss from the target's distribution"),
 ) -> None:
-    """Fine-tune on the target's own answers (sequence-level distillation), loss on answer tokens."""
+    """Fine-tune on the target's own answers (sequence-level distillation, optionally token-level too)."""
     import torch
 
     from edgespec_models.fastdraft import data, synth
@@ -448,6 +451,15 @@ def align(
         train_pairs = tokenized_pairs(train_rows, tok)
         train_set = T.windows_from_pairs(train_pairs, seq, pad=tok.eos_id)
         val_set = T.windows_from_pairs(tokenized_pairs(val_rows, tok), seq, pad=tok.eos_id)
+    if distill_top:
+        from edgespec_models.fastdraft.teacher import teacher_targets
+
+        keys = [r["id"] for r, (_, answer) in zip(train_rows, train_pairs) if answer]  # one window per answer
+        with _progress() as bar:
+            task = bar.add_task("target distributions", total=len(keys), info="")
+            train_set.soft_ids, train_set.soft_logp = teacher_targets(
+                keys, train_set.tokens, train_set.mask, target, out / "teacher", distill_top, threads,
+                on_progress=lambda done, total: bar.update(task, completed=len(keys) - total + done))
     if not resume:
         state, opt_state = {}, None
         if head_vocab and vocab_map is not None and corpus_dir is not None:
@@ -462,14 +474,14 @@ def align(
     if corpus_dir is not None:  # a little code replay keeps pretraining knowledge
         code = T.windows_from_stream(_corpus_tokens(corpus_dir, "train.npy"), seq)
         pick = np.random.default_rng(0).permutation(len(code))[:len(train_set) // 4]
-        train_set = T.TrainSet(np.concatenate([train_set.tokens, code.tokens[pick]]),
-                               np.concatenate([train_set.mask, code.mask[pick]]))
+        train_set = train_set + T.TrainSet(code.tokens[pick], code.mask[pick])
     console.print(f"align: {len(train_rows)} answers ({int(train_set.mask.sum())} trained tokens), "
                   f"{len(val_rows)} held out; {'resuming at step ' + str(state.get('step')) if resume else 'from ' + str(init)}")
     bar, on_step = _train_progress(steps, int(state.get("step", 0)), "align")
     with bar:
         result = T.train(model, train_set, val_set, vocab_map, out, steps, batch, lr, state=state,
-                         optimizer_state=opt_state, eval_every=eval_every, on_step=on_step, warmup=10)
+                         optimizer_state=opt_state, eval_every=eval_every, on_step=on_step, warmup=10,
+                         soft_weight=distill_weight if distill_top else 0.0)
     console.print(result)
 
 

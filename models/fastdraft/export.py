@@ -75,16 +75,11 @@ def ov_logits(folder: Path, ids: list[int], precise: bool = True) -> np.ndarray:
     """All-position logits of an IR model for one sequence (fresh state)."""
     import openvino as ov
 
+    from edgespec_models.fastdraft.teacher import all_position_logits
+
     cfg = {"KV_CACHE_PRECISION": "f32", "INFERENCE_PRECISION_HINT": "f32"} if precise else {}
     compiled = ov.Core().compile_model(folder / "openvino_model.xml", "CPU", cfg)
-    request = compiled.create_infer_request()
-    n = len(ids)
-    inputs = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, n), np.int64),
-              "position_ids": np.arange(n, dtype=np.int64)[None]}
-    if any(p.any_name == "beam_idx" for p in compiled.inputs):
-        inputs["beam_idx"] = np.zeros(1, np.int32)
-    request.infer(inputs)
-    return np.array(request.get_tensor("logits").data[0])
+    return all_position_logits(compiled.create_infer_request(), {p.any_name for p in compiled.inputs}, ids)
 
 
 def verify_export(model, folder: Path, ids: list[int]) -> dict:

@@ -25,12 +25,33 @@ from edgespec_models.fastdraft.model import DraftLM, cosine_lr, save_checkpoint
 
 @dataclass
 class TrainSet:
-    """Token windows and per-token loss masks (1 = train on predicting this token)."""
+    """Token windows and per-token loss masks (1 = train on predicting this token), optionally with the
+    target's top-K next-token distribution per position (token-level distillation; -inf where absent)."""
     tokens: np.ndarray  # [N, T+1] int64
     mask: np.ndarray  # [N, T] float32, aligned with targets tokens[:, 1:]
+    soft_ids: np.ndarray | None = None  # [N, T, K] int32 target ids
+    soft_logp: np.ndarray | None = None  # [N, T, K] float16 target log-probs
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def batch(self, idx: np.ndarray) -> tuple:
+        soft = None
+        if self.soft_ids is not None:
+            soft = (torch.from_numpy(self.soft_ids[idx]).long(), torch.from_numpy(self.soft_logp[idx].astype(np.float32)))
+        return torch.from_numpy(self.tokens[idx]), torch.from_numpy(self.mask[idx]), soft
+
+    def __add__(self, other: TrainSet) -> TrainSet:
+        """Concatenate; windows of a set without teacher distributions get none (-inf log-probs)."""
+        sets = (self, other)
+        if all(s.soft_ids is None for s in sets):
+            return TrainSet(np.concatenate([s.tokens for s in sets]), np.concatenate([s.mask for s in sets]))
+        k = next(s.soft_ids.shape[2] for s in sets if s.soft_ids is not None)
+        ids = [s.soft_ids if s.soft_ids is not None else np.zeros((*s.mask.shape, k), np.int32) for s in sets]
+        logp = [s.soft_logp if s.soft_logp is not None else np.full((*s.mask.shape, k), -np.inf, np.float16)
+                for s in sets]
+        return TrainSet(np.concatenate([s.tokens for s in sets]), np.concatenate([s.mask for s in sets]),
+                        np.concatenate(ids), np.concatenate(logp))
 
 
 def windows_from_stream(stream: np.ndarray, length: int) -> TrainSet:
@@ -75,16 +96,30 @@ def inverse_map(vocab_map: np.ndarray | None, vocab: int) -> torch.Tensor | None
     return inv
 
 
-def batch_loss(model: DraftLM, toks: torch.Tensor, mask: torch.Tensor, inverse: torch.Tensor | None
+def batch_loss(model: DraftLM, toks: torch.Tensor, mask: torch.Tensor, inverse: torch.Tensor | None,
+               soft: tuple[torch.Tensor, torch.Tensor] | None = None, soft_weight: float = 0.0
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Masked cross-entropy; also (correct, counted) greedy-match counts over every masked target token.
 
     A target outside the reduced head counts as a miss for acceptance but is left out of the loss.
+    With `soft` (target top-K ids and log-probs), positions that have them mix in `soft_weight` of the
+    cross-entropy against the target's distribution, renormalised over the top-K ids the head holds.
     """
     logits = model(toks[:, :-1])
     tgt = to_head(toks[:, 1:], inverse)
     keep = (mask > 0) & (tgt >= 0)
-    loss = F.cross_entropy(logits[keep], tgt[keep]) if keep.any() else logits.sum() * 0
+    hard = F.cross_entropy(logits[keep], tgt[keep]) if keep.any() else logits.sum() * 0
+    loss = hard
+    if soft is not None and soft_weight > 0:
+        ids, logp = soft
+        head = to_head(ids, inverse)
+        weight = torch.where(head >= 0, logp.exp(), torch.zeros_like(logp))  # -inf log-prob: no teacher
+        total = weight.sum(-1)
+        has = (mask > 0) & (total > 0)
+        if has.any():
+            p = weight[has] / total[has, None]
+            log_q = F.log_softmax(logits[has], -1).gather(-1, head[has].clamp(min=0))
+            loss = (1 - soft_weight) * hard + soft_weight * -(p * log_q).sum(-1).mean()
     correct = ((logits.argmax(-1) == tgt) & keep).sum()
     return loss, correct, (mask > 0).sum()
 
@@ -94,8 +129,7 @@ def evaluate(model: DraftLM, data: TrainSet, inverse: torch.Tensor | None, batch
     model.eval()
     losses, correct, counted = [], 0, 0
     for i in range(0, len(data), batch):
-        toks = torch.from_numpy(data.tokens[i:i + batch])
-        mask = torch.from_numpy(data.mask[i:i + batch])
+        toks, mask, _ = data.batch(np.arange(i, min(i + batch, len(data))))
         loss, c, n = batch_loss(model, toks, mask, inverse)
         losses.append(float(loss) * int(n))
         correct += int(c)
@@ -114,7 +148,7 @@ def expected_block_efficiency(alpha: float, k: int) -> float:
 def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.ndarray | None, out_dir: Path,
           steps: int, batch: int, lr: float, warmup: int = 20, save_every: int = 50, eval_every: int = 50,
           state: dict | None = None, optimizer_state: dict | None = None, freeze_embedding: bool = True,
-          on_step: Callable[[int, dict], None] | None = None, seed: int = 0) -> dict:
+          on_step: Callable[[int, dict], None] | None = None, seed: int = 0, soft_weight: float = 0.0) -> dict:
     """Run (or resume) training to `steps`; writes out_dir/last.pt and appends out_dir/log.jsonl."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state = dict(state or {})
@@ -139,11 +173,10 @@ def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.
     t_last = time.time()
     while step < steps:
         idx = order[step * batch:(step + 1) * batch]
-        toks = torch.from_numpy(train_set.tokens[idx])
-        mask = torch.from_numpy(train_set.mask[idx])
+        toks, mask, soft = train_set.batch(idx)
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup)
-        loss, _, n = batch_loss(model, toks, mask, inverse)
+        loss, _, n = batch_loss(model, toks, mask, inverse, soft, soft_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
