@@ -2,10 +2,12 @@
 
 Sequence-level distillation (training on the target's greedy answers) teaches one token per position;
 the target's distribution teaches which near-misses it would also accept, which helps more per trained
-token. The teacher is the target IR itself, compiled with the runtime's exact CPU kernels: a torch copy of
-a GGUF target is not the model the runtime verifies with (for SmolLM2's Q4_1 greedy tokens agreed on only
-84% of positions). Distributions are computed once per answer and cached in shards under the run folder,
-so a killed run, or a rerun with more answers, only computes what is missing.
+token. The teacher is the target IR itself: a torch copy of a GGUF target is not the model the runtime
+verifies with (for SmolLM2's Q4_1 greedy tokens agreed on only 84% of positions). It runs with the CPU's
+default kernels, like the synthesis that wrote the answers: on SmolLM2 answers they were 1.6x faster than the
+runtime's exact kernels at KL(exact || default) = 0.003 nats per token (top-1 agreement 98%).
+Distributions are computed once per answer and cached in shards under the run folder, so a killed run,
+or a rerun with more answers, only computes what is missing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from edgespec.errors import EdgespecError
 class Teacher:
     """One stateful infer request on the target; scores a token window in one call."""
 
-    def __init__(self, target_dir: Path, threads: int = 0):
+    def __init__(self, target_dir: Path, threads: int = 0, exact: bool = False):
         import openvino as ov
 
         from edgespec.devices import compile_model
@@ -31,7 +33,7 @@ class Teacher:
         if not xml.is_file():
             raise EdgespecError(f"{xml} not found: --target must be the target's IR folder")
         extra = {"INFERENCE_NUM_THREADS": threads} if threads else None
-        compiled = compile_model(ov.Core(), str(xml), "CPU", exact=True, extra=extra)
+        compiled = compile_model(ov.Core(), str(xml), "CPU", exact=exact, extra=extra)
         self.request = compiled.create_infer_request()
         self.inputs = {port.get_any_name() for port in compiled.inputs}
 
