@@ -181,6 +181,9 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     assert len(rows) == 7 and {r["kind"] for r in rows} == {"code", "sharegpt", "self"}
     run(*args)  # resumable: nothing is answered twice
     assert len(synthetic.read_text().splitlines()) == 7
+    run(*args[:8], 4, *args[9:])  # one more code prompt: the saved list grows, its answers stay
+    grown = [json.loads(line) for line in synthetic.read_text().splitlines()]
+    assert grown[:7] == rows and [r["id"] for r in grown[7:]] == ["code-3"]
 
     align = ("align", "--init", tmp_path / "pre" / "last.pt", "--synthetic", synthetic, "--target", target,
              "--out", tmp_path / "align", "--val-percent", 50, "--seq", 48, "--batch", 2, "--eval-every", 3,

@@ -106,8 +106,13 @@ def synthesize(
     pipe = synth.make_pipeline(target, threads or None)
     tok = data.TargetTokenizer(target)
     prompts_path = out.with_suffix(".prompts.json")
-    if prompts_path.exists():  # the prompt list is fixed on the first run so resumed runs answer the same set
-        prompts = json.loads(prompts_path.read_text())
+    if prompts_path.exists():
+        # The prompt list is fixed on the first run so resumed runs answer the same set; asking for more
+        # code or ShareGPT prompts appends the next ones from the corpus.
+        prompts = synth.grow_prompts(json.loads(prompts_path.read_text()),
+                                     {"code": [data.code_task(s) for s in seeds["code"][:code]],
+                                      "sharegpt": seeds["sharegpt"][:sharegpt]})
+        prompts_path.write_text(json.dumps(prompts))
     else:
         guard = data.default_guard()
         with console.status("sampling user turns from the target"):

@@ -104,10 +104,19 @@ def synthesize(pipe, tok: TargetTokenizer, prompts: list[dict], out_path: Path, 
     return written
 
 
-def mix_prompts(sources: dict[str, list[str]], seed: int = 0) -> list[dict]:
-    """Prompts from every source with stable ids, interleaved so any prefix of the run is a fair mix."""
+def mix_prompts(sources: dict[str, list[str]], seed: int = 0, start: dict[str, int] | None = None) -> list[dict]:
+    """Prompts from every source with stable ids, interleaved so any prefix of the run is a fair mix.
+    `start[kind]` skips a source's first prompts (they are already in an earlier list)."""
     rows = []
     for kind, users in sources.items():
-        rows.extend({"id": f"{kind}-{i}", "kind": kind, "user": u} for i, u in enumerate(users))
+        first = (start or {}).get(kind, 0)
+        rows.extend({"id": f"{kind}-{i}", "kind": kind, "user": u} for i, u in enumerate(users) if i >= first)
     random.Random(seed).shuffle(rows)
     return rows
+
+
+def grow_prompts(saved: list[dict], sources: dict[str, list[str]]) -> list[dict]:
+    """`saved` plus the prompts of `sources` beyond what it holds per kind, appended after it (so a run
+    that asks for more prompts answers the saved ones first and never renames one)."""
+    held = {kind: sum(1 for r in saved if r["kind"] == kind) for kind in sources}
+    return saved + mix_prompts(sources, seed=len(saved), start=held)
