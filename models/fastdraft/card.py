@@ -79,7 +79,7 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         "(embedding lookup excluded) |",
         f"| context | {cfg.context} |",
         f"| weights | {check['weights'].upper()} ({size_mb:.1f} MB IR) |",
-        f"| export check | OpenVINO vs torch logits on random tokens: argmax agreement "
+        f"| export check | OpenVINO vs torch logits on the draft's own greedy text: argmax agreement "
         f"{check['argmax_agreement']:.3f}, max abs diff {check['max_abs_diff']:.3f} (logit scale "
         f"{check['logit_scale']:.1f}) |",
         "",

@@ -497,10 +497,11 @@ def export_cmd(
     out: Path = typer.Option(..., help="draft IR folder to write"),
     int8: bool = typer.Option(True, help="INT8 weights via NNCF when installed (else F16)"),
     keep_tokenizer: bool = typer.Option(False, help="keep tokenizer IR in the draft folder"),
-    verify_tokens: int = typer.Option(48, help="check OpenVINO logits against torch on this many tokens"),
+    verify_tokens: int = typer.Option(48, help="check OpenVINO logits against torch on this many tokens "
+                                               "of the draft's own greedy text"),
 ) -> None:
     """Write the draft as an OpenVINO IR folder (GGUF -> GenAI -> IR, INT8) and check its logits."""
-    from edgespec_models.fastdraft.export import export_draft, verify_export
+    from edgespec_models.fastdraft.export import export_draft, own_continuation, verify_export
     from edgespec_models.fastdraft.model import load_checkpoint
 
     model, state, vocab_map, _ = load_checkpoint(checkpoint)
@@ -508,8 +509,7 @@ def export_cmd(
     with console.status("exporting"):
         fmt = export_draft(model, vocab_map, tokenizer_gguf, out, eos_token_ids=_gguf_eos(tokenizer_gguf), int8=int8,
                            keep_tokenizer=keep_tokenizer)
-    ids = list(np.random.default_rng(0).integers(3, 20000, verify_tokens))
-    check = verify_export(model, out, ids)
+    check = verify_export(model, out, own_continuation(model, vocab_map, verify_tokens))
     console.print({"weights": fmt, **check})
     (out / "export_check.json").write_text(json.dumps({"weights": fmt, "step": state.get("step"), **check}, indent=2))
     if check["argmax_agreement"] < 0.9:
