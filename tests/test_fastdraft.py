@@ -149,6 +149,17 @@ def test_soft_loss_with_one_hot_teacher_is_cross_entropy():
     assert torch.allclose(mixed, hard)
 
 
+def test_log_of_a_resumed_run_keeps_the_resumed_rows(tmp_path):
+    from edgespec_models.fastdraft.train import read_log
+
+    log = tmp_path / "log.jsonl"
+    steps = [0, 1, 2, 3, 4, 5, 3, 4, 5, 6]  # killed at 5, resumed from the checkpoint at step 2
+    log.write_text("".join(json.dumps({"step": s, "run": i >= 6}) + "\n" for i, s in enumerate(steps)))
+    rows = read_log(log)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5, 6]
+    assert all(r["run"] for r in rows[3:])
+
+
 def test_block_walk_counts_target_calls():
     m = np.array([1, 1, 0, 1, 1, 1, 1, 1, 0, 0], bool)
     calls, drafted, accepted = measure.block_walk(m, 5)

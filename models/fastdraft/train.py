@@ -212,6 +212,15 @@ def _append(path: Path, row: dict) -> None:
 
 
 def read_log(path: Path) -> list[dict]:
+    """Rows of a run's log; rows that a killed run wrote after its last checkpoint are superseded by the
+    resumed run's rows for the same steps."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows: list[dict] = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            while rows and rows[-1]["step"] >= row["step"]:
+                rows.pop()
+            rows.append(row)
+    return rows
