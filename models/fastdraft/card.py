@@ -80,8 +80,10 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         f"| context | {cfg.context} |",
         f"| weights | {check['weights'].upper()} ({size_mb:.1f} MB IR) |",
         f"| export check | OpenVINO vs torch logits on the draft's own greedy text: argmax agreement "
-        f"{check['argmax_agreement']:.3f}, max abs diff {check['max_abs_diff']:.3f} (logit scale "
-        f"{check['logit_scale']:.1f}) |",
+        f"{check['argmax_agreement']:.3f}"
+        + (f" ({check['argmax_agreement_clear']:.3f} on the {check['clear_positions']} positions where torch's top "
+           "two differ by 1 or more)" if "argmax_agreement_clear" in check else "")
+        + f", max abs diff {check['max_abs_diff']:.3f} (logit scale {check['logit_scale']:.1f}) |",
         "",
         "## Data",
         "",

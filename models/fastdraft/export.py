@@ -107,5 +107,12 @@ def verify_export(model, folder: Path, ids: list[int]) -> dict:
     got = ov_logits(folder, ids)
     if got.shape != ref.shape:
         raise EdgespecError(f"exported logits have shape {got.shape}, torch gives {ref.shape}")
+    top2 = np.sort(ref, -1)[:, -2:]
+    # INT8 weights move logits by up to ~1 here; where torch's top two are closer than that an argmax
+    # flip is rounding, not a broken export.
+    clear = top2[:, 1] - top2[:, 0] >= 1.0
+    same = got.argmax(-1) == ref.argmax(-1)
     return {"max_abs_diff": float(np.abs(got - ref).max()), "logit_scale": float(np.abs(ref).max()),
-            "argmax_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean())}
+            "argmax_agreement": float(same.mean()),
+            "clear_positions": int(clear.sum()),
+            "argmax_agreement_clear": float(same[clear].mean()) if clear.any() else 1.0}
