@@ -128,6 +128,22 @@ def test_teacher_top_logprobs_are_the_targets_distribution(tiny_pair):
     assert (np.take_along_axis(want, ids.astype(np.int64), -1) >= top5[:, :1] - 1e-4).all()
 
 
+def test_teacher_shard_cut_short_by_a_kill_is_not_read(tmp_path, monkeypatch):
+    from edgespec_models.fastdraft import teacher
+
+    def killed(path, **arrays):
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teacher.np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        teacher._write_shard(tmp_path, ["a"], [np.zeros((2, 1), np.int32)], [np.zeros((2, 1), np.float16)])
+    monkeypatch.undo()
+    assert teacher.load_cache(tmp_path) == {}
+    teacher._write_shard(tmp_path, ["a"], [np.zeros((2, 1), np.int32)], [np.zeros((2, 1), np.float16)])
+    assert list(teacher.load_cache(tmp_path)) == ["a"]
+
+
 def test_soft_loss_with_one_hot_teacher_is_cross_entropy():
     """A teacher sure of the label gives the hard loss; a teacher outside the reduced head adds nothing."""
     from edgespec_models.fastdraft.model import DraftConfig, DraftLM

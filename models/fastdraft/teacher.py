@@ -81,7 +81,9 @@ def load_cache(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _write_shard(folder: Path, keys: list[str], ids: list[np.ndarray], logp: list[np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     index = len(list(folder.glob("shard-*.npz")))
-    tmp = folder / f"shard-{index:05d}.tmp.npz"
+    # np.savez insists on a .npz suffix; the temporary name must still not match load_cache's "shard-*.npz",
+    # or a shard cut short by a kill would be read (or counted) as a whole one.
+    tmp = folder / f"tmp-shard-{index:05d}.npz"
     np.savez(tmp, keys=np.array(keys), ids=np.stack(ids), logp=np.stack(logp))
     os.replace(tmp, folder / f"shard-{index:05d}.npz")  # a shard appears whole or not at all
 
