@@ -226,7 +226,10 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     entry = read_model_entry(draft, need_tokenizer=False)
     assert len(entry.vocab_map()) == 1024 and entry.vocab_size == 49152
     check = json.loads((draft / "export_check.json").read_text())
-    assert check["argmax_agreement"] >= 0.9
+    assert check["own_text"]["argmax_agreement"] >= 0.9
+    # the fixed reference text is tokenized with the target's tokenizer, which is then dropped from the folder
+    assert check["reference_text"]["argmax_agreement"] >= 0.9 and check["reference_text"]["positions"] >= 48
+    assert not (draft / "openvino_tokenizer.xml").exists()
 
     evalset = tmp_path / "eval.jsonl"
     run("evalset", "--target", target, "--out", evalset, "--humaneval", 2, "--mtbench", 2, "--max-new-tokens", 8)

@@ -9,6 +9,19 @@ from pathlib import Path
 from edgespec.errors import EdgespecError
 
 
+def _export_check_text(check: dict) -> str:
+    # Older drafts recorded one flat check on the draft's own greedy text.
+    named = {k: v for k, v in check.items() if isinstance(v, dict)} or {"own_text": check}
+    about = {"reference_text": "a fixed chat answer with code", "own_text": "the draft's own greedy text"}
+    parts = []
+    for name, c in named.items():
+        part = f"{about.get(name, name)}: argmax agreement {c['argmax_agreement']:.3f}"
+        if "argmax_agreement_clear" in c:
+            part += f" ({c['argmax_agreement_clear']:.3f} on the {c['clear_positions']} positions where torch's top two differ by 1 or more)"
+        parts.append(part + f", max abs diff {c['max_abs_diff']:.3f} (logit scale {c['logit_scale']:.1f})")
+    return "OpenVINO vs torch logits on " + "; ".join(parts)
+
+
 def _load(path: Path) -> dict:
     if not path.exists():
         raise EdgespecError(f"missing record for the model card: {path}")
@@ -79,11 +92,7 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         "(embedding lookup excluded) |",
         f"| context | {cfg.context} |",
         f"| weights | {check['weights'].upper()} ({size_mb:.1f} MB IR) |",
-        f"| export check | OpenVINO vs torch logits on the draft's own greedy text: argmax agreement "
-        f"{check['argmax_agreement']:.3f}"
-        + (f" ({check['argmax_agreement_clear']:.3f} on the {check['clear_positions']} positions where torch's top "
-           "two differ by 1 or more)" if "argmax_agreement_clear" in check else "")
-        + f", max abs diff {check['max_abs_diff']:.3f} (logit scale {check['logit_scale']:.1f}) |",
+        f"| export check | {_export_check_text(check)} |",
         "",
         "## Data",
         "",

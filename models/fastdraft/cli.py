@@ -497,24 +497,30 @@ def export_cmd(
     out: Path = typer.Option(..., help="draft IR folder to write"),
     int8: bool = typer.Option(True, help="INT8 weights via NNCF when installed (else F16)"),
     keep_tokenizer: bool = typer.Option(False, help="keep tokenizer IR in the draft folder"),
-    verify_tokens: int = typer.Option(48, help="check OpenVINO logits against torch on this many tokens "
-                                               "of the draft's own greedy text"),
+    verify_tokens: int = typer.Option(48, help="also check on this many tokens of the draft's own greedy text"),
 ) -> None:
     """Write the draft as an OpenVINO IR folder (GGUF -> GenAI -> IR, INT8) and check its logits."""
-    from edgespec_models.fastdraft.export import export_draft, own_continuation, verify_export
+    from edgespec_models.fastdraft.export import (drop_tokenizer, export_draft, own_continuation, reference_ids,
+                                                  verify_export)
     from edgespec_models.fastdraft.model import load_checkpoint
 
     model, state, vocab_map, _ = load_checkpoint(checkpoint)
     model.eval()
     with console.status("exporting"):
         fmt = export_draft(model, vocab_map, tokenizer_gguf, out, eos_token_ids=_gguf_eos(tokenizer_gguf), int8=int8,
-                           keep_tokenizer=keep_tokenizer)
-    check = verify_export(model, out, own_continuation(model, vocab_map, verify_tokens))
-    console.print({"weights": fmt, **check})
-    (out / "export_check.json").write_text(json.dumps({"weights": fmt, "step": state.get("step"), **check}, indent=2))
-    if check["argmax_agreement_clear"] < 0.95:
-        raise EdgespecError(f"exported draft disagrees with torch (argmax agreement "
-                            f"{check['argmax_agreement_clear']:.2f} where torch's top two differ by 1 or more)")
+                           keep_tokenizer=True)
+    # Checked on a fixed real text (confident logits) and on the draft's own greedy text.
+    reference = reference_ids(out, model.cfg.context)
+    if not keep_tokenizer:
+        drop_tokenizer(out)
+    checks = {"reference_text": verify_export(model, out, reference),
+              "own_text": verify_export(model, out, own_continuation(model, vocab_map, verify_tokens))}
+    console.print({"weights": fmt, **checks})
+    (out / "export_check.json").write_text(json.dumps({"weights": fmt, "step": state.get("step"), **checks}, indent=2))
+    for name, check in checks.items():
+        if check["argmax_agreement_clear"] < 0.95:
+            raise EdgespecError(f"exported draft disagrees with torch on {name.replace('_', ' ')} (argmax agreement "
+                                f"{check['argmax_agreement_clear']:.2f} where torch's top two differ by 1 or more)")
 
 
 @app.command()

@@ -62,8 +62,7 @@ def export_draft(model, vocab_map: np.ndarray | None, tokenizer_gguf: Path, out_
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if not keep_tokenizer:
-        for f in TOKENIZER_IR:
-            (out_dir / f).unlink(missing_ok=True)
+        drop_tokenizer(out_dir)
     fmt = compress_int8(out_dir) if int8 else "fp16"
     if vocab_map is not None:
         np.save(out_dir / DRAFT_VOCAB, np.asarray(vocab_map, np.int32))
@@ -80,6 +79,45 @@ def ov_logits(folder: Path, ids: list[int], precise: bool = True) -> np.ndarray:
     cfg = {"KV_CACHE_PRECISION": "f32", "INFERENCE_PRECISION_HINT": "f32"} if precise else {}
     compiled = ov.Core().compile_model(folder / "openvino_model.xml", "CPU", cfg)
     return all_position_logits(compiled.create_infer_request(), {p.any_name for p in compiled.inputs}, ids)
+
+
+# Fixed real text for the export check (code and prose as the draft will meet them; written for this
+# check, not taken from an evaluation set). Real text gives confident logits at most positions, where an
+# argmax flip means a broken export; the draft's own greedy text alone left few such positions (9 of 48).
+VERIFY_TEXT = '''<|im_start|>user
+Write a function that returns the running mean of a list of numbers.<|im_end|>
+<|im_start|>assistant
+Here is a simple function that computes the running mean:
+
+```python
+def running_mean(values):
+    """Return a list where item i is the mean of values[0..i]."""
+    means = []
+    total = 0.0
+    for i, value in enumerate(values, start=1):
+        total += value
+        means.append(total / i)
+    return means
+```
+
+For example, `running_mean([2, 4, 6])` returns `[2.0, 3.0, 4.0]`. The function walks the list once, so it
+takes linear time, and it keeps only the running total in memory. If the list is empty, it returns an
+empty list. You can also use `itertools.accumulate` to get the running totals and divide each one by its
+position.<|im_end|>
+'''
+
+
+def reference_ids(tokenizer_folder: Path, length: int) -> list[int]:
+    """The first `length` token ids of VERIFY_TEXT under the tokenizer IR in `tokenizer_folder`."""
+    from edgespec.tokenizer import TextTokenizer
+
+    ids = TextTokenizer(tokenizer_folder).encode(VERIFY_TEXT)
+    return ids[:length]
+
+
+def drop_tokenizer(folder: Path) -> None:
+    for f in TOKENIZER_IR:
+        (folder / f).unlink(missing_ok=True)
 
 
 def own_continuation(model, vocab_map: np.ndarray | None, length: int, seed: int = 0) -> list[int]:
@@ -112,7 +150,7 @@ def verify_export(model, folder: Path, ids: list[int]) -> dict:
     # flip is rounding, not a broken export.
     clear = top2[:, 1] - top2[:, 0] >= 1.0
     same = got.argmax(-1) == ref.argmax(-1)
-    return {"max_abs_diff": float(np.abs(got - ref).max()), "logit_scale": float(np.abs(ref).max()),
+    return {"positions": len(ids), "max_abs_diff": float(np.abs(got - ref).max()), "logit_scale": float(np.abs(ref).max()),
             "argmax_agreement": float(same.mean()),
             "clear_positions": int(clear.sum()),
             "argmax_agreement_clear": float(same[clear].mean()) if clear.any() else 1.0}
