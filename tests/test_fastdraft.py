@@ -165,6 +165,16 @@ def test_soft_loss_with_one_hot_teacher_is_cross_entropy():
     assert torch.allclose(mixed, hard)
 
 
+def test_answer_windows_keep_one_row_per_pair():
+    """Teacher distributions are matched to windows by answer id, so window i must be pair i."""
+    from edgespec_models.fastdraft.train import windows_from_pairs
+
+    pairs = [([1, 2], [3, 4]), ([5], []), ([6, 7, 8, 9, 10], [11, 12, 13])]
+    windows = windows_from_pairs(pairs, length=4, pad=0)
+    assert windows.tokens.tolist() == [[1, 2, 3, 4, 0], [5, 0, 0, 0, 0], [9, 10, 11, 12, 13]]
+    assert windows.mask.tolist() == [[0, 1, 1, 0], [0, 0, 0, 0], [0, 1, 1, 1]]
+
+
 def test_log_of_a_resumed_run_keeps_the_resumed_rows(tmp_path):
     from edgespec_models.fastdraft.train import read_log
 

@@ -459,7 +459,7 @@ def align(
     if distill_top:
         from edgespec_models.fastdraft.teacher import teacher_targets
 
-        keys = [r["id"] for r, (_, answer) in zip(train_rows, train_pairs) if answer]  # one window per answer
+        keys = [r["id"] for r in train_rows]  # windows_from_pairs keeps one window per answer, in order
         with _progress() as bar:
             task = bar.add_task("target distributions", total=len(keys), info="")
             train_set.soft_ids, train_set.soft_logp = teacher_targets(

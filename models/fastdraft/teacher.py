@@ -103,7 +103,8 @@ def teacher_targets(keys: list[str], windows: np.ndarray, mask: np.ndarray, targ
         teacher = Teacher(target_dir, threads)
         new_keys, new_ids, new_logp = [], [], []
         for done, i in enumerate(missing, 1):
-            length = int(np.nonzero(mask[i])[0].max()) + 1  # answer windows are padded on the right
+            trained = np.nonzero(mask[i])[0]
+            length = int(trained.max()) + 1 if len(trained) else 1  # answer windows are padded on the right
             ids, logp = teacher.top_logprobs(windows[i, :length], top)
             pad = windows.shape[1] - 1 - length
             new_ids.append(np.pad(ids, ((0, pad), (0, 0))))

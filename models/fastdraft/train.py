@@ -65,11 +65,10 @@ def windows_from_stream(stream: np.ndarray, length: int) -> TrainSet:
 
 
 def windows_from_pairs(pairs: list[tuple[list[int], list[int]]], length: int, pad: int) -> TrainSet:
-    """Prompt+answer samples, one per window (left-truncated prompt), loss on the answer tokens only."""
+    """Prompt+answer samples, exactly one window per pair in order (left-truncated prompt), loss on the
+    answer tokens only (an empty answer trains nothing; keeping its window keeps row i = pair i)."""
     toks, masks = [], []
     for prompt, answer in pairs:
-        if not answer:
-            continue
         seq = (prompt + answer)[-(length + 1):]
         n_answer = min(len(answer), len(seq) - 1)
         row = np.full(length + 1, pad, np.int64)
@@ -78,7 +77,7 @@ def windows_from_pairs(pairs: list[tuple[list[int], list[int]]], length: int, pa
         m[len(seq) - 1 - n_answer:len(seq) - 1] = 1.0
         toks.append(row)
         masks.append(m)
-    if not toks:
+    if not toks or not any(m.any() for m in masks):
         raise EdgespecError("no usable prompt/answer pairs")
     return TrainSet(np.stack(toks), np.stack(masks))
 
