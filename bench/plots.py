@@ -31,6 +31,13 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_speedup(plt, results: dict, out_dir: Path) -> Path | None:
     """Bars: each mode's tokens/s over the first available baseline, per prompt set, min-max whiskers."""
     summary = results["summary"]
@@ -60,11 +67,7 @@ def plot_speedup(plt, results: dict, out_dir: Path) -> Path | None:
     ax.set_ylabel(f"speedup over {LABELS[base]} (tokens/s)")
     ax.set_title(f"{results['pair']['name']}: wall-clock speedup\n(median, min-max over repeats)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / "speedup.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out_dir / "speedup.png")
 
 
 def plot_draft_lengths(plt, results: dict, out_dir: Path) -> Path | None:
@@ -96,11 +99,7 @@ def plot_draft_lengths(plt, results: dict, out_dir: Path) -> Path | None:
     ax.set_ylabel("new tokens/s")
     ax.set_title(f"{results['pair']['name']}: tokens/s by draft length")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out_dir / "draft_length.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out_dir / "draft_length.png")
 
 
 def plot_cost_curve(plt, results: dict, out_dir: Path) -> Path | None:
@@ -124,9 +123,5 @@ def plot_cost_curve(plt, results: dict, out_dir: Path) -> Path | None:
     ax.set_ylabel("ms")
     ax.set_title(f"{results['pair']['name']}: verification cost ({curve['target']['past_tokens']}-token past)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out_dir / "cost_curve.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out_dir / "cost_curve.png")
 
