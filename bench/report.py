@@ -187,6 +187,15 @@ def _settings(results: dict, add) -> None:
     add("")
 
 
+def _head(add, head: list[str]) -> None:
+    _row(add, head)
+    add("|" + "---|" * len(head))
+
+
+def _row(add, cells: list[str]) -> None:
+    add("| " + " | ".join(cells) + " |")
+
+
 def _tables(results: dict, add) -> None:
     modes = results["modes"]
     for set_name, table in results["summary"].items():
@@ -195,18 +204,16 @@ def _tables(results: dict, add) -> None:
         bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in modes]
         refs = [b for b in ("genai-target", "edgespec-target") if b in modes]
         head = ["mode", "new tokens/s", "TTFT ms", "TPOT ms"] + [f"speedup vs {LABELS[b]}" for b in bases]
-        add("| " + " | ".join(head) + " |")
-        add("|" + "---|" * len(head))
+        _head(add, head)
         for mode, row in table.items():
             cells = [LABELS[mode], _spread(row["tokens_per_s"], 1), _spread(row["ttft_s"], 0, 1000),
                      _spread(row["tpot_s"], 1, 1000)]
             cells += ["1" if b == mode else _spread(row["speedup"].get(b)) for b in bases]
-            add("| " + " | ".join(cells) + " |")
+            _row(add, cells)
         add("")
         head = (["mode", "acceptance", "tokens/target call", "drafted/call", "memory-bound speedup",
                  "weight GB/s (of measured)"] + [f"= {LABELS[r]} output" for r in refs])
-        add("| " + " | ".join(head) + " |")
-        add("|" + "---|" * len(head))
+        _head(add, head)
         for mode, row in table.items():
             frac = row["weight_bandwidth_fraction"]
             bw = (f"{row['weight_bandwidth_bytes_per_s'] / GB:.1f} ({frac:.0%})"
@@ -214,7 +221,7 @@ def _tables(results: dict, add) -> None:
             cells = [LABELS[mode], _f(row["acceptance_rate"]), _f(row["tokens_per_target_call"]),
                      _f(row["drafted_per_call"]), _f(row["memory_bound_speedup"]), bw]
             cells += ["-" if r == mode else _match(row["matches"].get(r)) for r in refs]
-            add("| " + " | ".join(cells) + " |")
+            _row(add, cells)
         add("")
 
 
@@ -255,8 +262,7 @@ def _sweep(results: dict, add) -> None:
         head += [f"{LABELS[mode]} tokens/s", "acceptance", "tokens/call"]
     if pred:
         head += ["predicted edgespec tokens/s"]
-    add("| " + " | ".join(head) + " |")
-    add("|" + "---|" * len(head))
+    _head(add, head)
     for k in ks:
         cells = [str(k)]
         for mode, rows in sweep.items():
@@ -266,7 +272,7 @@ def _sweep(results: dict, add) -> None:
         if pred:
             p = pred["by_k"].get(k) or pred["by_k"].get(str(k))
             cells.append(_f(p["tokens_per_s"], 1) if p else "-")
-        add("| " + " | ".join(cells) + " |")
+        _row(add, cells)
     add("")
 
 
