@@ -221,6 +221,15 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     run(*args[:8], 4, *args[9:])  # one more code prompt: the saved list grows, its answers stay
     grown = [json.loads(line) for line in synthetic.read_text().splitlines()]
     assert grown[:7] == rows and [r["id"] for r in grown[7:]] == ["code-3"]
+    run(*args[:8], 4, "--code-raw", 2, *args[9:])  # code completion: seeds continued as plain text
+    raw = [json.loads(line) for line in synthetic.read_text().splitlines()][8:]
+    assert sorted(r["id"] for r in raw) == ["code-raw-0", "code-raw-1"]
+    seeds = json.loads((tiny_corpus / "seeds.json").read_text())["code"]
+    tok = data.TargetTokenizer(target)
+    for r in raw:
+        assert r["user"] == seeds[int(r["id"].rsplit("-", 1)[1])]
+        assert data.model_input(tok, r) == r["user"]  # no chat template around a raw prompt
+    assert data.model_input(tok, grown[7]) == tok.chat_prompt(grown[7]["user"])
 
     align = ("align", "--init", tmp_path / "pre" / "last.pt", "--synthetic", synthetic, "--target", target,
              "--out", tmp_path / "align", "--val-percent", 50, "--seq", 48, "--batch", 2, "--eval-every", 3,
@@ -242,14 +251,15 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     assert not (draft / "openvino_tokenizer.xml").exists()
 
     evalset = tmp_path / "eval.jsonl"
-    run("evalset", "--target", target, "--out", evalset, "--humaneval", 2, "--mtbench", 2, "--max-new-tokens", 8)
+    run("evalset", "--target", target, "--out", evalset, "--humaneval", 2, "--humaneval-raw", 2, "--mtbench", 2,
+        "--max-new-tokens", 8)
     run("accept", "--draft", draft, "--target", target, "--evalset", evalset, "--max-new-tokens", 8,
         "--out", tmp_path / "acc.json")
     run("cost", draft, "--target", target, "--rounds", 1, "--no-npu", "--out", tmp_path / "cost.json")
     costs = json.loads((tmp_path / "cost.json").read_text())
     assert costs["draft/target"] == costs["draft (CPU)"]["ms_per_token"] / costs["target (CPU)"]["ms_per_token"] > 0
     acc = json.loads((tmp_path / "acc.json").read_text())
-    assert set(acc) == {"humaneval", "mtbench"}
+    assert set(acc) == {"humaneval", "humaneval-raw", "mtbench"}
     assert all(1.0 <= r["tokens_per_target_call"] <= 6.0 for r in acc.values())
 
     # the runtime loads the exported draft (reduced head) beside its target and reports the same kind of numbers
@@ -258,9 +268,10 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     shutil.copytree(target, pair / "target")
     shutil.copytree(draft, pair / "draft")
     write_manifest(pair, "tiny-fastdraft", {"dir": "target"}, {"dir": "draft"})
-    run("runtime-accept", "--pair", pair, "--humaneval", 1, "--mtbench", 1, "--max-new-tokens", 8,
-        "--out", tmp_path / "rt.json")
+    run("runtime-accept", "--pair", pair, "--humaneval", 1, "--humaneval-raw", 1, "--mtbench", 1,
+        "--max-new-tokens", 8, "--out", tmp_path / "rt.json")
     rt = json.loads((tmp_path / "rt.json").read_text())
+    assert set(rt) == {"humaneval", "humaneval-raw", "mtbench"}
     assert all(r["new_tokens"] > 0 and 1.0 <= r["tokens_per_target_call"] <= 6.0 for r in rt.values())
 
     # OpenVINO GenAI runs the same reduced-head draft through the bench's full-vocabulary adapter

@@ -88,14 +88,16 @@ def synthesize(
     target: Path = typer.Option(..., help="target IR folder"),
     corpus_dir: Path = typer.Option(..., "--corpus", help="folder written by `draft corpus`"),
     out: Path = typer.Option(..., help="JSONL of answers (appended; reruns resume)"),
-    code: int = typer.Option(1000, help="code-seed prompts"),
+    code: int = typer.Option(1000, help="code-seed prompts (a chat turn asking to complete the function)"),
+    code_raw: int = typer.Option(0, help="code seeds continued as plain text (code completion, no chat template)"),
     sharegpt: int = typer.Option(1000, help="ShareGPT prompts"),
     self_prompts: int = typer.Option(200, "--self", help="user turns sampled from the target itself"),
     max_new_tokens: int = typer.Option(160),
     batch: int = typer.Option(16, help="prompts per generate call (continuous batching)"),
     threads: int = typer.Option(0, help="CPU threads for the target (0: all)"),
 ) -> None:
-    """Answer code seeds, ShareGPT and self-generated prompts with the target (greedy, chat format)."""
+    """Answer code seeds, ShareGPT and self-generated prompts with the target (greedy, chat format; --code-raw
+    seeds are continued as plain code)."""
     from edgespec_models.fastdraft import data, synth
 
     seeds_path = corpus_dir / "seeds.json"
@@ -111,6 +113,7 @@ def synthesize(
         # code or ShareGPT prompts appends the next ones from the corpus.
         prompts = synth.grow_prompts(json.loads(prompts_path.read_text()),
                                      {"code": [data.code_task(s) for s in seeds["code"][:code]],
+                                      "code-raw": seeds["code"][:code_raw],
                                       "sharegpt": seeds["sharegpt"][:sharegpt]})
         prompts_path.write_text(json.dumps(prompts))
     else:
@@ -118,6 +121,7 @@ def synthesize(
         with console.status("sampling user turns from the target"):
             selfgen = synth.self_generated_users(pipe, tok, self_prompts, guard) if self_prompts else []
         prompts = synth.mix_prompts({"code": [data.code_task(s) for s in seeds["code"][:code]],
+                                     "code-raw": seeds["code"][:code_raw],
                                      "sharegpt": seeds["sharegpt"][:sharegpt], "self": selfgen})
         prompts_path.write_text(json.dumps(prompts))
     done = len({r["id"] for r in synth.read_jsonl(out)})
@@ -133,11 +137,13 @@ def synthesize(
     console.print(f"{len(synth.read_jsonl(out))} answers in {out}")
 
 
-def _eval_prompts(humaneval_n: int, mtbench_n: int, mt_bench: Path) -> list[dict]:
+def _eval_prompts(humaneval_n: int, mtbench_n: int, mt_bench: Path, humaneval_raw_n: int = 0) -> list[dict]:
     from edgespec_models.fastdraft import data
 
     rows = [{"id": f"humaneval-{i}", "kind": "humaneval", "user": data.code_task(p)}
             for i, p in enumerate(data.humaneval_prompts()[:humaneval_n])]
+    rows += [{"id": f"humaneval-raw-{i}", "kind": "humaneval-raw", "user": p}
+             for i, p in enumerate(data.humaneval_prompts()[:humaneval_raw_n])]
     questions = [json.loads(line)["turns"][0] for line in mt_bench.read_text().splitlines() if line.strip()]
     rows += [{"id": f"mtbench-{i}", "kind": "mtbench", "user": q} for i, q in enumerate(questions[:mtbench_n])]
     return rows
@@ -147,7 +153,9 @@ def _eval_prompts(humaneval_n: int, mtbench_n: int, mt_bench: Path) -> list[dict
 def evalset(
     target: Path = typer.Option(..., help="target IR folder"),
     out: Path = typer.Option(..., help="JSONL of the target's greedy answers (appended; reruns resume)"),
-    humaneval: int = typer.Option(164, help="HumanEval prompts (first N)"),
+    humaneval: int = typer.Option(164, help="HumanEval prompts, chat-wrapped (first N)"),
+    humaneval_raw: int = typer.Option(164, help="HumanEval prompts continued as plain code, as `edgespec bench` runs "
+                                               "them (first N)"),
     mtbench: int = typer.Option(80, help="MT-bench first turns (first N)"),
     max_new_tokens: int = typer.Option(128),
     batch: int = typer.Option(16),
@@ -156,7 +164,7 @@ def evalset(
     """Cache the target's greedy answers to the evaluation prompts (for offline acceptance checks)."""
     from edgespec_models.fastdraft import data, synth
 
-    prompts = _eval_prompts(humaneval, mtbench, mt_bench)
+    prompts = _eval_prompts(humaneval, mtbench, mt_bench, humaneval_raw)
     pipe = synth.make_pipeline(target)
     tok = data.TargetTokenizer(target)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +178,9 @@ def evalset(
 def tokenized_pairs(rows: list[dict], tok, max_new_tokens: int | None = None) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, answer ids) for answer rows, tokenized with `tok` (data.TargetTokenizer); an answer that
     stopped early ends with the end-of-turn id."""
-    prompts = tok.encode([tok.chat_prompt(r["user"]) for r in rows])
+    from edgespec_models.fastdraft import data
+
+    prompts = tok.encode([data.model_input(tok, r) for r in rows])
     answers = tok.encode([r["response"] for r in rows])
     pairs = []
     for p, a in zip(prompts, answers):
@@ -586,7 +596,8 @@ def card(
 @app.command("runtime-accept")
 def runtime_accept(
     pair: Path = typer.Option(..., help="pair folder (edgespec.json with target and this draft)"),
-    humaneval: int = typer.Option(8, help="HumanEval prompts (first N)"),
+    humaneval: int = typer.Option(8, help="HumanEval prompts, chat-wrapped (first N)"),
+    humaneval_raw: int = typer.Option(0, help="HumanEval prompts continued as plain code (first N)"),
     mtbench: int = typer.Option(8, help="MT-bench first turns (first N)"),
     draft_length: int = typer.Option(5),
     max_new_tokens: int = typer.Option(128),
@@ -595,6 +606,7 @@ def runtime_accept(
 ) -> None:
     """Acceptance and tokens per target call measured by the edgespec runtime itself (greedy, fixed draft length)."""
     from edgespec.pipeline import GenerationConfig, SpeculativePipeline
+    from edgespec_models.fastdraft import data
 
     pipe = SpeculativePipeline.from_manifest(pair)
     if pipe.draft is None:
@@ -602,13 +614,13 @@ def runtime_accept(
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, draft_length=draft_length,
                            adaptive_draft=False)
     results = {}
-    rows = _eval_prompts(humaneval, mtbench, mt_bench)
+    rows = _eval_prompts(humaneval, mtbench, mt_bench, humaneval_raw)
     with _progress() as bar:
         task = bar.add_task("runtime", total=len(rows), info="")
-        for kind in ("humaneval", "mtbench"):
+        for kind in ("humaneval", "humaneval-raw", "mtbench"):
             agg = {"prompts": 0, "new_tokens": 0, "target_calls": 0, "drafted": 0, "accepted": 0, "wall_s": 0.0}
             for row in (r for r in rows if r["kind"] == kind):
-                s = pipe.generate(row["user"], cfg).stats
+                s = pipe.generate(row["user"], cfg, chat=kind not in data.RAW_KINDS).stats
                 agg["prompts"] += 1
                 agg["new_tokens"] += s.new_tokens
                 agg["target_calls"] += s.target_calls

@@ -195,6 +195,16 @@ def code_seeds(documents: Iterable[str], guard: EvalGuard | None, limit: int, ma
     return seeds
 
 
+# Prompt kinds the target continues as plain text (no chat template): code completion, the way the bench's
+# HumanEval set runs (the raw prompt, continued by the model).
+RAW_KINDS = frozenset({"code-raw", "humaneval-raw"})
+
+
+def model_input(tok: TargetTokenizer, row: dict) -> str:
+    """The text the target is fed for a prompt row: raw kinds as they are, the rest as a chat user turn."""
+    return row["user"] if row["kind"] in RAW_KINDS else tok.chat_prompt(row["user"])
+
+
 def code_task(seed: str) -> str:
     """A code seed as a user turn, in the shape the HumanEval benchmark asks for code."""
     return f"Complete the following Python function.\n```python\n{seed}```"

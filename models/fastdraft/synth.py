@@ -1,6 +1,7 @@
 """Alignment data: answers written by the OpenVINO target itself.
 
-Prompts (one JSON object per line: {"id", "kind", "user"}) are answered by the target through
+Prompts (one JSON object per line: {"id", "kind", "user"}; raw kinds are continued as plain text, the
+rest as a chat user turn) are answered by the target through
 openvino_genai.LLMPipeline in batches, which GenAI runs with continuous batching so both cores stay
 busy. Answers are appended to a JSONL file as soon as a batch finishes; a rerun skips every id
 already there, so an interrupted run resumes where it stopped.
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgespec.errors import EdgespecError
-from edgespec_models.fastdraft.data import EvalGuard, TargetTokenizer
+from edgespec_models.fastdraft.data import EvalGuard, TargetTokenizer, model_input
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -95,7 +96,7 @@ def synthesize(pipe, tok: TargetTokenizer, prompts: list[dict], out_path: Path, 
     written = 0
     for start in range(0, len(todo), batch):
         chunk = todo[start:start + batch]
-        texts = pipe.generate([tok.chat_prompt(p["user"]) for p in chunk], cfg).texts
+        texts = pipe.generate([model_input(tok, p) for p in chunk], cfg).texts
         rows = [{"id": p["id"], "kind": p["kind"], "user": p["user"], "response": t} for p, t in zip(chunk, texts)]
         append_jsonl(out_path, rows)
         written += len(rows)
