@@ -14,8 +14,10 @@ edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 30000
 
 # 2. Target-written answers (greedy, in the target's chat template with its default system prompt) to code
 #    seeds, ShareGPT and self-generated user turns.
+#    (Rerunning with larger counts grows the saved prompt list; answers already written stay.) v2 trained on
+#    3,500 + 3,500 + 96 (7,096 answers); v3 adds the rest in step 4b.
 edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
-    --code 2000 --sharegpt 2000 --self 96 --max-new-tokens 160 --batch 16
+    --code 3500 --sharegpt 3500 --self 96 --max-new-tokens 160 --batch 16
 
 # 3. Pretrain: the target's embedding + its layers 0, 1, 28, 29 + final norm, FR-Spec head of 8192 rows.
 #    (Untrained, no subset of layers predicts anything; after 300 steps layers 0,1,28,29 matched held-out code
@@ -30,16 +32,30 @@ edgespec draft pretrain --corpus "$WORK/corpus" --target "$TARGET" --seed-gguf "
 #    token: on 1,330 answers and 200 steps it gave held-out match 0.328 against 0.324 without, but computing the
 #    distributions took longer than the 200 steps themselves, so the shipped run does without it.
 edgespec draft align --init "$WORK/pre/last.pt" --synthetic "$WORK/synth.jsonl" --target "$TARGET" \
-    --out "$WORK/align" --corpus "$WORK/corpus" --head-vocab 8192 --seq 384 --batch 4 --steps 1200 --lr 4e-4 \
+    --out "$WORK/align" --corpus "$WORK/corpus" --head-vocab 8192 --seq 384 --batch 4 --steps 2000 --lr 4e-4 \
     --eval-every 50 --threads 1
 
-# 5. Export (GGUF -> GenAI -> IR, INT8 via NNCF) and check OpenVINO logits against torch.
-edgespec draft export --checkpoint "$WORK/align/best.pt" --tokenizer-gguf "$GGUF" --out models/smollm2-draft
+# 4b. (v3) More answers: 6,000 code seeds + 7,000 ShareGPT in chat form (13,096 answers), and 2,000 code seeds
+#     continued as plain code (no chat template), the way `edgespec bench` runs HumanEval. Then a second
+#     alignment stage from the first one's last checkpoint, same head, fresh optimizer and schedule; 5% held out
+#     (a subset of the first stage's 10%, so still never trained on). The shipped run started on the 13,096 chat
+#     answers and was resumed once the plain-code answers were written (a resumed run reads the answers again).
+edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
+    --code 6000 --sharegpt 7000 --self 96 --max-new-tokens 160 --batch 16
+edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
+    --code 6000 --code-raw 2000 --sharegpt 7000 --self 96 --max-new-tokens 128 --batch 16
+edgespec draft align --init "$WORK/align/last.pt" --synthetic "$WORK/synth.jsonl" --target "$TARGET" \
+    --out "$WORK/align2" --corpus "$WORK/corpus" --val-percent 5 --seq 384 --batch 4 --steps 3600 --lr 3e-4 \
+    --eval-every 150 --threads 2
 
-# 6. Measure: cached target answers to HumanEval/MT-bench, then acceptance at draft length 5; costs.
+# 5. Export (GGUF -> GenAI -> IR, INT8 via NNCF) and check OpenVINO logits against torch.
+edgespec draft export --checkpoint "$WORK/align2/last.pt" --tokenizer-gguf "$GGUF" --out models/smollm2-draft
+
+# 6. Measure: cached target answers to HumanEval (chat-wrapped and plain code) and MT-bench, then acceptance at
+#    draft length 5; costs.
 edgespec draft evalset --target "$TARGET" --out "$WORK/evalset.jsonl"
 edgespec draft accept --draft models/smollm2-draft --target "$TARGET" --evalset "$WORK/evalset.jsonl"
 edgespec draft cost models/smollm2-draft
-edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --out models/smollm2-draft/loss.png
+edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --log "$WORK/align2/log.jsonl" --out models/smollm2-draft/loss.png
 # the runtime's own numbers (pair folder: edgespec.json + target/ + draft/)
-edgespec draft runtime-accept --pair "$WORK/pair" --humaneval 8 --mtbench 8 --out "$WORK/runtime.json"
+edgespec draft runtime-accept --pair "$WORK/pair" --humaneval 8 --humaneval-raw 8 --mtbench 8 --out "$WORK/runtime.json"
