@@ -14,6 +14,7 @@ edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 30000
 
 # 2. Target-written answers (greedy, in the target's chat template with its default system prompt) to code
 #    seeds, ShareGPT and self-generated user turns.
+#    The user prompts of all 15,096 answers the shipped draft was aligned on: smollm2-draft.prompts.json.gz here.
 #    (Rerunning with larger counts grows the saved prompt list; answers already written stay.) v2 trained on
 #    3,500 + 3,500 + 96 (7,096 answers); v3 adds the rest in step 4b.
 edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
