@@ -108,22 +108,18 @@ def synthesize(
     pipe = synth.make_pipeline(target, threads or None)
     tok = data.TargetTokenizer(target)
     prompts_path = out.with_suffix(".prompts.json")
+    sources = {"code": [data.code_task(s) for s in seeds["code"][:code]], "code-raw": seeds["code"][:code_raw],
+               "sharegpt": seeds["sharegpt"][:sharegpt]}
     if prompts_path.exists():
         # The prompt list is fixed on the first run so resumed runs answer the same set; asking for more
         # code or ShareGPT prompts appends the next ones from the corpus.
-        prompts = synth.grow_prompts(json.loads(prompts_path.read_text()),
-                                     {"code": [data.code_task(s) for s in seeds["code"][:code]],
-                                      "code-raw": seeds["code"][:code_raw],
-                                      "sharegpt": seeds["sharegpt"][:sharegpt]})
-        prompts_path.write_text(json.dumps(prompts))
+        prompts = synth.grow_prompts(json.loads(prompts_path.read_text()), sources)
     else:
         guard = data.default_guard()
         with console.status("sampling user turns from the target"):
             selfgen = synth.self_generated_users(pipe, tok, self_prompts, guard) if self_prompts else []
-        prompts = synth.mix_prompts({"code": [data.code_task(s) for s in seeds["code"][:code]],
-                                     "code-raw": seeds["code"][:code_raw],
-                                     "sharegpt": seeds["sharegpt"][:sharegpt], "self": selfgen})
-        prompts_path.write_text(json.dumps(prompts))
+        prompts = synth.mix_prompts(sources | {"self": selfgen})
+    prompts_path.write_text(json.dumps(prompts))
     done = len({r["id"] for r in synth.read_jsonl(out)})
     t0, chars = time.time(), [0]
     with _progress() as bar:

@@ -77,7 +77,7 @@ def windows_from_pairs(pairs: list[tuple[list[int], list[int]]], length: int, pa
         m[len(seq) - 1 - n_answer:len(seq) - 1] = 1.0
         toks.append(row)
         masks.append(m)
-    if not toks or not any(m.any() for m in masks):
+    if not any(m.any() for m in masks):
         raise EdgespecError("no usable prompt/answer pairs")
     return TrainSet(np.stack(toks), np.stack(masks))
 
