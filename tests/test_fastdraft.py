@@ -74,7 +74,7 @@ def tiny_corpus(tmp_path_factory, tiny_pair) -> Path:
     (src / "leak.py").write_text("import os\n\n" + data.humaneval_prompts()[0] + "    return False\n")
     out = tmp_path_factory.mktemp("corpus")
     run("corpus", "--target", tiny_pair / "target", "--out", out, "--source", src, "--max-tokens", 60000,
-        "--sharegpt", 50, "--seeds", 20)
+        "--sharegpt", 50, "--sharegpt-later", 30, "--seeds", 20)
     return out
 
 
@@ -89,7 +89,10 @@ def test_corpus_excludes_eval_prompts(tiny_corpus, tiny_pair):
         assert normalize(p)[:200] not in text
     seeds = json.loads((tiny_corpus / "seeds.json").read_text())
     guard = EvalGuard(eval_prompts())
-    assert seeds["code"] and not any(guard.contaminated(s) for s in seeds["code"] + seeds["sharegpt"])
+    prompts = seeds["code"] + seeds["sharegpt"] + seeds["sharegpt_later"]
+    assert seeds["code"] and not any(guard.contaminated(s) for s in prompts)
+    # later ShareGPT turns: long enough to stand without their conversation
+    assert len(seeds["sharegpt_later"]) == 30 and min(map(len, seeds["sharegpt_later"])) >= 40
 
 
 IDS = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
@@ -230,6 +233,11 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
         assert r["user"] == seeds[int(r["id"].rsplit("-", 1)[1])]
         assert data.model_input(tok, r) == r["user"]  # no chat template around a raw prompt
     assert data.model_input(tok, grown[7]) == tok.chat_prompt(grown[7]["user"])
+    run(*args[:8], 4, "--code-raw", 2, "--sharegpt-later", 1, *args[9:])  # a later ShareGPT turn, as a chat turn
+    later = [json.loads(line) for line in synthetic.read_text().splitlines()][10:]
+    first_later = json.loads((tiny_corpus / "seeds.json").read_text())["sharegpt_later"][0]
+    assert [(r["id"], r["user"]) for r in later] == [("sharegpt-later-0", first_later)]
+    assert data.model_input(tok, later[0]) == tok.chat_prompt(first_later)
 
     align = ("align", "--init", tmp_path / "pre" / "last.pt", "--synthetic", synthetic, "--target", target,
              "--out", tmp_path / "align", "--val-percent", 50, "--seq", 48, "--batch", 2, "--eval-every", 3,

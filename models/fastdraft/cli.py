@@ -37,7 +37,8 @@ def corpus(
     source: list[Path] = typer.Option(None, help="folders of .py files (default: stdlib and site-packages)"),
     max_tokens: int = typer.Option(5_000_000, help="stop after this many corpus tokens"),
     val_fraction: float = typer.Option(0.01, help="held-out share of documents"),
-    sharegpt: int = typer.Option(20000, help="ShareGPT user prompts to keep (0: none)"),
+    sharegpt: int = typer.Option(20000, help="ShareGPT first user turns to keep (0: none)"),
+    sharegpt_later: int = typer.Option(20000, help="ShareGPT later user turns to keep (0: none)"),
     seeds: int = typer.Option(20000, help="code seeds (signature + docstring) to keep"),
     mt_bench: Path = typer.Option(Path("/work/shared/data/mt_bench.jsonl"), help="MT-bench questions (excluded)"),
 ) -> None:
@@ -72,12 +73,14 @@ def corpus(
     data.save_tokens(out / "train.npy", np.concatenate(train))
     data.save_tokens(out / "val.npy", np.concatenate(val) if val else np.concatenate(train[-1:]))
     seed_list = data.code_seeds(itertools.chain(texts, more), guard, seeds)
-    share = []
-    if sharegpt and data.sharegpt_file() is not None:
-        share = data.sharegpt_user_prompts(data.sharegpt_file(), guard, sharegpt)
-    (out / "seeds.json").write_text(json.dumps({"code": seed_list, "sharegpt": share}))
+    share, later, sharegpt_path = [], [], data.sharegpt_file()
+    if sharegpt_path is not None:
+        share = data.sharegpt_user_prompts(sharegpt_path, guard, sharegpt)
+        later = data.sharegpt_user_prompts(sharegpt_path, guard, sharegpt_later, later=True)
+    (out / "seeds.json").write_text(json.dumps({"code": seed_list, "sharegpt": share, "sharegpt_later": later}))
     stats = {"documents": n_docs, "tokens": n_tokens, "train_tokens": int(sum(len(t) for t in train)),
              "val_tokens": int(sum(len(v) for v in val)), "code_seeds": len(seed_list), "sharegpt_prompts": len(share),
+             "sharegpt_later_prompts": len(later),
              "roots": [str(r) for r in roots], "target": str(target)}
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     console.print(stats)
@@ -90,7 +93,8 @@ def synthesize(
     out: Path = typer.Option(..., help="JSONL of answers (appended; reruns resume)"),
     code: int = typer.Option(1000, help="code-seed prompts (a chat turn asking to complete the function)"),
     code_raw: int = typer.Option(0, help="code seeds continued as plain text (code completion, no chat template)"),
-    sharegpt: int = typer.Option(1000, help="ShareGPT prompts"),
+    sharegpt: int = typer.Option(1000, help="ShareGPT prompts (first user turns)"),
+    sharegpt_later: int = typer.Option(0, help="ShareGPT user turns after the first, asked on their own"),
     self_prompts: int = typer.Option(200, "--self", help="user turns sampled from the target itself"),
     max_new_tokens: int = typer.Option(160),
     batch: int = typer.Option(16, help="prompts per generate call (continuous batching)"),
@@ -110,6 +114,10 @@ def synthesize(
     prompts_path = out.with_suffix(".prompts.json")
     sources = {"code": [data.code_task(s) for s in seeds["code"][:code]], "code-raw": seeds["code"][:code_raw],
                "sharegpt": seeds["sharegpt"][:sharegpt]}
+    if sharegpt_later:
+        if not seeds.get("sharegpt_later"):
+            raise EdgespecError(f"{seeds_path} has no later ShareGPT turns: rerun `edgespec draft corpus`")
+        sources["sharegpt-later"] = seeds["sharegpt_later"][:sharegpt_later]
     if prompts_path.exists():
         # The prompt list is fixed on the first run so resumed runs answer the same set; asking for more
         # code or ShareGPT prompts appends the next ones from the corpus.

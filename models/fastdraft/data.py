@@ -146,23 +146,31 @@ def sharegpt_conversations(path: Path) -> Iterator[dict]:
             yield record
 
 
-def sharegpt_user_prompts(path: Path, guard: EvalGuard | None, limit: int, max_chars: int = 1500) -> list[str]:
-    """First user turns, deduplicated, short enough for a small model's context, not eval prompts."""
-    prompts, seen = [], set()
+def sharegpt_user_prompts(path: Path, guard: EvalGuard | None, limit: int, max_chars: int = 1500,
+                          later: bool = False) -> list[str]:
+    """User turns, deduplicated, short enough for a small model's context, not eval prompts: the first turn
+    of each conversation, or with `later` the user turns after it. Later turns shorter than 40 characters are
+    left out: they are mostly "continue" or "more", which say nothing without their conversation."""
+    prompts, seen, min_chars = [], set(), 40 if later else 10
+    if limit <= 0:
+        return prompts
     for conv in sharegpt_conversations(path):
         turns = conv.get("conversations") or []
-        if not turns or turns[0].get("from") != "human":
-            continue
-        text = str(turns[0].get("value", "")).strip()
-        key = normalize(text)
-        if not 10 <= len(text) <= max_chars or key in seen or not text.isascii():
-            continue
-        if guard is not None and guard.contaminated(text):
-            continue
-        seen.add(key)
-        prompts.append(text)
-        if len(prompts) >= limit:
-            break
+        if later:
+            picked = [t for t in turns[1:] if t.get("from") == "human"]
+        else:
+            picked = turns[:1] if turns and turns[0].get("from") == "human" else []
+        for turn in picked:
+            text = str(turn.get("value", "")).strip()
+            key = normalize(text)
+            if not min_chars <= len(text) <= max_chars or key in seen or not text.isascii():
+                continue
+            if guard is not None and guard.contaminated(text):
+                continue
+            seen.add(key)
+            prompts.append(text)
+            if len(prompts) >= limit:
+                return prompts
     return prompts
 
 
