@@ -141,7 +141,7 @@ def synthesize(
     console.print(f"{len(synth.read_jsonl(out))} answers in {out}")
 
 
-def _eval_prompts(humaneval_n: int, mtbench_n: int, mt_bench: Path, humaneval_raw_n: int = 0) -> list[dict]:
+def _eval_prompts(humaneval_n: int, humaneval_raw_n: int, mtbench_n: int, mt_bench: Path) -> list[dict]:
     from edgespec_models.fastdraft import data
 
     rows = [{"id": f"humaneval-{i}", "kind": "humaneval", "user": data.code_task(p)}
@@ -168,7 +168,7 @@ def evalset(
     """Cache the target's greedy answers to the evaluation prompts (for offline acceptance checks)."""
     from edgespec_models.fastdraft import data, synth
 
-    prompts = _eval_prompts(humaneval, mtbench, mt_bench, humaneval_raw)
+    prompts = _eval_prompts(humaneval, humaneval_raw, mtbench, mt_bench)
     pipe = synth.make_pipeline(target)
     tok = data.TargetTokenizer(target)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -618,7 +618,7 @@ def runtime_accept(
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, draft_length=draft_length,
                            adaptive_draft=False)
     results = {}
-    rows = _eval_prompts(humaneval, mtbench, mt_bench, humaneval_raw)
+    rows = _eval_prompts(humaneval, humaneval_raw, mtbench, mt_bench)
     with _progress() as bar:
         task = bar.add_task("runtime", total=len(rows), info="")
         for kind in ("humaneval", "humaneval-raw", "mtbench"):
