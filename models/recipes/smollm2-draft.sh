@@ -9,14 +9,16 @@ GGUF=${GGUF:-$TARGET/SmolLM2-135M-Instruct.Q4_1.gguf}
 WORK=${WORK:-/work/fd}
 
 # 1. Corpus: deduplicated Python sources (stdlib + site-packages) tokenized with the target's tokenizer,
-#    code seeds (signature + docstring) and ShareGPT user prompts; HumanEval/MT-bench text excluded.
-edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 3000000 --sharegpt 8000 --seeds 6000
+#    code seeds (signature + docstring) and ShareGPT user prompts (first turns, and later turns for v4);
+#    HumanEval/MT-bench text excluded.
+edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 3000000 --sharegpt 8000 \
+    --sharegpt-later 20000 --seeds 6000
 
 # 2. Target-written answers (greedy, in the target's chat template with its default system prompt) to code
 #    seeds, ShareGPT and self-generated user turns.
-#    The user prompts of all 15,096 answers the shipped draft was aligned on: smollm2-draft.prompts.json.gz here.
+#    The user prompts of all 24,995 answers the shipped draft was aligned on: smollm2-draft.prompts.json.gz here.
 #    (Rerunning with larger counts grows the saved prompt list; answers already written stay.) v2 trained on
-#    3,500 + 3,500 + 96 (7,096 answers); v3 adds the rest in step 4b.
+#    3,500 + 3,500 + 96 (7,096 answers); v3 adds more in step 4b, v4 the rest in step 4c.
 edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
     --code 3500 --sharegpt 3500 --self 96 --max-new-tokens 160 --batch 16
 
@@ -49,14 +51,25 @@ edgespec draft align --init "$WORK/align/last.pt" --synthetic "$WORK/synth.jsonl
     --out "$WORK/align2" --corpus "$WORK/corpus" --val-percent 5 --seq 384 --batch 4 --steps 3600 --lr 3e-4 \
     --eval-every 150 --threads 2
 
+# 4c. (v4) More answers: the other 4,000 code seeds continued as plain code, the last 899 ShareGPT first turns,
+#     and 5,000 later ShareGPT user turns asked on their own (a new chat, at least 40 characters): 24,995 answers.
+#     A third stage from the second one's last checkpoint, as in 4b; 5% held out by the same id hash.
+edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
+    --code 6000 --code-raw 6000 --sharegpt 7899 --self 96 --max-new-tokens 128 --batch 16
+edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
+    --code 6000 --code-raw 6000 --sharegpt 7899 --sharegpt-later 5000 --self 96 --max-new-tokens 128 --batch 16
+edgespec draft align --init "$WORK/align2/last.pt" --synthetic "$WORK/synth.jsonl" --target "$TARGET" \
+    --out "$WORK/align3" --corpus "$WORK/corpus" --val-percent 5 --seq 384 --batch 4 --steps 3600 --lr 3e-4 \
+    --eval-every 300 --threads 2
+
 # 5. Export (GGUF -> GenAI -> IR, INT8 via NNCF) and check OpenVINO logits against torch.
-edgespec draft export --checkpoint "$WORK/align2/last.pt" --tokenizer-gguf "$GGUF" --out models/smollm2-draft
+edgespec draft export --checkpoint "$WORK/align3/last.pt" --tokenizer-gguf "$GGUF" --out models/smollm2-draft
 
 # 6. Measure: cached target answers to HumanEval (chat-wrapped and plain code) and MT-bench, then acceptance at
 #    draft length 5; costs.
 edgespec draft evalset --target "$TARGET" --out "$WORK/evalset.jsonl"
 edgespec draft accept --draft models/smollm2-draft --target "$TARGET" --evalset "$WORK/evalset.jsonl"
 edgespec draft cost models/smollm2-draft
-edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --log "$WORK/align2/log.jsonl" --out models/smollm2-draft/loss.png
+edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --log "$WORK/align2/log.jsonl" --log "$WORK/align3/log.jsonl" --out models/smollm2-draft/loss.png
 # the runtime's own numbers (pair folder: edgespec.json + target/ + draft/)
 edgespec draft runtime-accept --pair "$WORK/pair" --humaneval 8 --humaneval-raw 8 --mtbench 8 --out "$WORK/runtime.json"
