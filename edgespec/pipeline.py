@@ -13,7 +13,7 @@ from edgespec.errors import EdgespecError
 from edgespec.manifest import ModelEntry, Pair, load_pair
 from edgespec.model import StatefulLM, slice_logits
 from edgespec.npu import NPUConfig
-from edgespec.speculative import GenerationConfig, GenerationStats, decode
+from edgespec.speculative import DraftLength, GenerationConfig, GenerationStats, decode
 from edgespec.tokenizer import TextStream, TextTokenizer
 
 # A streamer gets each new piece of text; returning True asks generation to stop.
@@ -64,6 +64,8 @@ class SpeculativePipeline:
         self.draft = (_load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True)
                       if use_draft and pair.draft else None)
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
+        # Call costs measured while choosing draft lengths, carried from one generation to the next.
+        self.draft_policy = DraftLength(5, 12, True)
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
                                 f"({self.target.vocab_size}): export the pair again with `edgespec export`")
@@ -112,7 +114,7 @@ class SpeculativePipeline:
         stream = TextStream(self.tokenizer)
         generated: list[int] = []
         text = ""
-        steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats)
+        steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy)
         # Detokenizing every step costs ~2 ms on this CPU; do it only when someone reads the pieces.
         incremental = streamer is not None or bool(config.stop_strings)
         try:

@@ -209,3 +209,40 @@ def test_draft_length_policy_prices_calls_in_steady_runs():
     assert abs(policy.target_seconds(1) - 0.017) < 0.001 and abs(policy.target_seconds(2) - 0.019) < 0.001
     # with k = 1: 1.4 tokens per 20.2 ms against 1 token per 17 ms for the target alone
     assert policy.best() == 1
+
+
+def test_draft_length_policy_tries_longer_drafts_it_has_not_measured():
+    """Started at k = 1 with a draft the target mostly agrees with, the policy must measure longer drafts
+    and settle where tokens per second peak, not stay at the one call shape it has measured (SmolLM2's
+    steady verify costs on this CPU: 15.9, 17.6, 18.3, 19.6, 21.5, 24.3 ms for 1-6 tokens, ~5 ms more right
+    after a change of shape; draft 1.4 ms per token; 70% of drafted tokens accepted)."""
+    from edgespec.speculative import DraftLength, expected_tokens
+
+    steady_ms = {1: 15.9, 2: 17.6, 3: 18.3, 4: 19.6, 5: 21.5, 6: 24.3, 7: 27.0, 8: 29.7, 9: 32.4}
+    rate = {k: expected_tokens(0.7, k) / (steady_ms[k + 1] + 1.4 * k) for k in range(9)}
+    best_k = max(rate, key=rate.get)
+    assert best_k == 3
+    rng = np.random.default_rng(0)
+    policy = DraftLength(initial=1, maximum=8, adaptive=True)
+    choices = []
+    for _ in range(300):
+        k = policy.next()
+        kept = next((i for i in range(k) if rng.random() >= 0.7), k)
+        switched = k + 1 != policy.last_feed
+        policy.record(k, kept, (steady_ms[k + 1] + (5 if switched else 0)) / 1000, 0.0014 * k)
+        choices.append(k)
+    settled = choices[-100:]
+    assert max(settled, key=settled.count) in (best_k - 1, best_k, best_k + 1)
+    assert rate[max(settled, key=settled.count)] > 1.1 * rate[1]
+
+
+def test_draft_length_policy_keeps_costs_across_generations(tiny_pair):
+    """The pipeline's policy carries measured call costs into the next generation; acceptance starts over."""
+    spec = SpeculativePipeline.from_manifest(tiny_pair)
+    cfg = GenerationConfig(max_new_tokens=24, draft_length=3)
+    spec.generate("def add(a, b):", cfg, chat=False)
+    costs = dict(spec.draft_policy.steady_cost | spec.draft_policy.switch_cost)
+    assert costs and spec.draft_policy.draft_cost is not None
+    spec.draft_policy.restart(2, 8, True)
+    assert spec.draft_policy.acceptance == 0.7 and spec.draft_policy.current == 2  # the prior again
+    assert spec.draft_policy.steady_cost | spec.draft_policy.switch_cost == costs
