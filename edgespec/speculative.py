@@ -93,12 +93,13 @@ class DraftLength:
         self.current, self.hold_left = initial, 0
 
     def restart(self, initial: int, maximum: int, adaptive: bool) -> None:
-        """A new generation: acceptance starts over (another prompt), the measured costs are kept (the same
-        models on the same devices), so a short generation does not spend its few decisions re-learning them."""
+        """A new generation: acceptance starts over (another prompt) and is first measured over `probe` steps
+        at the initial k; the measured costs are kept (the same models on the same devices), so a short
+        generation does not spend its few decisions re-learning them."""
         self.initial, self.maximum, self.adaptive = initial, max(maximum, initial), adaptive
         self.kept = self.seen = 0.0
         self.last_feed = 0
-        self.current, self.hold_left = initial, 0
+        self.current, self.hold_left = initial, self.probe
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
         self.kept = self.decay * self.kept + kept
