@@ -79,25 +79,24 @@ class DraftLength:
 
     def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, hold: int = 16,
                  probe: int = 4):
-        self.initial, self.maximum, self.adaptive, self.decay = initial, max(maximum, initial), adaptive, decay
-        self.kept, self.seen = 0.0, 0.0  # decayed counts of kept tokens and of accept/reject trials
+        self.decay = decay
         # On the CPU a call whose token count differs from the previous call's costs ~5 ms more (SmolLM2:
         # 1-token calls 17 ms in a row, 22 ms when alternating with 2-token calls). A chosen k is therefore
         # kept for `hold` steps, and k is chosen on steady costs (calls of the same shape as the one before);
         # costs measured right after a change would make every k look as slow as switching to it.
         self.steady_cost: dict[int, float] = {}
         self.switch_cost: dict[int, float] = {}
-        self.last_feed = 0
         self.draft_cost: float | None = None
         self.hold, self.probe = hold, probe
-        self.current, self.hold_left = initial, 0
+        self.restart(initial, maximum, adaptive)
+        self.hold_left = 0  # nothing is measured yet: the first decision comes once the draft has a cost
 
     def restart(self, initial: int, maximum: int, adaptive: bool) -> None:
         """A new generation: acceptance starts over (another prompt) and is first measured over `probe` steps
         at the initial k; the measured costs are kept (the same models on the same devices), so a short
         generation does not spend its few decisions re-learning them."""
         self.initial, self.maximum, self.adaptive = initial, max(maximum, initial), adaptive
-        self.kept = self.seen = 0.0
+        self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
         self.last_feed = 0
         self.current, self.hold_left = initial, self.probe
 
