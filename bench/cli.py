@@ -44,7 +44,7 @@ def bench_command(
     limit: int = typer.Option(10, "--limit", help="Prompts per set (0 = all)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     repeats: int = typer.Option(3, "--repeats", help="Times every prompt is run in every mode."),
-    draft_length: int = typer.Option(5, "--draft-length", help="Draft length k (GenAI: num_assistant_tokens)."),
+    draft_length: int = typer.Option(3, "--draft-length", help="Draft length k (GenAI: num_assistant_tokens)."),
     adaptive: bool = typer.Option(True, "--adaptive/--fixed-draft",
                                   help="Let edgespec adapt k while decoding (its default) or fix it like GenAI."),
     draft_lengths: str = typer.Option("", "--draft-lengths",

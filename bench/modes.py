@@ -50,7 +50,7 @@ class Settings:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
-    draft_length: int = 5
+    draft_length: int = 3
     adaptive_draft: bool = True
 
 

@@ -25,7 +25,7 @@ class GenerationConfig:
     top_k: int = 0
     top_p: float = 1.0
     seed: int | None = None
-    draft_length: int = 5
+    draft_length: int = 3
     adaptive_draft: bool = True
     max_draft_length: int = 12
     stop_strings: tuple[str, ...] = ()
@@ -101,8 +101,9 @@ class DraftLength:
         self.current, self.hold_left = initial, self.probe
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
-        self.kept = self.decay * self.kept + kept
-        self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
+        if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
+            self.kept = self.decay * self.kept + kept
+            self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
         n = drafted + 1
         costs = self.steady_cost if n == self.last_feed else self.switch_cost
         old = costs.get(n)
@@ -114,29 +115,39 @@ class DraftLength:
 
     @property
     def acceptance(self) -> float:
-        return self.kept / self.seen if self.seen else 0.7
+        # Two pseudo-trials at 0.7: a 4-step probe whose every draft was kept reads as 0.9, not as certainty
+        # (which priced the longest k as free tokens and held it for a whole block).
+        return (self.kept + 1.4) / (self.seen + 2.0)
 
     def target_seconds(self, n: int) -> float:
         """Cost of an n-token target call in a run of equal calls. Shapes run steadily are priced by those runs
-        (a line through them for the shapes between and beyond); switch costs only stand in until a first
-        steady run. A shape priced from a single point is priced optimistically (each extra token ~5% of a
-        call, below the 7-11% measured on CPUs): the policy then tries it for a held block and measures it,
-        instead of staying at the first k it measured because a guess made every other k look dear."""
+        (straight lines between them: CPU costs are flat up to a few tokens, then jump); switch costs only stand
+        in until a first steady run. A longer shape continues the last segment, which is optimistic where costs
+        jump (the policy then tries it for a held block and measures it); from a single point each token is
+        priced at ~5% of a call, below the 7-11% measured on CPUs, for the same reason."""
         points = self.steady_cost or self.switch_cost
         if n in points:
             return points[n]
-        if len(points) >= 2:
-            xs, ys = zip(*sorted(points.items()))
-            slope, intercept = np.polyfit(xs, ys, 1)
-            return max(intercept + slope * n, 1e-6)
         if not points:
             return 1.0 + 0.05 * (n - 1)
-        (m, cost), = points.items()
-        return cost * (1 + 0.05 * (n - 1)) / (1 + 0.05 * (m - 1))
+        shapes = sorted(points)
+        costs = [points[m] for m in shapes]
+        if len(shapes) == 1:
+            return costs[0] * (1 + 0.05 * (n - 1)) / (1 + 0.05 * (shapes[0] - 1))
+        if n < shapes[0]:
+            return costs[0]
+        if n < shapes[-1]:
+            return float(np.interp(n, shapes, costs))
+        slope = max(0.0, (costs[-1] - costs[-2]) / (shapes[-1] - shapes[-2]))  # the last segment, carried on
+        return costs[-1] + slope * (n - shapes[-1])
 
     def best(self) -> int:
         a, d = self.acceptance, self.draft_cost
-        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(0, self.maximum + 1)}
+        # k grows by at most one token past the longest call measured: an optimistic guess for a long call
+        # (a 13-token verify priced like a 4-token one) would otherwise be held for a whole block.
+        longest = max(self.steady_cost or self.switch_cost, default=1)
+        top = min(self.maximum, longest)
+        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(0, top + 1)}
         return max(rates, key=rates.get)
 
     def next(self) -> int:
