@@ -122,8 +122,8 @@ class DraftLength:
     def target_seconds(self, n: int) -> float:
         """Cost of an n-token target call in a run of equal calls. Shapes run steadily are priced by those runs
         (straight lines between them: CPU costs are flat up to a few tokens, then jump); switch costs only stand
-        in until a first steady run. A longer shape continues the last segment, which is optimistic where costs
-        jump (the policy then tries it for a held block and measures it); from a single point each token is
+        in until a first steady run. A shape outside them continues the nearest segment, which is optimistic where
+        costs jump (the policy then tries it for a held block and measures it); from a single point each token is
         priced at ~5% of a call, below the 7-11% measured on CPUs, for the same reason."""
         points = self.steady_cost or self.switch_cost
         if n in points:
@@ -134,12 +134,13 @@ class DraftLength:
         costs = [points[m] for m in shapes]
         if len(shapes) == 1:
             return costs[0] * (1 + 0.05 * (n - 1)) / (1 + 0.05 * (shapes[0] - 1))
-        if n < shapes[0]:
-            return costs[0]
-        if n < shapes[-1]:
+        if shapes[0] < n < shapes[-1]:
             return float(np.interp(n, shapes, costs))
-        slope = max(0.0, (costs[-1] - costs[-2]) / (shapes[-1] - shapes[-2]))  # the last segment, carried on
-        return costs[-1] + slope * (n - shapes[-1])
+        # Outside the measured shapes: the nearest segment, carried on (never falling with more tokens).
+        (x0, y0), (x1, y1) = zip(shapes[:2], costs[:2]) if n < shapes[0] else zip(shapes[-2:], costs[-2:])
+        slope = max(0.0, (y1 - y0) / (x1 - x0))
+        x, y = (x0, y0) if n < shapes[0] else (x1, y1)
+        return max(y + slope * (n - x), 1e-6)
 
     def best(self) -> int:
         a, d = self.acceptance, self.draft_cost

@@ -254,6 +254,8 @@ def test_draft_length_policy_grows_k_one_step_past_what_it_measured():
     assert 2 <= policy.next() <= 4
     policy.steady_cost[6] = 0.0225
     assert abs(policy.target_seconds(5) - 0.01925) < 1e-6  # between measured shapes: a straight line
+    policy.steady_cost = {3: 0.0157, 4: 0.0160}
+    assert abs(policy.target_seconds(1) - 0.0151) < 1e-6  # below them: the first segment carried on
 
 
 def test_draft_length_policy_keeps_costs_across_generations(tiny_pair):
