@@ -19,6 +19,13 @@ edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 30000
 edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
     --code 1500 --sharegpt 1500 --self 16 --max-new-tokens 128 --batch 16
 
+# 2b. More answers, now with code seeds continued as plain code (the bench's HumanEval prompts are raw
+#     completions). The second session grew the list to 2,500 code + 2,500 code-raw + 1,500 ShareGPT prompts,
+#     put the unanswered code-raw prompts first (two for every other prompt; edited in synth.prompts.json, which
+#     the command keeps in order) and stopped at 3,200 answers: 1,263 code, 651 code-raw, 1,271 ShareGPT, 15 self.
+edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
+    --code 2500 --code-raw 2500 --sharegpt 1500 --self 9 --max-new-tokens 128 --batch 16
+
 # 3. Pretrain: layers 0, 1, 22, 23 of Qwen2.5-Coder-0.5B (its embedding frozen, its final norm) and a
 #    16384-row FR-Spec head (96.5% of held-out code tokens; 8192 rows cover 90%).
 edgespec draft pretrain --corpus "$WORK/corpus" --target "$TARGET" --seed-gguf "$SEED" --out "$WORK/pre" \
@@ -29,14 +36,22 @@ edgespec draft align --init "$WORK/pre/last.pt" --synthetic "$WORK/synth.jsonl" 
     --out "$WORK/align" --corpus "$WORK/corpus" --head-vocab 16384 --seq 384 --batch 4 --steps 800 --lr 4e-4 \
     --eval-every 50 --threads 2
 
+# 4b. Second alignment stage on all answers of step 2b, from the first stage's best checkpoint (same head,
+#     fresh optimizer and schedule; 5% held out by id hash, a subset of the first stage's 10%).
+edgespec draft align --init "$WORK/align/best.pt" --synthetic "$WORK/synth.jsonl" --target "$TARGET" \
+    --out "$WORK/align2" --corpus "$WORK/corpus" --val-percent 5 --seq 384 --batch 4 --steps 1000 --lr 3e-4 \
+    --eval-every 100 --threads 2
+
 # 5. Export (qwen2 GGUF -> GenAI -> IR, INT8 via NNCF), check logits against torch, measure.
-edgespec draft export --checkpoint "$WORK/align/best.pt" --tokenizer-gguf "$SEED" --out "$OUT"
+edgespec draft export --checkpoint "$WORK/align2/last.pt" --tokenizer-gguf "$SEED" --out "$OUT"
 edgespec draft evalset --target "$TARGET" --out "$WORK/evalset.jsonl" --humaneval 40 --mtbench 40
-edgespec draft accept --draft "$OUT" --target "$TARGET" --evalset "$WORK/evalset.jsonl" --out "$WORK/accept.json"
-edgespec draft accept --draft "$PAIR/draft" --target "$TARGET" --evalset "$WORK/evalset.jsonl" --out "$WORK/accept-0.5b.json"
+edgespec draft evalset --target "$TARGET" --out "$WORK/evalset-raw.jsonl" --humaneval 0 --humaneval-raw 40 --mtbench 0
+cat "$WORK/evalset.jsonl" "$WORK/evalset-raw.jsonl" > "$WORK/evalset-all.jsonl"
+edgespec draft accept --draft "$OUT" --target "$TARGET" --evalset "$WORK/evalset-all.jsonl" --out "$WORK/accept.json"
+edgespec draft accept --draft "$PAIR/draft" --target "$TARGET" --evalset "$WORK/evalset-all.jsonl" --out "$WORK/accept-0.5b.json"
 edgespec draft cost "$OUT" --target "$TARGET" --out "$WORK/costs.json"
 edgespec draft cost "$PAIR/draft" --target "$TARGET" --no-npu --out "$WORK/costs-0.5b.json"
-edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --out "$OUT/loss.png"
+edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --log "$WORK/align2/log.jsonl" --out "$OUT/loss.png"
 
 # 6. Against the 0.5B draft in one interleaved run (the pair's own draft is the 0.5B; --draft2 adds ours).
 DRAFT2="$OUT" bench/reproduce_qwen.sh "$PAIR"
