@@ -44,6 +44,7 @@ def bench_command(
     limit: int = typer.Option(10, "--limit", help="Prompts per set (0 = all)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     repeats: int = typer.Option(3, "--repeats", help="Times every prompt is run in every mode."),
+    # GenerationConfig.draft_length, written out: this module stays free of OpenVINO (a test keeps them equal)
     draft_length: int = typer.Option(3, "--draft-length", help="Draft length k (GenAI: num_assistant_tokens)."),
     adaptive: bool = typer.Option(True, "--adaptive/--fixed-draft",
                                   help="Let edgespec adapt k while decoding (its default) or fix it like GenAI."),

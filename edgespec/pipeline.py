@@ -65,7 +65,7 @@ class SpeculativePipeline:
                       if use_draft and pair.draft else None)
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         # Call costs measured while choosing draft lengths, carried from one generation to the next.
-        self.draft_policy = DraftLength(3, 12, True)
+        self.draft_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
                                 f"({self.target.vocab_size}): export the pair again with `edgespec export`")

@@ -337,3 +337,14 @@ def test_memory_bound_speedup_uses_each_modes_draft():
     assert summary["edgespec-spec"]["memory_bound_speedup"] == pytest.approx(tau / (1 + 0.1 * 3))
     assert summary["edgespec-spec2"]["memory_bound_speedup"] == pytest.approx(tau / (1 + 0.5 * 3))
     assert summary["edgespec-spec2"]["weight_bandwidth_bytes_per_s"] == pytest.approx((4 * 100 + 9 * 50) / 0.5)
+
+
+def test_bench_default_draft_length_is_the_runtimes():
+    """The bench's CLI writes the default k out (it must not import OpenVINO); it must stay the runtime's."""
+    import inspect
+
+    from edgespec.speculative import GenerationConfig
+    from edgespec_bench.modes import Settings
+
+    option = inspect.signature(bench_command).parameters["draft_length"].default
+    assert option.default == Settings.draft_length == GenerationConfig.draft_length
