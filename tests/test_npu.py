@@ -73,8 +73,9 @@ def test_greedy_speculative_on_npu_equals_target_only(npu_pipes):
             draft_on_npu = npu_pipes["npu_draft"].generate(prompt, config, chat=False)
             assert draft_on_npu.token_ids == want_cpu, (prompt, k, "draft on NPU, target on CPU")
             assert npu_pipes["npu_both"].generate(prompt, config, chat=False).token_ids == want_npu, (prompt, k)
-            accepted["npu"] += draft_on_npu.stats.accepted_tokens
-            accepted["cpu"] += npu_pipes["cpu_spec"].generate(prompt, config, chat=False).stats.accepted_tokens
+            if not adaptive:  # the adaptive policy picks k from timings, which differ between devices
+                accepted["npu"] += draft_on_npu.stats.accepted_tokens
+                accepted["cpu"] += npu_pipes["cpu_spec"].generate(prompt, config, chat=False).stats.accepted_tokens
     # Output is exact whatever the draft does; a draft attending stale KV slots shows up here instead
     # (seen: acceptance 0.02 instead of 0.49 before NPUW's mask and prefill copy were handled).
     assert accepted["npu"] == pytest.approx(accepted["cpu"], rel=0.05)
