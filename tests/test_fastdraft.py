@@ -15,9 +15,10 @@ torch = pytest.importorskip("torch")  # the `draft` extra
 
 from typer.testing import CliRunner  # noqa: E402
 
+from edgespec.errors import EdgespecError  # noqa: E402
 from edgespec.manifest import read_model_entry, write_manifest  # noqa: E402
 from edgespec_export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf  # noqa: E402
-from edgespec_models.fastdraft import data, measure  # noqa: E402
+from edgespec_models.fastdraft import data, measure, simulate  # noqa: E402
 from edgespec_models.fastdraft.cli import app  # noqa: E402
 from edgespec_models.fastdraft.data import EvalGuard, normalize  # noqa: E402
 
@@ -198,6 +199,40 @@ def test_block_walk_counts_target_calls():
     assert measure.block_walk(np.ones(12, bool), 5)[0] == 2
 
 
+def test_simulated_walk_prices_calls_and_drafts():
+    price = simulate.call_pricer({1: 0.010, 3: 0.012, 8: 0.022}, switch_s=0.005)
+    assert price(2, 2) == pytest.approx(0.011)  # between measured shapes: interpolated
+    assert price(3, 1) == pytest.approx(0.017)  # a change of shape costs the switch price
+    # 7 matching tokens at k = 2: two calls keep 2 drafts + 1 target token each, the last call has nothing to draft
+    tokens, calls, seconds = simulate.timed_walk(np.ones(7, bool), lambda: 2, price, draft_s=0.001)
+    assert (tokens, calls) == (7, 3)
+    assert seconds == pytest.approx(0.012 + 0.002 + 0.012 + 0.002 + 0.010 + 0.005)
+    with pytest.raises(EdgespecError, match="longest"):
+        price(9, 0)
+    with pytest.raises(EdgespecError, match="1-token"):
+        simulate.call_pricer({2: 0.01})
+
+
+def test_simulation_agrees_with_block_walk_and_finds_the_best_length():
+    rng = np.random.default_rng(3)
+    good = [rng.random(120) < 0.85 for _ in range(6)]  # a draft that is right 85% of the time
+    curve = {1: 0.010, 2: 0.0105, 4: 0.0115, 8: 0.016, 16: 0.03}
+    rows = simulate.simulate(good, curve, draft_s=0.0005, lengths=[1, 3, 5], initial=3)
+    assert rows["k=5"]["tokens_per_target_call"] == pytest.approx(
+        measure.acceptance_summary(good, 5)["tokens_per_target_call"])
+    assert rows["target-only"]["speedup"] == 1.0 and rows["target-only"]["tokens_per_target_call"] == 1.0
+    assert rows["k=5"]["speedup"] > rows["k=1"]["speedup"] > 1.5
+    assert rows["per-answer best fixed k"]["speedup"] >= max(rows[f"k={k}"]["speedup"] for k in (1, 3, 5))
+    assert rows["adaptive (from k=3)"]["speedup"] > rows["k=1"]["speedup"]
+    # a draft that is never right: the policy backs off from its initial k and loses less than 10%
+    bad = [np.zeros(120, bool) for _ in range(6)]
+    rows = simulate.simulate(bad, curve, draft_s=0.0005, lengths=[1, 3], initial=3)
+    assert rows["per-answer best fixed k"]["speedup"] == 1.0
+    assert rows["k=3"]["speedup"] < 0.9 < rows["adaptive (from k=3)"]["speedup"] < 1.0
+    with pytest.raises(EdgespecError, match="cost curve to reach"):
+        simulate.simulate(bad, {1: 0.01, 4: 0.012}, draft_s=0.0005, lengths=[1, 3], initial=3)
+
+
 def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     """corpus -> pretrain -> synthesize -> align -> export -> accept, all on tiny models."""
     target = tiny_pair / "target"
@@ -269,6 +304,14 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     acc = json.loads((tmp_path / "acc.json").read_text())
     assert set(acc) == {"humaneval", "humaneval-raw", "mtbench"}
     assert all(1.0 <= r["tokens_per_target_call"] <= 6.0 for r in acc.values())
+    bench_json = tmp_path / "results.json"  # the part of an `edgespec bench` results.json that prices calls
+    bench_json.write_text(json.dumps({"cost_curve": {"target": {"call_s": {"1": 0.01, "4": 0.012, "16": 0.03}},
+                                                     "draft": {"call_s": {"1": 0.001}}}}))
+    run("simulate", "--draft", draft, "--target", target, "--evalset", evalset, "--bench", bench_json,
+        "--max-new-tokens", 8, "--draft-lengths", "1,5", "--out", tmp_path / "sim.json")
+    sim = json.loads((tmp_path / "sim.json").read_text())["results"]
+    assert {kind: sim[kind]["k=5"]["tokens_per_target_call"] for kind in sim} == pytest.approx(
+        {kind: r["tokens_per_target_call"] for kind, r in acc.items()})
 
     # the runtime loads the exported draft (reduced head) beside its target and reports the same kind of numbers
     pair = tmp_path / "pair"

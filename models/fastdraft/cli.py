@@ -194,8 +194,8 @@ def tokenized_pairs(rows: list[dict], tok, max_new_tokens: int | None = None) ->
     return pairs
 
 
-def _measure_acceptance(draft: Path, eval_rows: list[dict], target: Path, k: int, max_new_tokens: int) -> dict:
-    """Acceptance of a draft IR folder or a torch checkpoint (.pt), per evaluation kind."""
+def _draft_matches(draft: Path, eval_rows: list[dict], target: Path, max_new_tokens: int) -> dict[str, list]:
+    """Per-answer match vectors of a draft IR folder or a torch checkpoint (.pt), per evaluation kind."""
     from edgespec_models.fastdraft import data, measure
 
     tok = data.TargetTokenizer(target)
@@ -210,14 +210,20 @@ def _measure_acceptance(draft: Path, eval_rows: list[dict], target: Path, k: int
 
             torch.set_num_threads(1)
             model, _, vocab_map, _ = load_checkpoint(draft)
-            matches = measure.draft_matches_torch(model, pairs, vocab_map)
+            results[kind] = measure.draft_matches_torch(model, pairs, vocab_map)
         else:
             from edgespec.manifest import read_model_entry
 
             entry = read_model_entry(draft, need_tokenizer=False)
-            matches = measure.draft_matches_ov(draft, pairs, entry.vocab_map(), entry.context_length)
-        results[kind] = measure.acceptance_summary(matches, k)
+            results[kind] = measure.draft_matches_ov(draft, pairs, entry.vocab_map(), entry.context_length)
     return results
+
+
+def _measure_acceptance(draft: Path, eval_rows: list[dict], target: Path, k: int, max_new_tokens: int) -> dict:
+    from edgespec_models.fastdraft import measure
+
+    return {kind: measure.acceptance_summary(matches, k)
+            for kind, matches in _draft_matches(draft, eval_rows, target, max_new_tokens).items()}
 
 
 @app.command()
@@ -242,6 +248,61 @@ def accept(
                       f"({r['prompts']} prompts, {r['tokens']} tokens)")
     if out:
         out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command()
+def simulate(
+    draft: Path = typer.Option(..., help="draft IR folder or training checkpoint (.pt)"),
+    target: Path = typer.Option(..., help="target IR folder (tokenizer)"),
+    evalset_path: Path = typer.Option(..., "--evalset", help="JSONL written by `draft evalset`"),
+    bench: Path = typer.Option(..., help="`edgespec bench` results.json of this pair on this machine: its "
+                                         "target cost curve prices the calls"),
+    draft_ms: float = typer.Option(None, help="draft cost per token in ms [default: the bench's 1-token draft "
+                                              "call; in the decode loop it is often higher]"),
+    switch_ms: float = typer.Option(0.0, help="extra ms of a target call whose shape differs from the last"),
+    draft_lengths: str = typer.Option("1,2,3,4,5", help="fixed draft lengths to compare"),
+    initial: int = typer.Option(None, help="the adaptive policy's first draft length [default: the runtime's]"),
+    max_new_tokens: int = typer.Option(128),
+    out: Path = typer.Option(None, help="write the results as JSON here"),
+) -> None:
+    """Speed of each fixed draft length and of the runtime's adaptive policy, simulated on cached target
+    answers (greedy, exact per-position matches; time from the bench's cost curve, without CPU noise)."""
+    from rich.table import Table
+
+    from edgespec.speculative import GenerationConfig
+    from edgespec_models.fastdraft import simulate as sim
+    from edgespec_models.fastdraft import synth
+
+    rows = synth.read_jsonl(evalset_path)
+    if not rows:
+        raise EdgespecError(f"{evalset_path} has no answers: run `edgespec draft evalset` first")
+    lengths = _parse_lengths(draft_lengths)
+    call_s, bench_draft_s = sim.costs_from_bench(bench)
+    draft_s = bench_draft_s if draft_ms is None else draft_ms / 1000
+    start = GenerationConfig().draft_length if initial is None else initial
+    results = {}
+    for kind, matches in _draft_matches(draft, rows, target, max_new_tokens).items():
+        results[kind] = sim.simulate(matches, call_s, draft_s, lengths, start, switch_s=switch_ms / 1000)
+        table = Table(title=f"{kind} ({len(matches)} answers; draft {draft_s * 1000:.2f} ms/token)")
+        for col in ("policy", "tokens/call", "tokens/s", "speedup"):
+            table.add_column(col, justify="left" if col == "policy" else "right")
+        for name, r in results[kind].items():
+            table.add_row(name, f"{r['tokens_per_target_call']:.2f}", f"{r['tokens_per_s']:.1f}",
+                          f"{r['speedup']:.3f}")
+        console.print(table)
+    if out:
+        out.write_text(json.dumps({"bench": str(bench), "draft_s": draft_s, "switch_s": switch_ms / 1000,
+                                   "results": results}, indent=2) + "\n")
+
+
+def _parse_lengths(text: str) -> list[int]:
+    try:
+        lengths = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise EdgespecError(f"--draft-lengths takes comma-separated whole numbers, not {text!r}") from None
+    if not lengths or lengths[0] < 1:
+        raise EdgespecError(f"--draft-lengths needs lengths of at least 1, not {text!r}")
+    return lengths
 
 
 @app.command()

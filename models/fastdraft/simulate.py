@@ -1,0 +1,105 @@
+"""Greedy speculative decoding simulated offline: which draft length, and what speed, a draft should give.
+
+A greedy decoder only ever extends the target's own greedy text, so the draft's per-position matches on
+cached target answers (measure.draft_matches_*) fix every call's outcome for any draft-length choice; only the
+time is modelled: each target call is priced from a measured cost curve (`edgespec bench` writes one) plus the
+drafted tokens at a per-token draft cost. No CPU noise and seconds per policy, but no cache effects either: on
+a 2-core CPU the draft runs slower right after a target call than alone (pass the in-loop cost as draft_s).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgespec.errors import EdgespecError
+from edgespec.speculative import DraftLength
+
+
+def call_pricer(call_s: dict[int, float], switch_s: float = 0.0) -> Callable[[int, int], float]:
+    """Seconds of an n-token target call after a call of `last` tokens (0: none), from measured shapes.
+
+    Shapes between measured ones are interpolated; `switch_s` is added when the shape changes (the CPU's
+    cost of alternating call shapes, ~5 ms for SmolLM2 on 2 cores)."""
+    if not call_s:
+        raise EdgespecError("the cost curve has no measured call shapes")
+    shapes = sorted(call_s)
+    costs = [call_s[n] for n in shapes]
+    if shapes[0] != 1:
+        raise EdgespecError(f"the cost curve must include a 1-token call (has {shapes})")
+
+    def price(n: int, last: int) -> float:
+        if n > shapes[-1]:
+            raise EdgespecError(f"a {n}-token call is past the cost curve's longest ({shapes[-1]} tokens)")
+        return float(np.interp(n, shapes, costs)) + (switch_s if last and last != n else 0.0)
+    return price
+
+
+def timed_walk(matches: np.ndarray, choose: Callable[[], int], price: Callable[[int, int], float], draft_s: float,
+               record: Callable[[int, int, float, float], None] | None = None) -> tuple[int, int, float]:
+    """One answer decoded with `choose()` picking each call's draft length: (tokens, target calls, seconds)."""
+    n, pos, calls, seconds, last = len(matches), 0, 0, 0.0, 0
+    while pos < n:
+        width = min(choose(), n - pos - 1) if n - pos > 1 else 0
+        kept = 0
+        while kept < width and matches[pos + kept]:
+            kept += 1
+        target_s = price(width + 1, last)
+        seconds += target_s + width * draft_s
+        if record is not None:
+            record(width, kept, target_s, width * draft_s)
+        calls, last, pos = calls + 1, width + 1, pos + kept + 1
+    return n, calls, seconds
+
+
+def _total(match_lists: list[np.ndarray], decode: Callable[[np.ndarray], tuple[int, int, float]]) -> dict:
+    tokens = calls = 0
+    seconds = 0.0
+    for m in match_lists:
+        t, c, s = decode(m)
+        tokens, calls, seconds = tokens + t, calls + c, seconds + s
+    return {"tokens": tokens, "target_calls": calls, "seconds": seconds,
+            "tokens_per_target_call": tokens / max(1, calls), "tokens_per_s": tokens / seconds if seconds else 0.0}
+
+
+def simulate(match_lists: list[np.ndarray], call_s: dict[int, float], draft_s: float, lengths: list[int],
+             initial: int, maximum: int = 12, switch_s: float = 0.0) -> dict:
+    """Target-only, each fixed draft length, the runtime's adaptive policy and a per-answer oracle (the best
+    fixed length for each answer, known in hindsight), each with speed relative to target-only."""
+    price = call_pricer(call_s, switch_s)
+    if max(lengths + [maximum]) + 1 > max(call_s):
+        raise EdgespecError(f"draft lengths up to {max(lengths + [maximum])} need the cost curve to reach "
+                            f"{max(lengths + [maximum]) + 1} tokens (it reaches {max(call_s)})")
+    rows = {"target-only": _total(match_lists, lambda m: timed_walk(m, lambda: 0, price, draft_s))}
+    for k in lengths:
+        rows[f"k={k}"] = _total(match_lists, lambda m, k=k: timed_walk(m, lambda: k, price, draft_s))
+
+    policy = DraftLength(initial, maximum, adaptive=True)  # one policy over all answers, as a session runs
+
+    def adaptive(m: np.ndarray) -> tuple[int, int, float]:
+        policy.restart(initial, maximum, True)
+        return timed_walk(m, policy.next, price, draft_s, policy.record)
+    rows[f"adaptive (from k={initial})"] = _total(match_lists, adaptive)
+
+    def oracle(m: np.ndarray) -> tuple[int, int, float]:
+        return min((timed_walk(m, lambda: k, price, draft_s) for k in [0] + lengths), key=lambda r: r[2])
+    rows["per-answer best fixed k"] = _total(match_lists, oracle)
+    base = rows["target-only"]["tokens_per_s"]
+    for row in rows.values():
+        row["speedup"] = row["tokens_per_s"] / base if base else 0.0
+    return rows
+
+
+def costs_from_bench(results_json: Path) -> tuple[dict[int, float], float]:
+    """The target's call costs per shape and the draft's 1-token cost, from an `edgespec bench` results.json."""
+    try:
+        curve = json.loads(results_json.read_text())["cost_curve"]
+        call_s = {int(n): float(s) for n, s in curve["target"]["call_s"].items()}
+        draft_s = float(curve["draft"]["call_s"]["1"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgespecError(f"{results_json}: not an `edgespec bench` results.json with a cost curve "
+                            f"({type(exc).__name__}: {exc})") from None
+    return call_s, draft_s
