@@ -124,7 +124,7 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
     lines += [
         "",
         f"Shipped checkpoint: `{checkpoint.name}`, step {state.get('step')} of the last stage"
-        + (f" (best held-out greedy match, {best:.3f})" if isinstance(best, float) and best >= 0 else "") + ".",
+        + (f" (the stage's best held-out greedy match: {best:.3f})" if isinstance(best, float) and best >= 0 else "") + ".",
         "Wall time counts training steps only (evaluation excluded).",
         "",
         f"Hardware: {hardware or hardware_line()}, torch 2.13 CPU, one thread or two; the machine was shared "
