@@ -257,8 +257,9 @@ def simulate(
     evalset_path: Path = typer.Option(..., "--evalset", help="JSONL written by `draft evalset`"),
     bench: Path = typer.Option(..., help="`edgespec bench` results.json of this pair on this machine: its "
                                          "target cost curve prices the calls"),
-    draft_ms: float = typer.Option(None, help="draft cost per token in ms [default: the bench's 1-token draft "
-                                              "call; in the decode loop it is often higher]"),
+    draft_ms: float = typer.Option(None, help="draft cost per token in ms [default: the bench's 1-token call "
+                                              "of the pair's own draft; give it for any other draft, and note "
+                                              "that in the decode loop it is often higher than alone]"),
     switch_ms: float = typer.Option(0.0, help="extra ms of a target call whose shape differs from the last"),
     draft_lengths: str = typer.Option("1,2,3,4,5", help="fixed draft lengths to compare"),
     initial: int = typer.Option(None, help="the adaptive policy's first draft length [default: the runtime's]"),
