@@ -280,7 +280,7 @@ def simulate(
     lengths = _parse_lengths(draft_lengths)
     call_s, bench_draft_s = sim.costs_from_bench(bench)
     draft_s = bench_draft_s if draft_ms is None else draft_ms / 1000
-    start = GenerationConfig().draft_length if initial is None else initial
+    start = GenerationConfig.draft_length if initial is None else initial
     results = {}
     for kind, matches in _draft_matches(draft, rows, target, max_new_tokens).items():
         results[kind] = sim.simulate(matches, call_s, draft_s, lengths, start, switch_s=switch_ms / 1000)

@@ -29,15 +29,23 @@ def block_walk(matches: np.ndarray, k: int) -> tuple[int, int, int]:
     """
     n, pos, calls, drafted, accepted = len(matches), 0, 0, 0, 0
     while pos < n:
-        run = 0
-        width = min(k, n - pos - 1) if n - pos > 1 else 0
-        while run < width and matches[pos + run]:
-            run += 1
+        width, run = block_step(matches, pos, k)
         calls += 1
         drafted += width
         accepted += run
         pos += run + 1
     return calls, drafted, accepted
+
+
+def block_step(matches: np.ndarray, pos: int, k: int) -> tuple[int, int]:
+    """One target call at answer position `pos` with k drafted: (tokens drafted, leading drafts kept).
+
+    Nothing is drafted past the answer's last token: that call only verifies."""
+    width = min(k, len(matches) - pos - 1) if len(matches) - pos > 1 else 0
+    kept = 0
+    while kept < width and matches[pos + kept]:
+        kept += 1
+    return width, kept
 
 
 def acceptance_summary(match_lists: list[np.ndarray], k: int) -> dict:

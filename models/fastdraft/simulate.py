@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edgespec.errors import EdgespecError
-from edgespec.speculative import DraftLength
+from edgespec.speculative import DraftLength, GenerationConfig
+from edgespec_models.fastdraft.measure import block_step
 
 
 def call_pricer(call_s: dict[int, float], switch_s: float = 0.0) -> Callable[[int, int], float]:
@@ -43,10 +44,7 @@ def timed_walk(matches: np.ndarray, choose: Callable[[], int], price: Callable[[
     """One answer decoded with `choose()` picking each call's draft length: (tokens, target calls, seconds)."""
     n, pos, calls, seconds, last = len(matches), 0, 0, 0.0, 0
     while pos < n:
-        width = min(choose(), n - pos - 1) if n - pos > 1 else 0
-        kept = 0
-        while kept < width and matches[pos + kept]:
-            kept += 1
+        width, kept = block_step(matches, pos, choose())
         target_s = price(width + 1, last)
         seconds += target_s + width * draft_s
         if record is not None:
@@ -66,13 +64,14 @@ def _total(match_lists: list[np.ndarray], decode: Callable[[np.ndarray], tuple[i
 
 
 def simulate(match_lists: list[np.ndarray], call_s: dict[int, float], draft_s: float, lengths: list[int],
-             initial: int, maximum: int = 12, switch_s: float = 0.0) -> dict:
+             initial: int, maximum: int = GenerationConfig.max_draft_length, switch_s: float = 0.0) -> dict:
     """Target-only, each fixed draft length, the runtime's adaptive policy and a per-answer oracle (the best
     fixed length for each answer, known in hindsight), each with speed relative to target-only."""
     price = call_pricer(call_s, switch_s)
-    if max(lengths + [maximum]) + 1 > max(call_s):
-        raise EdgespecError(f"draft lengths up to {max(lengths + [maximum])} need the cost curve to reach "
-                            f"{max(lengths + [maximum]) + 1} tokens (it reaches {max(call_s)})")
+    longest = max(lengths + [maximum])
+    if longest + 1 > max(call_s):
+        raise EdgespecError(f"draft lengths up to {longest} need the cost curve to reach {longest + 1} tokens "
+                            f"(it reaches {max(call_s)})")
     rows = {"target-only": _total(match_lists, lambda m: timed_walk(m, lambda: 0, price, draft_s))}
     for k in lengths:
         rows[f"k={k}"] = _total(match_lists, lambda m, k=k: timed_walk(m, lambda: k, price, draft_s))
