@@ -27,15 +27,16 @@ def require_nncf():
     return nncf
 
 
-def compress_model(model, weights: str):
-    """Return `model` with its weights compressed: int4 = INT4 symmetric, group 128 (embeddings and the
-    output layer fall back to INT8 as NNCF does by default); int8 = INT8 asymmetric per channel."""
+def compress_model(model, weights: str, group_size: int = INT4_GROUP_SIZE):
+    """Return `model` with its weights compressed: int4 = INT4 symmetric, `group_size` weights per scale
+    (embeddings and the output layer fall back to INT8 as NNCF does by default); int8 = INT8 asymmetric per
+    channel."""
     nncf = require_nncf()
     if weights == "int4":
         # ADJUST: layers whose width is not a multiple of 128 (SmolLM2's 576) take the nearest group
         # size that divides it instead of failing the whole export.
         advanced = nncf.AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST)
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=INT4_GROUP_SIZE,
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group_size,
                                      ratio=1.0, advanced_parameters=advanced)
     if weights == "int8":
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
@@ -50,7 +51,8 @@ def has_nncf() -> bool:
     return True
 
 
-def compress_ir(model_dir: str | Path, weights: str, builtin_int8: bool | None = None) -> str:
+def compress_ir(model_dir: str | Path, weights: str, builtin_int8: bool | None = None,
+                group_size: int = INT4_GROUP_SIZE) -> str:
     """Compress openvino_model.xml/.bin in `model_dir` in place (int4/int8); fp16/keep leave it as it is.
 
     int8 goes through NNCF when it is installed, else through edgespec_export.int8 (the same
@@ -78,7 +80,7 @@ def compress_ir(model_dir: str | Path, weights: str, builtin_int8: bool | None =
 
         compress_int8(model)
     else:
-        model = compress_model(model, weights)
+        model = compress_model(model, weights, group_size)
     # Save beside, then swap: the source .bin is memory-mapped while we write.
     tmp_xml = model_dir / "openvino_model.compressed.xml"
     ov.save_model(model, tmp_xml, compress_to_fp16=False)

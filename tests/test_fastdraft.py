@@ -292,6 +292,11 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     # the fixed reference text is tokenized with the target's tokenizer, which is then dropped from the folder
     assert check["reference_text"]["argmax_agreement"] >= 0.9 and check["reference_text"]["positions"] >= 48
     assert not (draft / "openvino_tokenizer.xml").exists()
+    run("export", "--checkpoint", tmp_path / "align" / "last.pt", "--tokenizer-gguf", smollm2_gguf(),
+        "--out", tmp_path / "draft-int4", "--weights", "int4", "--verify-tokens", 16)
+    assert json.loads((tmp_path / "draft-int4" / "export_check.json").read_text())["weights"] == "int4"
+    ir = (tmp_path / "draft-int4" / "openvino_model.xml").read_text()
+    assert 'element_type="u4"' in ir or 'element_type="i4"' in ir
 
     evalset = tmp_path / "eval.jsonl"
     run("evalset", "--target", target, "--out", evalset, "--humaneval", 2, "--humaneval-raw", 2, "--mtbench", 2,
@@ -380,7 +385,7 @@ def test_qwen2_draft_matches_openvino(tmp_path):
     vocab_map[0] = 2
     vocab_map.sort()
     draft = draft_from_target(cfg, w, [0], vocab_map)
-    export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "draft", eos_token_ids=[2], int8=False)
+    export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "draft", eos_token_ids=[2], weights="fp16")
     assert verify_export(draft, tmp_path / "draft", IDS)["argmax_agreement"] == 1.0
 
 

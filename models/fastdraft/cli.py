@@ -571,11 +571,12 @@ def export_cmd(
     checkpoint: Path = typer.Option(..., help="training checkpoint (.pt)"),
     tokenizer_gguf: Path = typer.Option(..., help="a GGUF holding the target's tokenizer (e.g. the target's own)"),
     out: Path = typer.Option(..., help="draft IR folder to write"),
-    int8: bool = typer.Option(True, help="INT8 weights via NNCF when installed (else F16)"),
+    weights: str = typer.Option("int8", help="int8 (per channel), int4 (layers INT4 in groups of 64, embedding and "
+                                             "head INT8: a large draft reads half the bytes per token) or fp16"),
     keep_tokenizer: bool = typer.Option(False, help="keep tokenizer IR in the draft folder"),
     verify_tokens: int = typer.Option(48, help="also check on this many tokens of the draft's own greedy text"),
 ) -> None:
-    """Write the draft as an OpenVINO IR folder (GGUF -> GenAI -> IR, INT8) and check its logits."""
+    """Write the draft as an OpenVINO IR folder (GGUF -> GenAI -> IR, INT8 or INT4) and check its logits."""
     from edgespec_models.fastdraft.export import (drop_tokenizer, export_draft, own_continuation, reference_ids,
                                                   verify_export)
     from edgespec_models.fastdraft.model import load_checkpoint
@@ -583,8 +584,9 @@ def export_cmd(
     model, state, vocab_map, _ = load_checkpoint(checkpoint)
     model.eval()
     with console.status("exporting"):
-        fmt = export_draft(model, vocab_map, tokenizer_gguf, out, eos_token_ids=_gguf_eos(tokenizer_gguf), int8=int8,
-                           keep_tokenizer=True)
+        engine = export_draft(model, vocab_map, tokenizer_gguf, out, eos_token_ids=_gguf_eos(tokenizer_gguf),
+                              weights=weights, keep_tokenizer=True)
+    fmt = "fp16" if engine == "none" else weights.lower()
     # Checked on a fixed real text (confident logits) and on the draft's own greedy text.
     reference = reference_ids(out, model.cfg.context)
     if not keep_tokenizer:
