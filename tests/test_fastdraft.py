@@ -306,9 +306,20 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     run("cost", draft, "--target", target, "--rounds", 1, "--no-npu", "--out", tmp_path / "cost.json")
     costs = json.loads((tmp_path / "cost.json").read_text())
     assert costs["draft/target"] == costs["draft (CPU)"]["ms_per_token"] / costs["target (CPU)"]["ms_per_token"] > 0
+    between = costs["draft (CPU, between target calls)"]
+    assert between["ms_per_token"] > 0 and between["draft_tokens"] == 2
+    assert costs["draft/target between target calls"] == between["ms_per_token"] / costs["target (CPU)"]["ms_per_token"]
     acc = json.loads((tmp_path / "acc.json").read_text())
     assert set(acc) == {"humaneval", "humaneval-raw", "mtbench"}
     assert all(1.0 <= r["tokens_per_target_call"] <= 6.0 for r in acc.values())
+    run("card", "--draft", draft, "--checkpoint", tmp_path / "align" / "last.pt", "--log", tmp_path / "pre" / "log.jsonl",
+        "--log", tmp_path / "align" / "log.jsonl", "--corpus", tiny_corpus, "--synthetic", synthetic,
+        "--acceptance", tmp_path / "acc.json", "--costs", tmp_path / "cost.json", "--target-name", "tiny")
+    card = (draft / "MODEL_CARD.md").read_text()
+    assert card.startswith("# FastDraft draft for tiny") and "| align | 4 |" in card
+    assert f"{acc['humaneval-raw']['tokens_per_target_call']:.2f} |" in card
+    assert f"as in decoding (the target's weights push the draft's out of cache): " \
+           f"{costs['draft/target between target calls']:.3f}" in card
     bench_json = tmp_path / "results.json"  # the part of an `edgespec bench` results.json that prices calls
     bench_json.write_text(json.dumps({"cost_curve": {"target": {"call_s": {"1": 0.01, "4": 0.012, "16": 0.03}},
                                                      "draft": {"call_s": {"1": 0.001}}}}))

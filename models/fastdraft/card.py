@@ -157,6 +157,10 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
     ratio = cost.get("draft/target")
     if isinstance(ratio, float) and ratio > 0:
         lines.append(f"- draft/target cost per token, timed alternately in one run: {ratio:.3f} (1/{1 / ratio:.1f})")
+    ratio = cost.get("draft/target between target calls")
+    if isinstance(ratio, float) and ratio > 0:
+        lines.append(f"- the same with two draft steps after each target step, as in decoding (the target's "
+                     f"weights push the draft's out of cache): {ratio:.3f} (1/{1 / ratio:.1f})")
     if notes:
         lines += ["", notes.strip()]
     path = draft / "MODEL_CARD.md"

@@ -340,6 +340,12 @@ def cost(
                                     "rounds_ms": [r["ms_per_token"] for r in rows], "dir": str(models[name][0])}
     if target is not None:
         results["draft/target"] = results["draft (CPU)"]["ms_per_token"] / results["target (CPU)"]["ms_per_token"]
+        in_loop = [measure.in_loop_draft_cost(compiled["draft"], compiled["target"]) for _ in range(rounds)]
+        results["draft (CPU, between target calls)"] = {
+            **in_loop[0], "ms_per_token": statistics.median(r["ms_per_token"] for r in in_loop),
+            "rounds_ms": [r["ms_per_token"] for r in in_loop]}
+        results["draft/target between target calls"] = (results["draft (CPU, between target calls)"]["ms_per_token"]
+                                                        / results["target (CPU)"]["ms_per_token"])
     if npu:
         results["draft (NPU emulated: NPUW on CPU)"] = measure.npu_emulation_cost(model_dir)
     console.print(results)
