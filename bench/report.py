@@ -292,8 +292,11 @@ def _cost(results: dict, add) -> None:
             f"{rb[n] * 1000:.2f} |")
     add("")
     if curve.get("draft_token_s") is not None:
-        add(f"Draft: {curve['draft_token_s'] * 1000:.1f} ms per token "
-            f"({curve['draft_token_s'] / t1:.2f} of a target step).")
+        draft_calls = (curve.get("draft") or {}).get("call_s") or {}
+        back_to_back = draft_calls.get(1, draft_calls.get("1"))  # int keys in memory, str after JSON
+        add(f"Draft: {curve['draft_token_s'] * 1000:.1f} ms per token between target calls "
+            f"({curve['draft_token_s'] / t1:.2f} of a target step)"
+            + (f"; {float(back_to_back) * 1000:.1f} ms back to back." if back_to_back else "."))
         add("")
     pred = curve.get("prediction")
     if pred:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def test_writes_json_markdown_and_plots(bench_run):
                     "## Peak resident memory", "## Draft length sweep", "## Verification cost curve"):
         assert heading in report
     assert "![speedup](speedup.png)" in report
+    assert re.search(r"Draft: [0-9.]+ ms per token between target calls \(.*\); [0-9.]+ ms back to back\.", report)
     assert not (out / "runs.partial.jsonl").exists()  # the live log is folded into results.json
     assert "| draft 2 |" not in report and "Kernels: edgespec's target on call-shape-independent kernels" in report
 
@@ -125,7 +127,7 @@ def test_sweep_and_cost_curve(bench_run):
     ns = sorted(int(n) for n in curve["target"]["call_s"])
     assert ns[0] == 1 and {2, 3} <= set(ns)
     assert all(v > 0 for v in curve["target"]["call_s"].values())
-    assert curve["draft_token_s"] > 0
+    assert curve["draft_token_s"] > 0 and float(curve["draft"]["call_s"]["1"]) > 0  # between target calls; back to back
     pred = curve["prediction"]
     assert int(pred["best_k"]) in (1, 2)
     assert 0.0 <= pred["acceptance"] <= 1.0

@@ -97,7 +97,8 @@ def costs_from_bench(results_json: Path) -> tuple[dict[int, float], float]:
     try:
         curve = json.loads(results_json.read_text())["cost_curve"]
         call_s = {int(n): float(s) for n, s in curve["target"]["call_s"].items()}
-        draft_s = float(curve["draft"]["call_s"]["1"])
+        # draft_token_s: timed between target calls (benches since stop 12); older ones only back to back
+        draft_s = float(curve.get("draft_token_s") or curve["draft"]["call_s"]["1"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EdgespecError(f"{results_json}: not an `edgespec bench` results.json with a cost curve "
                             f"({type(exc).__name__}: {exc})") from None
