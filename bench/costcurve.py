@@ -67,9 +67,9 @@ def measure(target, draft, seed_ids: list[int], ns: list[int], past: int = 200, 
 
 
 def time_draft_between(target, draft, past_ids: np.ndarray, repeats: int, draft_tokens: int = 2) -> float:
-    """Median seconds of a draft token fed right after a target call, as decoding feeds it. The target's
-    weights push the draft's out of cache, so back-to-back draft calls underprice it (Qwen2.5-Coder FastDraft
-    draft: 2.9 ms back to back, 5 ms between target calls)."""
+    """Median seconds of a draft token fed right after a target call, as decoding feeds it: back-to-back draft
+    calls underprice it (Qwen2.5-Coder FastDraft draft: 2.9 ms back to back, 5 ms between target calls; see
+    edgespec_models.fastdraft.measure.in_loop_draft_cost)."""
     target.reset()
     draft.reset()
     target.forward(past_ids, last=1)

@@ -18,9 +18,9 @@ if [ ! -f "$PAIR/edgespec.json" ]; then
     nice -n 10 edgespec export --preset qwen2.5-coder --out "$PAIR"
 fi
 if [ -n "${DRAFT2:-}" ]; then
-    # 5 prompts per set: the first HumanEval problems are harder than average for the FastDraft draft (offline
-    # greedy match 0.35-0.45 on problems 0-5 vs 0.51 over 40), so 2 prompts per set understated it.
-    nice -n 10 edgespec bench "$PAIR" --draft2 "$DRAFT2" --fast-kernels --prompts humaneval,mtbench --limit 5 \
+    # 8 prompts per set: the first HumanEval problems are harder than average for the FastDraft draft (offline
+    # greedy match 0.35-0.45 on problems 0-5 vs 0.51 over 40), so few prompts per set understate it.
+    nice -n 10 edgespec bench "$PAIR" --draft2 "$DRAFT2" --fast-kernels --prompts humaneval,mtbench --limit 8 \
         --repeats 2 --max-new-tokens 128 --draft-lengths 1,2,3 --sweep-limit 1 --out bench/results/qwen2.5-coder-fastdraft
     exit 0
 fi

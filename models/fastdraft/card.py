@@ -159,8 +159,8 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         lines.append(f"- draft/target cost per token, timed alternately in one run: {ratio:.3f} (1/{1 / ratio:.1f})")
     ratio = cost.get("draft/target between target calls")
     if isinstance(ratio, float) and ratio > 0:
-        lines.append(f"- the same with two draft steps after each target step, as in decoding (the target's "
-                     f"weights push the draft's out of cache): {ratio:.3f} (1/{1 / ratio:.1f})")
+        lines.append(f"- the same with two draft steps after each target step, as in decoding (a draft step "
+                     f"after a pause runs slower than back to back): {ratio:.3f} (1/{1 / ratio:.1f})")
     if notes:
         lines += ["", notes.strip()]
     path = draft / "MODEL_CARD.md"

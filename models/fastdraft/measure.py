@@ -151,8 +151,9 @@ def per_token_cost(folder: Path, device: str = "CPU", past: int = 200, steps: in
 
 def in_loop_draft_cost(draft, target, past: int = 200, steps: int = 32, draft_tokens: int = 2) -> dict:
     """Median ms of the draft's single-token steps when each run of `draft_tokens` follows a target step, as in
-    speculative decoding. The Qwen2.5-Coder draft (74 MB of weights per token) took 2.9 ms alone and 5 ms here:
-    a target call in between leaves the draft's weights out of cache and the next few draft calls slow."""
+    speculative decoding. A draft step after a pause runs slow and the next few speed up again: the
+    Qwen2.5-Coder draft took 2.9 ms back to back, and 5.4, 5.0, 4.4, 3.8 ... 3.0 ms over the 8 steps after a
+    target step (after 50 ms of sleep alike, so not only the target's weights evicting the draft's)."""
     draft_loop, target_loop = DecodeLoop(draft, past), DecodeLoop(target, past)
     times = []
     for _ in range(steps):
