@@ -56,13 +56,15 @@ def time_calls(lm, past_ids: np.ndarray, ns: list[int], repeats: int, progress=N
 
 
 def measure(target, draft, seed_ids: list[int], ns: list[int], past: int = 200, repeats: int = 5,
-            progress=None) -> dict:
-    """target/draft: edgespec.model.StatefulLM (draft may be None)."""
+            progress=None, draft2=None) -> dict:
+    """target/draft/draft2: edgespec.model.StatefulLM (the drafts may be None)."""
     past_ids = _past_tokens(seed_ids, past)
     out = {"target": time_calls(target, past_ids, ns, repeats, progress), "draft": None}
     if draft is not None:
         out["draft"] = time_calls(draft, past_ids, [1], repeats, progress)  # back to back
         out["draft_token_s"] = time_draft_between(target, draft, past_ids, repeats)
+    if draft2 is not None:
+        out["draft2_token_s"] = time_draft_between(target, draft2, past_ids, repeats)
     return out
 
 

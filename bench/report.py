@@ -298,6 +298,10 @@ def _cost(results: dict, add) -> None:
             f"({curve['draft_token_s'] / t1:.2f} of a target step)"
             + (f"; {float(back_to_back) * 1000:.1f} ms back to back." if back_to_back else "."))
         add("")
+    if curve.get("draft2_token_s") is not None:
+        add(f"Draft 2: {curve['draft2_token_s'] * 1000:.1f} ms per token between target calls "
+            f"({curve['draft2_token_s'] / t1:.2f} of a target step).")
+        add("")
     pred = curve.get("prediction")
     if pred:
         add(f"Per-token acceptance a = {pred['acceptance']:.3f}, from the {pred['acceptance_source']}. "

@@ -316,7 +316,7 @@ def _memory_probes(pair: Pair, draft2: ModelEntry | None, modes: list[str], opts
 
 def _cost_curve(pair: Pair, loaded: dict[str, Mode], opts: BenchOptions, seed_ids: list[int], progress) -> dict:
     """Time calls on the very StatefulLM objects edgespec decodes with (loading them if no edgespec mode ran).
-    The pair's own draft: draft 2 is left out of the curve."""
+    The curve's draft is the pair's own; draft 2 (when edgespec ran it) gets its step between target calls."""
     pipe = None
     for name in ("edgespec-spec", "edgespec-target"):
         if name in loaded:
@@ -333,8 +333,9 @@ def _cost_curve(pair: Pair, loaded: dict[str, Mode], opts: BenchOptions, seed_id
     max_n = min(64, pipe.target.context_length - past)
     ns = [n for n in costcurve.curve_points(opts.draft_lengths or [opts.settings.draft_length], max_n) if n <= max_n]
     task = progress.add_task("cost curve", total=len(ns) + (1 if pipe.draft is not None else 0))
+    draft2 = loaded["edgespec-spec2"].pipe.draft if "edgespec-spec2" in loaded else None
     curve = costcurve.measure(pipe.target, pipe.draft, seed_ids, ns, past=past, repeats=opts.cost_repeats,
-                              progress=lambda: progress.advance(task))
+                              progress=lambda: progress.advance(task), draft2=draft2)
     curve["devices"] = {"target": opts.target_device, "draft": opts.draft_device}
     return curve
 

@@ -166,8 +166,10 @@ def test_draft2_modes_run_everywhere(draft2_run, tiny_pair_far):
         assert row[mode]["memory_bound_speedup"] > 0
     assert set(row["edgespec-spec2"]["matches"]) == {"genai-target", "edgespec-target"}
     assert set(row["genai-spec2"]["speedup"]) == {"genai-target", "edgespec-target", "genai-spec"}
+    assert res["cost_curve"]["draft2_token_s"] > 0
     report = (out / "report.md").read_text()
-    for text in ("| draft 2 |", LABELS["genai-spec2"], LABELS["edgespec-spec2"], "With draft 2, edgespec speculative"):
+    for text in ("| draft 2 |", LABELS["genai-spec2"], LABELS["edgespec-spec2"], "With draft 2, edgespec speculative",
+                 "Draft 2: "):
         assert text in report, text
     for name in ("speedup.png", "draft_length.png", "cost_curve.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
