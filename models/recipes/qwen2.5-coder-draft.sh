@@ -77,3 +77,5 @@ edgespec draft simulate --draft "$OUT" --target "$TARGET" --evalset "$WORK/evals
 
 # 6. Against the 0.5B draft in one interleaved run (the pair's own draft is the 0.5B; --draft2 adds ours).
 DRAFT2="$OUT" bench/reproduce_qwen.sh "$PAIR"
+# 7. The HumanEval aim over the first 40 problems (edgespec target-only vs this draft).
+DRAFT2="$OUT" HUMANEVAL40=1 bench/reproduce_qwen.sh "$PAIR"
