@@ -26,9 +26,10 @@ edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WOR
 edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
     --code 2500 --code-raw 2500 --sharegpt 1500 --self 9 --max-new-tokens 128 --batch 16
 
-# 2c. (Fourth session, for the next draft; v3 was trained on the first 5,632 answers.) The list grown to 6,000 code-raw prompts (every corpus seed), the
-#     unanswered code-raw prompts moved to the front of synth.prompts.json by hand as in 2b, then this command
-#     run while the machine was otherwise idle (~40 answers a minute at batch 16).
+# 2c. (Fourth session, for the next draft; v3 was trained on the first 5,632 answers.) The list grown to
+#     6,000 code-raw prompts (every corpus seed), the unanswered code-raw prompts moved to the front of
+#     synth.prompts.json by hand as in 2b, then this command run while the machine was otherwise idle
+#     (~40 answers a minute at batch 16).
 edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
     --code 2500 --code-raw 6000 --sharegpt 1500 --self 9 --max-new-tokens 128 --batch 16
 
