@@ -70,8 +70,9 @@ def measure(target, draft, seed_ids: list[int], ns: list[int], past: int = 200, 
 
 def time_draft_between(target, draft, past_ids: np.ndarray, repeats: int, draft_tokens: int = 2) -> float:
     """Median seconds of a draft token fed right after a target call, as decoding feeds it: back-to-back draft
-    calls underprice it (Qwen2.5-Coder FastDraft draft: 2.9 ms back to back, 5 ms between target calls; see
-    edgespec_models.fastdraft.measure.in_loop_draft_cost)."""
+    calls underprice it. A step after a pause runs slow and the next few speed up again: the Qwen2.5-Coder
+    FastDraft draft took 2.9 ms back to back, and 5.4, 5.0, 4.4, 3.8 ... 3.0 ms over the 8 steps after a target
+    step (after 50 ms of sleep alike, so not only the target's weights evicting the draft's)."""
     target.reset()
     draft.reset()
     target.forward(past_ids, last=1)

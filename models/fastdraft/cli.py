@@ -334,16 +334,17 @@ def cost(
     for _ in range(rounds):  # alternate, so load on a shared machine hits both alike
         for name, (folder, cfg) in models.items():
             runs[name].append(measure.per_token_cost(folder, compiled=compiled[name], config=cfg))
+    def median_of_rounds(rows: list[dict]) -> dict:
+        return {**rows[0], "ms_per_token": statistics.median(r["ms_per_token"] for r in rows),
+                "rounds_ms": [r["ms_per_token"] for r in rows]}
+
     results = {}
     for name, rows in runs.items():
-        results[f"{name} (CPU)"] = {**rows[0], "ms_per_token": statistics.median(r["ms_per_token"] for r in rows),
-                                    "rounds_ms": [r["ms_per_token"] for r in rows], "dir": str(models[name][0])}
+        results[f"{name} (CPU)"] = {**median_of_rounds(rows), "dir": str(models[name][0])}
     if target is not None:
         results["draft/target"] = results["draft (CPU)"]["ms_per_token"] / results["target (CPU)"]["ms_per_token"]
-        in_loop = [measure.in_loop_draft_cost(compiled["draft"], compiled["target"]) for _ in range(rounds)]
-        results["draft (CPU, between target calls)"] = {
-            **in_loop[0], "ms_per_token": statistics.median(r["ms_per_token"] for r in in_loop),
-            "rounds_ms": [r["ms_per_token"] for r in in_loop]}
+        results["draft (CPU, between target calls)"] = median_of_rounds(
+            [measure.in_loop_draft_cost(compiled["draft"], compiled["target"]) for _ in range(rounds)])
         results["draft/target between target calls"] = (results["draft (CPU, between target calls)"]["ms_per_token"]
                                                         / results["target (CPU)"]["ms_per_token"])
     if npu:

@@ -104,35 +104,6 @@ def draft_matches_torch(model, samples: list[tuple[list[int], list[int]]], vocab
     return out
 
 
-class DecodeLoop:
-    """A plain stateful single-token decode loop over one compiled model, after a `past`-token prefill."""
-
-    def __init__(self, compiled, past: int = 200, seed: int = 0):
-        self.request = compiled.create_infer_request()
-        self.names = {p.any_name for p in compiled.inputs}
-        self.position, self.token = 0, 100
-        self._infer(np.random.default_rng(seed).integers(100, 20000, past))
-
-    def _infer(self, ids: np.ndarray) -> np.ndarray:
-        n = len(ids)
-        inputs = {"input_ids": ids.reshape(1, -1).astype(np.int64),
-                  "attention_mask": np.ones((1, self.position + n), np.int64),
-                  "position_ids": np.arange(self.position, self.position + n, dtype=np.int64)[None]}
-        if "beam_idx" in self.names:
-            inputs["beam_idx"] = np.zeros(1, np.int32)
-        self.request.infer(inputs)
-        self.position += n
-        return self.request.get_tensor("logits").data[0, -1]  # NPUW pads logits; the real row is the last
-
-    def step(self) -> float:
-        """Feed one token (the last step's argmax, kept in a common range); return the call's ms."""
-        t = time.perf_counter()
-        logits = self._infer(np.array([self.token]))
-        ms = (time.perf_counter() - t) * 1000
-        self.token = int(logits.argmax()) % 20000 + 3
-        return ms
-
-
 def per_token_cost(folder: Path, device: str = "CPU", past: int = 200, steps: int = 48,
                    config: dict | None = None, compiled=None) -> dict:
     """Median ms for one single-token step after a `past`-token prefill: a plain stateful loop, as a draft runs."""
@@ -143,23 +114,43 @@ def per_token_cost(folder: Path, device: str = "CPU", past: int = 200, steps: in
         cfg = {"PERFORMANCE_HINT": "LATENCY", "KV_CACHE_PRECISION": "f32"} | (config or {})
         compiled = ov.Core().compile_model(folder / "openvino_model.xml", device, cfg)
     compile_s = time.time() - t0
-    loop = DecodeLoop(compiled, past)
-    times = [loop.step() for _ in range(steps)]
+    request = compiled.create_infer_request()
+    names = {p.any_name for p in compiled.inputs}
+
+    def step(ids: np.ndarray, start: int) -> np.ndarray:
+        n = len(ids)
+        inputs = {"input_ids": ids.reshape(1, -1).astype(np.int64),
+                  "attention_mask": np.ones((1, start + n), np.int64),
+                  "position_ids": np.arange(start, start + n, dtype=np.int64)[None]}
+        if "beam_idx" in names:
+            inputs["beam_idx"] = np.zeros(1, np.int32)
+        request.infer(inputs)
+        return request.get_tensor("logits").data[0, -1]  # NPUW pads logits; the real row is the last
+
+    rng = np.random.default_rng(0)
+    step(rng.integers(100, 20000, past), 0)
+    times, token = [], 100
+    for i in range(steps):
+        t = time.perf_counter()
+        logits = step(np.array([token]), past + i)
+        times.append((time.perf_counter() - t) * 1000)
+        token = int(logits.argmax()) % 20000 + 3
     return {"device": device, "ms_per_token": statistics.median(times), "compile_s": compile_s, "past": past,
             **({"config": config} if config else {})}
 
 
 def in_loop_draft_cost(draft, target, past: int = 200, steps: int = 32, draft_tokens: int = 2) -> dict:
     """Median ms of the draft's single-token steps when each run of `draft_tokens` follows a target step, as in
-    speculative decoding. A draft step after a pause runs slow and the next few speed up again: the
-    Qwen2.5-Coder draft took 2.9 ms back to back, and 5.4, 5.0, 4.4, 3.8 ... 3.0 ms over the 8 steps after a
-    target step (after 50 ms of sleep alike, so not only the target's weights evicting the draft's)."""
-    draft_loop, target_loop = DecodeLoop(draft, past), DecodeLoop(target, past)
-    times = []
-    for _ in range(steps):
-        target_loop.step()
-        times += [draft_loop.step() for _ in range(draft_tokens)]
-    return {"device": "CPU", "ms_per_token": statistics.median(times), "past": past, "draft_tokens": draft_tokens}
+    speculative decoding: the bench's cost-curve routine (edgespec_bench.costcurve.time_draft_between) on the
+    runtime's StatefulLM over two compiled models."""
+    from edgespec.model import StatefulLM
+    from edgespec_bench.costcurve import time_draft_between
+
+    past_ids = np.random.default_rng(0).integers(100, 20000, past)
+    context = past + draft_tokens  # the prefill, then at most draft_tokens before each rollback
+    seconds = time_draft_between(StatefulLM(target, context), StatefulLM(draft, context), past_ids, steps,
+                                 draft_tokens)
+    return {"device": "CPU", "ms_per_token": seconds * 1000, "past": past, "draft_tokens": draft_tokens}
 
 
 def npu_emulation_cost(folder: Path, steps: int = 32) -> dict:
