@@ -573,6 +573,72 @@ def align(
     console.print(result)
 
 
+@app.command("pack-prompts")
+def pack_prompts_cmd(
+    prompts: list[Path] = typer.Option(..., help="prompt lists ([{id, kind, user}], as synthesize saves them)"),
+    target: Path = typer.Option(..., help="target IR folder (its OpenVINO tokenizer and chat template)"),
+    out: Path = typer.Option(..., help="packed prompts (.npz) for `draft distill`"),
+) -> None:
+    """Tokenize prompts in the target's chat format for `draft distill` on a machine without OpenVINO."""
+    from edgespec_models.fastdraft import data, distill
+
+    rows, seen = [], set()
+    for path in prompts:
+        if not path.is_file():
+            raise EdgespecError(f"prompt list not found: {path}")
+        try:
+            listed = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise EdgespecError(f"{path} is not a JSON prompt list") from None
+        rows += [r for r in listed if r["id"] not in seen and not seen.add(r["id"])]
+    tok = data.TargetTokenizer(target)
+    with console.status(f"tokenizing {len(rows)} prompts"):
+        ids = tok.encode([data.model_input(tok, r) for r in rows])
+    distill.pack_prompts(out, [r["id"] for r in rows], ids)
+    console.print(f"{len(rows)} prompts, {sum(map(len, ids))} tokens -> {out} (end of turn id {tok.eos_id})")
+
+
+@app.command()
+def distill(
+    target_gguf: Path = typer.Option(..., help="the target as a llama/qwen2 GGUF (loaded into torch)"),
+    prompts: Path = typer.Option(..., help="packed prompts from `draft pack-prompts`"),
+    out: Path = typer.Option(..., help="run folder: answers.npz, log.jsonl, last.pt, best.pt, distill.json"),
+    stop_id: int = typer.Option(..., help="the target's end-of-turn id (pack-prompts prints it)"),
+    layers: str = typer.Option("0,1,-2,-1", help="target layers the draft starts from"),
+    head_map: Path = typer.Option(None, help="reduced head rows (.npy of target ids, e.g. a draft's draft_vocab.npy)"),
+    corpus_dir: Path = typer.Option(None, "--corpus", help="corpus folder: its train.npy is replayed with soft labels"),
+    device: str = typer.Option("cuda"),
+    minutes: float = typer.Option(8.0, help="whole run, answers included"),
+    answer_minutes: float = typer.Option(2.5, help="time for the target's answers"),
+    max_new_tokens: int = typer.Option(128),
+    gen_batch: int = typer.Option(512),
+    seq: int = typer.Option(512),
+    batch: int = typer.Option(64),
+    lr: float = typer.Option(3e-4),
+    distill_weight: float = typer.Option(0.5, min=0.0, max=1.0),
+    eval_every: int = typer.Option(200),
+    init: Path = typer.Option(None, help="start from this draft checkpoint instead of target layers"),
+    answers: Path = typer.Option(None, help="an earlier run's answers.npz: those prompts are not asked again"),
+    gen_batch_tokens: int = typer.Option(1 << 18, help="KV-cache slots per answer batch (GPU memory)"),
+) -> None:
+    """On a GPU: the target (torch, from its GGUF) answers the prompts, then a draft trains on its answers
+    with the target's distribution computed online (no OpenVINO needed on that machine)."""
+    import torch
+
+    from edgespec_models.fastdraft import distill as D
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EdgespecError("--device cuda but torch sees no GPU (use --device cpu for a small trial)")
+    torch.manual_seed(0)
+    vocab_map = np.load(head_map) if head_map else None
+    code = _corpus_tokens(corpus_dir, "train.npy") if corpus_dir else None
+    summary = D.run_distill(target_gguf, prompts, out, _parse_layers(layers), vocab_map, device, minutes, answer_minutes,
+                            max_new_tokens, stop_id, gen_batch=gen_batch, seq=seq, batch=batch, lr=lr,
+                            distill_weight=distill_weight, eval_every=eval_every, corpus=code, init=init,
+                            answers_path=answers, gen_batch_tokens=gen_batch_tokens, log=console.log)
+    console.print(summary)
+
+
 @app.command("export")
 def export_cmd(
     checkpoint: Path = typer.Option(..., help="training checkpoint (.pt)"),
@@ -713,3 +779,7 @@ def runtime_accept(
                       f"{r['tokens_per_target_call']:.2f} ({r['prompts']} prompts, {r['new_tokens']} tokens)")
     if out:
         out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":  # `python -m edgespec_models.fastdraft.cli` where edgespec itself is not installed
+    app()

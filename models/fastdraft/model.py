@@ -102,7 +102,11 @@ class Block(nn.Module):
         self.ffn_up = nn.Linear(cfg.hidden, cfg.ffn, bias=False)
         self.ffn_down = nn.Linear(cfg.ffn, cfg.hidden, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Causal over x alone, or with `cache` (K, V buffers [B, KV heads, S, D]): x's keys/values are
+        written at slots start.. and x attends to slots [0, start + T) where `mask` [B, 1, T, start + T] allows."""
         b, t, _ = x.shape
         c = self.cfg
         h = self.attn_norm(x)
@@ -111,8 +115,19 @@ class Block(nn.Module):
         v = self.attn_v(h).view(b, t, c.kv_heads, c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin, c.rope_neox), apply_rope(k, cos, sin, c.rope_neox)
         rep = c.heads // c.kv_heads
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is None:
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            cache_k, cache_v = cache
+            cache_k[:, :, start:start + t] = k
+            cache_v[:, :, start:start + t] = v
+            # The query heads that share a KV head go in as extra query rows, so the cache is read as it
+            # is instead of copied `rep` times per step (query head h uses KV head h // rep).
+            q = q.reshape(b, c.kv_heads, rep * t, c.head_dim)
+            y = F.scaled_dot_product_attention(q, cache_k[:, :, :start + t], cache_v[:, :, :start + t],
+                                               attn_mask=mask.repeat(1, 1, rep, 1))
+            y = y.view(b, c.kv_heads, rep, t, c.head_dim).reshape(b, c.heads, t, c.head_dim)
         x = x + self.attn_output(y.transpose(1, 2).reshape(b, t, c.hidden))
         h = self.ffn_norm(x)
         return x + self.ffn_down(F.silu(self.ffn_gate(h)) * self.ffn_up(h))
@@ -151,6 +166,34 @@ class DraftLM(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits over the head's vocabulary, [B, T, head_vocab]."""
         return self.output(self.hidden_states(ids))
+
+    def new_cache(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        w = self.token_embd.weight
+        shape = (batch, self.cfg.kv_heads, length, self.cfg.head_dim)
+        return [(torch.zeros(shape, dtype=w.dtype, device=w.device), torch.zeros(shape, dtype=w.dtype, device=w.device))
+                for _ in self.blocks]
+
+    def forward_cached(self, ids: torch.Tensor, positions: torch.Tensor, key_ok: torch.Tensor,
+                       cache: list[tuple[torch.Tensor, torch.Tensor]], start: int) -> torch.Tensor:
+        """Logits of the last position, [B, head_vocab], for ids [B, T] at cache slots start.. .
+
+        Rows may be left-padded: `positions` [B, T] are each row's own RoPE positions, and `key_ok`
+        [B, S] marks the cache slots that hold real tokens (pads are never attended to).
+        """
+        t = ids.shape[1]
+        end = start + t
+        if end > self.cfg.context or end > cache[0][0].shape[2]:
+            raise EdgespecError(f"{end} tokens exceed the context ({self.cfg.context}) or the cache")
+        query_slot = torch.arange(start, end, device=ids.device)
+        key_slot = torch.arange(end, device=ids.device)
+        allowed = (key_slot[None, :] <= query_slot[:, None])[None] & key_ok[:, None, :end]
+        allowed |= (key_slot[None, :] == query_slot[:, None])[None]  # a pad query sees itself: no empty row
+        mask = allowed[:, None]
+        x = self.token_embd(ids)
+        cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        for block, layer_cache in zip(self.blocks, cache):
+            x = block(x, cos, sin, layer_cache, start, mask)
+        return self.output(self.output_norm(x[:, -1]))
 
     def num_params(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -124,12 +124,14 @@ def batch_loss(model: DraftLM, toks: torch.Tensor, mask: torch.Tensor, inverse: 
 
 
 @torch.no_grad()
-def evaluate(model: DraftLM, data: TrainSet, inverse: torch.Tensor | None, batch: int = 8) -> dict:
+def evaluate(model: DraftLM, data: TrainSet, inverse: torch.Tensor | None, batch: int = 8, device: str = "cpu",
+             amp: bool = False) -> dict:
     model.eval()
     losses, correct, counted = [], 0, 0
     for i in range(0, len(data), batch):
         toks, mask, _ = data.batch(np.arange(i, min(i + batch, len(data))))
-        loss, c, n = batch_loss(model, toks, mask, inverse)
+        with _autocast(device, amp):
+            loss, c, n = batch_loss(model, toks.to(device), mask.to(device), inverse)
         losses.append(float(loss) * int(n))
         correct += int(c)
         counted += int(n)
@@ -144,11 +146,26 @@ def expected_block_efficiency(alpha: float, k: int) -> float:
     return (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
+def _autocast(device: str, amp: bool):
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp)
+
+
+Teacher = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.ndarray | None, out_dir: Path,
           steps: int, batch: int, lr: float, warmup: int = 20, save_every: int = 50, eval_every: int = 50,
           state: dict | None = None, optimizer_state: dict | None = None, freeze_embedding: bool = True,
-          on_step: Callable[[int, dict], None] | None = None, seed: int = 0, soft_weight: float = 0.0) -> dict:
-    """Run (or resume) training to `steps`; writes out_dir/last.pt and appends out_dir/log.jsonl."""
+          on_step: Callable[[int, dict], None] | None = None, seed: int = 0, soft_weight: float = 0.0,
+          device: str = "cpu", amp: bool = False, teacher: Teacher | None = None, deadline: float | None = None,
+          eval_batch: int = 8) -> dict:
+    """Run (or resume) training to `steps`; writes out_dir/last.pt and appends out_dir/log.jsonl.
+
+    `teacher` (token windows [B, T] -> the target's top-K ids and log-probs [B, T, K]) supplies the soft
+    targets online instead of the set's cached ones. With `deadline` (time.time()), the run is shortened
+    after its first steps so that it ends by then; the warm-up must outlast those steps so the
+    learning-rate schedule is unchanged by it.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     state = dict(state or {})
     step = int(state.get("step", 0))
@@ -158,11 +175,12 @@ def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.
     if optimizer_state:
         opt.load_state_dict(optimizer_state)
     inverse = inverse_map(vocab_map, model.cfg.target_vocab)
+    inverse = inverse.to(device) if inverse is not None else None
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(len(train_set)) for _ in range(steps * batch // len(train_set) + 2)])
     log_path = out_dir / "log.jsonl"
     if step == 0:
-        first = {"step": 0, "tokens": 0, "elapsed_s": 0.0} | evaluate(model, val_set, inverse)
+        first = {"step": 0, "tokens": 0, "elapsed_s": 0.0} | evaluate(model, val_set, inverse, eval_batch, device, amp)
         _append(log_path, first)
         if on_step:
             on_step(0, first)
@@ -170,24 +188,38 @@ def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.
     tokens_seen = int(state.get("tokens", 0))
     model.train()
     t_last = time.time()
+    # Step time is measured over steps 10..30 of this run: the first steps also pay for allocator and
+    # kernel warm-up, which made a deadline end a GPU run with half its time unused.
+    calibrate, first_step, t_first = (min(30, max(2, warmup)) // 3, min(30, max(2, warmup))), step, time.time()
     while step < steps:
         idx = order[step * batch:(step + 1) * batch]
         toks, mask, soft = train_set.batch(idx)
+        toks, mask = toks.to(device), mask.to(device)
+        if teacher is not None:
+            soft = teacher(toks[:, :-1])
+        elif soft is not None:
+            soft = (soft[0].to(device), soft[1].to(device))
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup)
-        loss, _, n = batch_loss(model, toks, mask, inverse, soft, soft_weight)
+        with _autocast(device, amp):
+            loss, _, n = batch_loss(model, toks, mask, inverse, soft, soft_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         tokens_seen += int(n)
+        if deadline is not None and step - first_step == calibrate[0]:
+            t_first = time.time()
+        if deadline is not None and step - first_step == calibrate[1]:
+            per_step = (time.time() - t_first) / (calibrate[1] - calibrate[0]) * 1.1  # a tenth more for evaluations
+            steps = min(steps, step + max(1, int((deadline - time.time()) / per_step)))
         now = time.time()
         elapsed += now - t_last
         t_last = now
         row = {"step": step, "loss": float(loss.detach()), "tokens": tokens_seen, "elapsed_s": round(elapsed, 1)}
         if step % eval_every == 0 or step == steps:
-            row |= evaluate(model, val_set, inverse)
+            row |= evaluate(model, val_set, inverse, eval_batch, device, amp)
             t_last = time.time()  # evaluation time is not training time
             if row["acceptance"] > float(state.get("best_acceptance", -1.0)):
                 # small alignment sets overfit: keep the checkpoint with the best held-out greedy match
