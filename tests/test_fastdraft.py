@@ -233,6 +233,76 @@ def test_simulation_agrees_with_block_walk_and_finds_the_best_length():
         simulate.simulate(bad, {1: 0.01, 4: 0.012}, draft_s=0.0005, lengths=[1, 3], initial=3)
 
 
+def test_cached_greedy_answers_equal_recomputing_every_step():
+    """Left-padded batches with a KV cache give each prompt the answer a plain full forward gives."""
+    from edgespec_models.fastdraft.distill import greedy_answers
+    from edgespec_models.fastdraft.model import DraftConfig, DraftLM
+
+    torch.manual_seed(0)
+    model = DraftLM(DraftConfig(target_vocab=97, head_vocab=97, hidden=48, layers=2, heads=6, kv_heads=2, ffn=64,
+                                context=128)).eval()
+    for param in model.parameters():
+        param.data *= 8  # decisive logits: no near-ties between the two computations
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(3, 97, size=n) for n in (5, 1, 17, 9, 9, 30)]
+
+    def recomputed(prompt: np.ndarray) -> list[int]:
+        ids, out = list(prompt), []
+        while len(out) < 12 and (not out or out[-1] != 2):
+            with torch.no_grad():
+                out.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+            ids.append(out[-1])
+        return out
+
+    expected = [recomputed(p) for p in prompts]
+    assert any(e[-1] == 2 for e in expected) and any(len(e) == 12 for e in expected)  # both ways to end
+    assert greedy_answers(model, prompts, 12, 2, batch=4) == expected
+    assert greedy_answers(model, prompts, 12, 2, batch=4, batch_tokens=40) == expected  # smaller batches
+
+
+def test_distill_end_to_end(tmp_path, tiny_pair):
+    """pack-prompts -> distill (answers + online-teacher training) -> resume from its answers and draft."""
+    from edgespec_models.fastdraft.distill import greedy_answers, read_packed
+    from edgespec_models.fastdraft.model import DraftLM, load_checkpoint, read_gguf_model
+
+    gguf_path = write_llama_gguf(tmp_path / "t.gguf", TINY_SHAPE, random_llama_weights(TINY_SHAPE, seed=0),
+                                 read_tokenizer_fields(smollm2_gguf()))
+    rows = [{"id": f"code-{i}", "kind": "code", "user": f"Write a function number {i} that adds {i} to x."}
+            for i in range(10)] + [{"id": "code-raw-0", "kind": "code-raw", "user": "def add(x, y):\n"}]
+    (tmp_path / "prompts.json").write_text(json.dumps(rows))
+    run("pack-prompts", "--prompts", tmp_path / "prompts.json", "--target", tiny_pair / "target",
+        "--out", tmp_path / "prompts.npz")
+    keys, prompts = read_packed(tmp_path / "prompts.npz")
+    tok = data.TargetTokenizer(tiny_pair / "target")
+    assert keys == [r["id"] for r in rows] and prompts[0].tolist() == tok.encode([data.model_input(tok, rows[0])])[0]
+    assert prompts[-1].tolist() == tok.encode(["def add(x, y):\n"])[0]  # raw prompts keep no chat template
+
+    common = ("--target-gguf", gguf_path, "--prompts", tmp_path / "prompts.npz", "--stop-id", tok.eos_id,
+              "--device", "cpu", "--max-new-tokens", 6, "--gen-batch", 4, "--seq", 48, "--batch", 2,
+              "--eval-every", 5, "--minutes", 0.12, "--val-percent", 40)
+    run("distill", *common, "--out", tmp_path / "d1", "--layers", "0,-1", "--answer-minutes", 0.1)
+    answered = dict(zip(*read_packed(tmp_path / "d1" / "answers.npz")))
+    assert set(answered) == set(keys)
+    cfg, weights = read_gguf_model(gguf_path)
+    target = DraftLM(cfg)
+    target.load_gguf_weights(weights)
+    assert [answered[k].tolist() for k in keys[:3]] == greedy_answers(target.eval(), prompts[:3], 6, tok.eos_id, 8)
+    summary = json.loads((tmp_path / "d1" / "distill.json").read_text())
+    assert summary["answers"] == 11 and summary["step"] >= 1
+    log = [json.loads(line) for line in (tmp_path / "d1" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == summary["step"] and "acceptance" in log[-1]
+    draft, _, _, _ = load_checkpoint(tmp_path / "d1" / "last.pt")
+    assert draft.cfg.init_layers == [0, 1] and draft.cfg.layers == 2  # -1: the target's last layer
+
+    # a second run starts from that draft and those answers: nothing is asked again
+    run("distill", *common, "--out", tmp_path / "d2", "--init", tmp_path / "d1" / "last.pt",
+        "--answers", tmp_path / "d1" / "answers.npz", "--answer-minutes", 0)
+    again = dict(zip(*read_packed(tmp_path / "d2" / "answers.npz")))
+    assert {k: v.tolist() for k, v in again.items()} == {k: v.tolist() for k, v in answered.items()}
+    first = [json.loads(line) for line in (tmp_path / "d2" / "log.jsonl").read_text().splitlines()][0]
+    assert first["step"] == 0 and abs(first["val_loss"] - log[-1]["val_loss"]) < 1e-3  # the same draft, evaluated
+
+
 def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     """corpus -> pretrain -> synthesize -> align -> export -> accept, all on tiny models."""
     target = tiny_pair / "target"

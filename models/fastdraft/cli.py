@@ -617,6 +617,7 @@ def distill(
     lr: float = typer.Option(3e-4),
     distill_weight: float = typer.Option(0.5, min=0.0, max=1.0),
     eval_every: int = typer.Option(200),
+    val_percent: int = typer.Option(5, help="percent of answers held out (by id hash, as in align)"),
     init: Path = typer.Option(None, help="start from this draft checkpoint instead of target layers"),
     answers: Path = typer.Option(None, help="an earlier run's answers.npz: those prompts are not asked again"),
     gen_batch_tokens: int = typer.Option(1 << 18, help="KV-cache slots per answer batch (GPU memory)"),
@@ -634,7 +635,7 @@ def distill(
     code = _corpus_tokens(corpus_dir, "train.npy") if corpus_dir else None
     summary = D.run_distill(target_gguf, prompts, out, _parse_layers(layers), vocab_map, device, minutes, answer_minutes,
                             max_new_tokens, stop_id, gen_batch=gen_batch, seq=seq, batch=batch, lr=lr,
-                            distill_weight=distill_weight, eval_every=eval_every, corpus=code, init=init,
+                            distill_weight=distill_weight, eval_every=eval_every, val_percent=val_percent, corpus=code, init=init,
                             answers_path=answers, gen_batch_tokens=gen_batch_tokens, log=console.log)
     console.print(summary)
 
