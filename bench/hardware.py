@@ -112,12 +112,41 @@ def machine_info() -> dict:
 
 
 def model_files(folder: Path) -> dict:
-    """Sizes of the files that make up one model; weight_bytes is what a decode step streams."""
+    """Sizes of the files that make up one model. weight_bytes is the weight file; streamed_bytes is what a
+    decode step reads of it: all of it but the tables it only gathers rows from (lookup_only_bytes)."""
     files = {}
     for path in sorted(folder.iterdir()):
         if path.is_file():
             files[path.name] = path.stat().st_size
-    return {"dir": str(folder), "files": files, "weight_bytes": files.get("openvino_model.bin", 0)}
+    weight_bytes = files.get("openvino_model.bin", 0)
+    xml = folder / "openvino_model.xml"
+    lookup = lookup_only_bytes(xml) if xml.is_file() and weight_bytes else 0
+    return {"dir": str(folder), "files": files, "weight_bytes": weight_bytes,
+            "streamed_bytes": weight_bytes - lookup, "lookup_only_bytes": lookup}
+
+
+_DECOMPRESSION = {"Convert", "Subtract", "Multiply", "Reshape"}
+
+
+def lookup_only_bytes(xml: Path) -> int:
+    """Bytes of weight tables that the model only gathers rows from: an input embedding that is not also
+    the output head. A decode step reads one row of such a table per token, not the table, so counting it
+    would make a draft with its own embedding (every FastDraft draft) look several times heavier than it is."""
+    import openvino as ov
+
+    total = 0
+    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+        if op.get_type_name() != "Gather":
+            continue
+        chain, node = [], op.input_value(0).get_node()
+        while node.get_type_name() in _DECOMPRESSION and node.get_input_size():  # INT8/INT4 weight decompression
+            chain.append(node)
+            node = node.input_value(0).get_node()
+        # A table or decompressed copy that feeds anything else (a tied output head's MatMul) is streamed.
+        if node.get_type_name() == "Constant" and all(len(n.output(0).get_target_inputs()) == 1
+                                                      for n in [node, *chain]):
+            total += node.get_byte_size()
+    return total
 
 
 def rss_bytes() -> int:

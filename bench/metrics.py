@@ -8,11 +8,11 @@ Conventions (the same for every mode):
   call that makes the first token is left out, as in edgespec's GenerationStats.
 - memory-bound speedup (FastDraft, Zafrir et al. 2024, after Leviathan et al. 2023):
   MBSU = tau / (1 + c * gamma), with tau the block efficiency, gamma the mean number of drafted tokens
-  per verification call, c the weight bytes of the draft the mode ran (the pair's, or draft 2 for the
-  *-spec2 modes) over the target's (the paper's c is a ratio of
-  parameter counts; bytes is what a memory-bound step actually streams, and the two agree when both
-  models use the same weight format). It is the speedup a device would see if every forward pass
-  cost only the time to read the model's weights once.
+  per verification call, c the bytes a decode step of the mode's draft streams (the pair's draft, or draft 2
+  for the *-spec2 modes) over the target's. The paper's c is a ratio of parameter counts; bytes are what a
+  memory-bound step reads, and a table the model only gathers rows from (an input embedding that is not also
+  the output head) is left out, since a step reads one row of it (hardware.lookup_only_bytes). It is the
+  speedup a device would see if every forward pass cost only the time to read the model's weights once.
 - achieved weight bandwidth = (target bytes * target calls + draft bytes * draft calls) / wall time.
 """
 

@@ -149,6 +149,12 @@ def _models(results: dict, add) -> None:
     if ratios and pair["target"]["weight_bytes"]:
         add("")
         add("Draft/target weight bytes: " + ", ".join(ratios) + ".")
+    if ratios and pair["target"].get("streamed_bytes"):
+        streamed = [f"{name} {pair[role]['streamed_bytes'] / pair['target']['streamed_bytes']:.3f}"
+                    for role, name in (("draft", "draft"), ("draft2", "draft 2")) if pair.get(role)]
+        add("Draft/target bytes a decode step streams (the c of the memory-bound speedup; a table a model only "
+            "gathers rows from, such as an input embedding that is not also its output head, is left out): "
+            + ", ".join(streamed) + ".")
     add("")
 
 
@@ -330,9 +336,10 @@ def _definitions(add) -> None:
     add("- acceptance: accepted drafted tokens / drafted tokens. tokens/target call: (new tokens - 1) / "
         "(target calls - 1), the prefill call left out. GenAI's counts come from its extended perf metrics.")
     add("- memory-bound speedup (FastDraft, Zafrir et al. 2024): tokens per target call / (1 + c x drafted per call), "
-        "c = draft weight bytes / target weight bytes (draft 2's bytes for the draft-2 modes): the speedup if each "
+        "c = bytes a draft step streams / bytes a target step streams (draft 2's for the draft-2 modes; a table "
+        "a model only gathers rows from, such as an untied input embedding, is left out): the speedup if each "
         "forward pass cost only one read of the model's weights.")
-    add("- weight GB/s: (target weight bytes x target calls + draft weight bytes x draft calls) / wall time, "
+    add("- weight GB/s: (target streamed bytes x target calls + draft streamed bytes x draft calls) / wall time, "
         "against the numpy-measured read bandwidth.")
     add("- '= output': prompts (x repeats) whose generated token ids equal the reference mode's, token for token "
         "(greedy runs only).")

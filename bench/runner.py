@@ -251,9 +251,9 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     raw = [r.to_json() for r in records]
     results["runs"] = raw
     info = results["pair"]
-    target_bytes = info["target"]["weight_bytes"]
-    # c of the memory-bound speedup and the weight bandwidth: the bytes of the draft each mode ran.
-    draft_bytes = {m: (info["draft2"] if m in DRAFT2_MODES else info["draft"])["weight_bytes"]
+    target_bytes = info["target"]["streamed_bytes"]
+    # c of the memory-bound speedup and the weight bandwidth: the bytes a step of each mode's draft streams.
+    draft_bytes = {m: (info["draft2"] if m in DRAFT2_MODES else info["draft"])["streamed_bytes"]
                    for m in modes if m in SPECULATIVE}
     results["summary"] = metrics.summarize(raw, modes, target_bytes, draft_bytes,
                                            results["bandwidth"]["read_bytes_per_s"], greedy)

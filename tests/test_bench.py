@@ -7,12 +7,13 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from edgespec.errors import EdgespecError
-from edgespec_bench import costcurve, metrics
+from edgespec_bench import costcurve, hardware, metrics
 from edgespec_bench.cli import bench_command
 from edgespec_bench.modes import ALL_MODES, DRAFT2_MODES, LABELS, MODES
 from edgespec_bench.prompts import load_prompt_set
@@ -352,3 +353,33 @@ def test_bench_default_draft_length_is_the_runtimes():
 
     option = inspect.signature(bench_command).parameters["draft_length"].default
     assert option.default == Settings.draft_length == GenerationConfig.draft_length
+
+
+def _embedding_model(folder: Path, tied: bool, compressed: bool) -> Path:
+    """ids -> Gather(table) -> MatMul(head): the head is the table itself when tied."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(0)
+    ids = ops.parameter([1, 4], ov.Type.i64, name="input_ids")
+    if compressed:  # the INT8 weight-decompression chain NNCF writes
+        raw = ops.constant(rng.integers(0, 255, size=(64, 16)).astype(np.uint8))
+        table = ops.multiply(ops.convert(raw, ov.Type.f32), ops.constant(np.full((64, 1), 0.01, np.float32)))
+    else:
+        table = ops.constant(rng.standard_normal((64, 16)).astype(np.float32))
+    hidden = ops.gather(table, ids, ops.constant(np.int64(0)))
+    head = table if tied else ops.constant(rng.standard_normal((64, 16)).astype(np.float32))
+    logits = ops.matmul(hidden, head, transpose_a=False, transpose_b=True)
+    folder.mkdir()
+    ov.save_model(ov.Model([logits], [ids]), folder / "openvino_model.xml", compress_to_fp16=False)
+    return folder
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_streamed_bytes_leave_out_untied_embeddings(tmp_path, compressed):
+    table_bytes = 64 * 16 * (1 if compressed else 4)
+    untied = hardware.model_files(_embedding_model(tmp_path / "untied", tied=False, compressed=compressed))
+    assert untied["lookup_only_bytes"] == table_bytes
+    assert untied["streamed_bytes"] == untied["weight_bytes"] - table_bytes > 0
+    tied = hardware.model_files(_embedding_model(tmp_path / "tied", tied=True, compressed=compressed))
+    assert tied["lookup_only_bytes"] == 0 and tied["streamed_bytes"] == tied["weight_bytes"]

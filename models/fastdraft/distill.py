@@ -5,7 +5,7 @@ The CPU recipe (`synthesize` with the OpenVINO target, then `align` on the cache
 400k target tokens per hour out of two cores. On one GPU the same target writes that many in seconds,
 so the draft can learn from far more of the target's own text, and from its distribution rather than
 a cached top-K. This side needs torch, numpy and gguf only (no OpenVINO): the prompts arrive already
-tokenized, packed by `pack_prompts` where the target's OpenVINO tokenizer is.
+tokenized, saved by `save_token_lists` (`draft pack-prompts`) where the target's OpenVINO tokenizer is.
 
 The torch target is the GGUF's weights dequantized, not the OpenVINO IR the runtime decodes with, so
 its greedy answers can part from the IR's at near-ties; `draft accept` on the IR's own answers is
@@ -30,24 +30,25 @@ from edgespec_models.fastdraft.model import DraftLM, read_gguf_model
 
 # --- prompts, tokenized where the OpenVINO tokenizer is ---------------------------------------------
 
-def pack_prompts(path: Path, keys: list[str], token_ids: list[list[int]]) -> None:
-    """Prompt token ids (chat format already applied) under stable keys, in one compressed file."""
+def save_token_lists(path: Path, keys: list[str], token_ids: list[list[int]]) -> None:
+    """Token lists under stable keys in one compressed file: prompts (chat format already applied) or answers."""
     if len(keys) != len(token_ids) or len(set(keys)) != len(keys):
-        raise EdgespecError("packed prompts need one unique key per prompt")
+        raise EdgespecError("token lists need one unique key each")
     flat = np.concatenate([np.asarray(t, np.int64) for t in token_ids]) if token_ids else np.zeros(0, np.int64)
     dtype = np.uint16 if not flat.size or flat.max() < 2 ** 16 else np.uint32
     offsets = np.cumsum([0] + [len(t) for t in token_ids]).astype(np.int64)
     np.savez_compressed(path, keys=np.array(keys, dtype=str), flat=flat.astype(dtype), offsets=offsets)
 
 
-def read_packed(path: Path) -> tuple[list[str], list[np.ndarray]]:
+def read_token_lists(path: Path) -> tuple[list[str], list[np.ndarray]]:
     if not Path(path).is_file():
-        raise EdgespecError(f"packed prompts not found: {path}")
+        raise EdgespecError(f"token list file not found: {path}")
     try:
         with np.load(path) as z:
             keys, flat, offsets = [str(k) for k in z["keys"]], z["flat"].astype(np.int64), z["offsets"]
     except Exception as exc:  # numpy raises several kinds for a damaged or foreign file
-        raise EdgespecError(f"{path} is not a packed prompt file ({exc.__class__.__name__})") from None
+        raise EdgespecError(f"{path} is not a token list file ({exc.__class__.__name__}); "
+                            "`edgespec draft pack-prompts` writes one") from None
     return keys, [flat[offsets[i]:offsets[i + 1]] for i in range(len(keys))]
 
 
@@ -126,13 +127,8 @@ def online_teacher(target: DraftLM, vocab_map: np.ndarray | None, top: int, amp:
 def answers_file(path: Path, keys: list[str], answers: list[list[int] | None]) -> int:
     """Save the answers written so far (key -> ids) for reuse on a CPU run; returns how many."""
     done = [(k, a) for k, a in zip(keys, answers) if a is not None]
-    pack_prompts(path, [k for k, _ in done], [a for _, a in done])
+    save_token_lists(path, [k for k, _ in done], [a for _, a in done])
     return len(done)
-
-
-def write_log(path: Path, row: dict) -> None:
-    with Path(path).open("a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[int], head_map: np.ndarray | None,
@@ -143,7 +139,9 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
                 gen_batch_tokens: int = 1 << 18, log: Callable[[str], None] = print) -> dict:
     """Answer the packed prompts with the target (until answer_minutes; those in `answers_path`, an earlier
     run's answers.npz, are not asked again), then train a draft on the answers (plus corpus windows) with
-    online soft labels until `minutes`. The draft is `init` (a checkpoint) or made of the target's `layers`."""
+    online soft labels until `minutes`. The draft is `init` (a checkpoint) or made of the target's `layers`.
+    Answers are saved after every chunk and the draft every 500 steps (out/last.pt); a run cut short goes on
+    as a new run with `answers_path` and `init` pointing there."""
     from edgespec_models.fastdraft import train as T
     from edgespec_models.fastdraft.model import draft_from_target, load_checkpoint
 
@@ -163,12 +161,12 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
     else:
         draft = draft_from_target(cfg, weights, layers, head_map).to(device)
     del weights
-    keys, prompts = read_packed(prompts_path)
+    keys, prompts = read_token_lists(prompts_path)
     log(f"target {cfg.layers} layers on {device}; {len(prompts)} prompts; loaded in {time.time() - t0:.0f} s")
 
     answers: list[list[int] | None] = [None] * len(prompts)
     if answers_path is not None:
-        earlier = dict(zip(*read_packed(answers_path)))
+        earlier = dict(zip(*read_token_lists(answers_path)))
         answers = [earlier[k].tolist() if k in earlier else None for k in keys]
     todo = [i for i, a in enumerate(answers) if a is None]
     answer_deadline = t0 + answer_minutes * 60
@@ -180,7 +178,8 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
                               deadline=answer_deadline, batch_tokens=gen_batch_tokens)
         for i, answer in zip(picked, part):
             answers[i] = answer
-        done = sum(a is not None for a in answers)
+        # saved after every chunk: an interrupted run loses at most one chunk (rerun with --answers)
+        done = answers_file(out / "answers.npz", keys, answers)
         log(f"answers: {done}/{len(prompts)} after {time.time() - t0:.0f} s")
     n_answers = answers_file(out / "answers.npz", keys, answers)
     answer_tokens = sum(len(a) for a in answers if a is not None)
@@ -206,7 +205,7 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
                                              for k, v in row.items() if k != "step"))
 
     result = T.train(draft, train_set, val_set, head_map, out, steps=max_steps, batch=batch, lr=lr, warmup=100,
-                     save_every=10 ** 9, eval_every=eval_every, on_step=on_step, soft_weight=distill_weight,
+                     save_every=500, eval_every=eval_every, on_step=on_step, soft_weight=distill_weight,
                      device=device, amp=amp, teacher=online_teacher(target, head_map, top, amp),
                      deadline=t0 + minutes * 60, eval_batch=64)
     summary = {"answers": n_answers, "answer_tokens": answer_tokens, "prompts": len(prompts),

@@ -150,14 +150,14 @@ def _autocast(device: str, amp: bool):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp)
 
 
-Teacher = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+OnlineTeacher = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.ndarray | None, out_dir: Path,
           steps: int, batch: int, lr: float, warmup: int = 20, save_every: int = 50, eval_every: int = 50,
           state: dict | None = None, optimizer_state: dict | None = None, freeze_embedding: bool = True,
           on_step: Callable[[int, dict], None] | None = None, seed: int = 0, soft_weight: float = 0.0,
-          device: str = "cpu", amp: bool = False, teacher: Teacher | None = None, deadline: float | None = None,
+          device: str = "cpu", amp: bool = False, teacher: OnlineTeacher | None = None, deadline: float | None = None,
           eval_batch: int = 8) -> dict:
     """Run (or resume) training to `steps`; writes out_dir/last.pt and appends out_dir/log.jsonl.
 

@@ -16,7 +16,8 @@ edgespec draft corpus --target "$TARGET" --out "$WORK/corpus" --max-tokens 30000
 
 # 2. Target-written answers (greedy, in the target's chat template with its default system prompt) to code
 #    seeds, ShareGPT and self-generated user turns.
-#    The user prompts of all 24,995 answers the shipped draft was aligned on: smollm2-draft.prompts.json.gz here.
+#    (v4 was aligned on 24,995 answers; smollm2-draft.prompts.json.gz here now lists the 32,944 prompts v5 was
+#    trained on, step 4d.)
 #    (Rerunning with larger counts grows the saved prompt list; answers already written stay.) v2 trained on
 #    3,500 + 3,500 + 96 (7,096 answers); v3 adds more in step 4b, v4 the rest in step 4c.
 edgespec draft synthesize --target "$TARGET" --corpus "$WORK/corpus" --out "$WORK/synth.jsonl" \
@@ -62,14 +63,32 @@ edgespec draft align --init "$WORK/align2/last.pt" --synthetic "$WORK/synth.json
     --out "$WORK/align3" --corpus "$WORK/corpus" --val-percent 5 --seq 384 --batch 4 --steps 3600 --lr 3e-4 \
     --eval-every 300 --threads 2
 
-# 5. Export (GGUF -> GenAI -> IR, INT8 via NNCF) and check OpenVINO logits against torch.
-edgespec draft export --checkpoint "$WORK/align3/last.pt" --tokenizer-gguf "$GGUF" --out models/smollm2-draft
+# 4d. (v5, the shipped draft) The GPU route, where a GPU is at hand: `draft distill` loads the target's GGUF
+#     into torch, has it answer the prompts itself (KV cache, batches of up to 2,048) and trains the draft with
+#     the target's distribution computed online on every trained token (no cached top-K, no OpenVINO there).
+#     The prompt list: every code seed the corpus gives (8,627, each as a chat task and as plain code), all
+#     7,899 ShareGPT first turns, 31,759 later turns (corpus --seeds 60000 --sharegpt-later 60000, then the saved
+#     list grown as synthesize grows it): 57,006 prompts, of which the two runs answered 32,944
+#     (smollm2-draft.prompts.json.gz here lists those). Run 1 starts from target layers 0, 1, 28, 29 with v4's
+#     head rows; run 2 continues from it on its answers plus new ones. One H200, 2026-11-26: run 1 answered
+#     13,824 prompts in 152 s and trained 150 s (19.7M tokens); run 2 answered 19,120 more in 98 s and trained
+#     246 s (27.0M tokens). The weights went back as fp16 (the frozen embedding is the GGUF's own).
+edgespec draft pack-prompts --prompts "$WORK/synth.prompts.json" --target "$TARGET" --out "$WORK/prompts.npz"
+edgespec draft distill --target-gguf "$GGUF" --prompts "$WORK/prompts.npz" --stop-id 2 --out "$WORK/distill1" \
+    --layers 0,1,28,29 --head-map models/smollm2-draft/draft_vocab.npy --corpus "$WORK/corpus" --device cuda \
+    --minutes 7.3 --answer-minutes 2.5 --lr 5e-4
+edgespec draft distill --target-gguf "$GGUF" --prompts "$WORK/prompts.npz" --stop-id 2 --out "$WORK/distill2" \
+    --init "$WORK/distill1/best.pt" --answers "$WORK/distill1/answers.npz" --corpus "$WORK/corpus" --device cuda \
+    --minutes 6.3 --answer-minutes 1.7 --gen-batch 2048 --gen-batch-tokens 524288 --lr 3e-4
+
+# 5. Export (GGUF -> GenAI -> IR, INT8 via NNCF) and check OpenVINO logits against torch. (v4: align3/last.pt)
+edgespec draft export --checkpoint "$WORK/distill2/best.pt" --tokenizer-gguf "$GGUF" --out models/smollm2-draft
 
 # 6. Measure: cached target answers to HumanEval (chat-wrapped and plain code) and MT-bench, then acceptance at
 #    draft length 5; costs.
 edgespec draft evalset --target "$TARGET" --out "$WORK/evalset.jsonl"
 edgespec draft accept --draft models/smollm2-draft --target "$TARGET" --evalset "$WORK/evalset.jsonl"
 edgespec draft cost models/smollm2-draft
-edgespec draft plot --log "$WORK/pre/log.jsonl" --log "$WORK/align/log.jsonl" --log "$WORK/align2/log.jsonl" --log "$WORK/align3/log.jsonl" --out models/smollm2-draft/loss.png
+edgespec draft plot --log "$WORK/distill1/log.jsonl" --log "$WORK/distill2/log.jsonl" --out models/smollm2-draft/loss.png
 # the runtime's own numbers (pair folder: edgespec.json + target/ + draft/)
 edgespec draft runtime-accept --pair "$WORK/pair" --humaneval 8 --humaneval-raw 8 --mtbench 8 --out "$WORK/runtime.json"
