@@ -7,6 +7,8 @@
 #   SELFDRAFT=1 bench/reproduce_smollm2.sh
 #   FAST=1 bench/reproduce_smollm2.sh          # bench/results/smollm2-fast-kernels: edgespec on the device's
 #                                              # default kernels (--fast-kernels), as GenAI runs
+#   HUMANEVAL40=1 bench/reproduce_smollm2.sh   # bench/results/smollm2-humaneval40: 40 HumanEval problems,
+#                                              # edgespec only (about 8 minutes)
 #
 # Needs: pip install -e '.[bench]'. Takes about 6 minutes per run on a 2-core Xeon (longer on AVX2-only CPUs); run it on a quiet machine:
 # the modes run interleaved, so ratios survive background load, absolute tokens/s do not.
@@ -35,6 +37,14 @@ PY
     fi
     python -m edgespec_bench.makeshift_draft "$WORK/smollm2-ir" "$WORK/smollm2-selfdraft" --eos 2 --context 8192
     nice -n 10 edgespec bench "$WORK/smollm2-selfdraft" "${COMMON[@]}" --out bench/results/smollm2-selfdraft
+    exit 0
+fi
+
+if [ "${HUMANEVAL40:-0}" = 1 ]; then
+    # The first 40 HumanEval problems, edgespec target-only vs speculative: the figure for the HumanEval aim
+    # (the default run's 5 problems are too few for it).
+    nice -n 10 edgespec bench ${1:+"$1"} --modes edgespec-target,edgespec-spec --prompts humaneval --limit 40 \
+        --repeats 2 --max-new-tokens 128 --out bench/results/smollm2-humaneval40
     exit 0
 fi
 
