@@ -9,6 +9,7 @@
 #                                              # default kernels (--fast-kernels), as GenAI runs
 #   HUMANEVAL40=1 bench/reproduce_smollm2.sh   # bench/results/smollm2-humaneval40: 40 HumanEval problems,
 #                                              # edgespec only (about 8 minutes)
+#   HUMANEVAL164=1 bench/reproduce_smollm2.sh  # bench/results/smollm2-humaneval164: all 164 (about 17 minutes)
 #
 # Needs: pip install -e '.[bench]'. Takes about 6 minutes per run on a 2-core Xeon (longer on AVX2-only CPUs); run it on a quiet machine:
 # the modes run interleaved, so ratios survive background load, absolute tokens/s do not.
@@ -37,6 +38,12 @@ PY
     fi
     python -m edgespec_bench.makeshift_draft "$WORK/smollm2-ir" "$WORK/smollm2-selfdraft" --eos 2 --context 8192
     nice -n 10 edgespec bench "$WORK/smollm2-selfdraft" "${COMMON[@]}" --out bench/results/smollm2-selfdraft
+    exit 0
+fi
+
+if [ "${HUMANEVAL164:-0}" = 1 ]; then
+    nice -n 10 edgespec bench ${1:+"$1"} --modes edgespec-target,edgespec-spec --prompts humaneval --limit 164 \
+        --repeats 2 --max-new-tokens 128 --out bench/results/smollm2-humaneval164
     exit 0
 fi
 
