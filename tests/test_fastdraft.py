@@ -277,7 +277,8 @@ def test_distill_end_to_end(tmp_path, tiny_pair):
     assert keys == [r["id"] for r in rows] and prompts[0].tolist() == tok.encode([data.model_input(tok, rows[0])])[0]
     assert prompts[-1].tolist() == tok.encode(["def add(x, y):\n"])[0]  # raw prompts keep no chat template
 
-    common = ("--target-gguf", gguf_path, "--prompts", tmp_path / "prompts.npz", "--stop-id", tok.eos_id,
+    assert tok.eos_id == 2  # the GGUF's eos id, which distill uses when --stop-id is not given
+    common = ("--target-gguf", gguf_path, "--prompts", tmp_path / "prompts.npz",
               "--device", "cpu", "--max-new-tokens", 6, "--gen-batch", 4, "--seq", 48, "--batch", 2,
               "--eval-every", 5, "--minutes", 0.12, "--val-percent", 40)
     run("distill", *common, "--out", tmp_path / "d1", "--layers", "0,-1", "--answer-minutes", 0.1)

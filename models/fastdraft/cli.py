@@ -603,7 +603,8 @@ def distill(
     target_gguf: Path = typer.Option(..., help="the target as a llama/qwen2 GGUF (loaded into torch)"),
     prompts: Path = typer.Option(..., help="packed prompts from `draft pack-prompts`"),
     out: Path = typer.Option(..., help="run folder: answers.npz, log.jsonl, last.pt, best.pt, distill.json"),
-    stop_id: int = typer.Option(..., help="the target's end-of-turn id (pack-prompts prints it)"),
+    stop_id: int = typer.Option(-1, help="the target's end-of-turn id (pack-prompts prints it; "
+                                         "default: the GGUF's end-of-sequence id)"),
     layers: str = typer.Option("0,1,-2,-1", help="target layers the draft starts from"),
     head_map: Path = typer.Option(None, help="reduced head rows (.npy of target ids, e.g. a draft's draft_vocab.npy)"),
     corpus_dir: Path = typer.Option(None, "--corpus", help="corpus folder: its train.npy is replayed with soft labels"),
@@ -631,6 +632,8 @@ def distill(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EdgespecError("--device cuda but torch sees no GPU (use --device cpu for a small trial)")
     torch.manual_seed(0)
+    if stop_id < 0:
+        stop_id = _gguf_eos(target_gguf)[0]
     vocab_map = np.load(head_map) if head_map else None
     code = _corpus_tokens(corpus_dir, "train.npy") if corpus_dir else None
     summary = D.run_distill(target_gguf, prompts, out, _parse_layers(layers), vocab_map, device, minutes,
