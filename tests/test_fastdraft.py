@@ -304,6 +304,24 @@ def test_distill_end_to_end(tmp_path, tiny_pair):
     assert first["step"] == 0 and abs(first["val_loss"] - log[-1]["val_loss"]) < 1e-3  # the same draft, evaluated
 
 
+def test_distill_bad_input_is_one_clear_line(tmp_path, tiny_pair):
+    def fails(*args: str) -> str:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code != 0 and isinstance(result.exception, EdgespecError)
+        return str(result.exception)
+
+    assert "prompt list not found" in fails("pack-prompts", "--prompts", tmp_path / "none.json", "--target",
+                                            tiny_pair / "target", "--out", tmp_path / "p.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    from edgespec_models.fastdraft.distill import read_token_lists
+
+    with pytest.raises(EdgespecError, match="not a token list file"):
+        read_token_lists(tmp_path / "junk.npz")
+    if not torch.cuda.is_available():
+        assert "no GPU" in fails("distill", "--target-gguf", smollm2_gguf(), "--prompts", tmp_path / "junk.npz",
+                                 "--out", tmp_path / "d", "--device", "cuda")
+
+
 def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     """corpus -> pretrain -> synthesize -> align -> export -> accept, all on tiny models."""
     target = tiny_pair / "target"
