@@ -523,10 +523,9 @@ def align(
     rows = [r for path in synthetic for r in synth.read_jsonl(path) if r.get("response", "").strip()]
     if len(rows) < 2:
         raise EdgespecError(f"only {len(rows)} synthetic answers in {', '.join(map(str, synthetic))}")
-    # Held-out answers are picked by a hash of their id: the split stays put when a resumed run
-    # sees more answers (synthesis may still be appending), so no held-out answer is ever trained on.
+    # Held-out answers are picked by a hash of their id (synthesis may still be appending to the set).
     rows.sort(key=lambda r: hashlib.sha1(r["id"].encode()).hexdigest())
-    val_rows = [r for r in rows if int(hashlib.sha1(r["id"].encode()).hexdigest()[:8], 16) % 100 < val_percent]
+    val_rows = [r for r in rows if T.held_out(r["id"], val_percent)]
     if not val_rows or len(val_rows) == len(rows):
         raise EdgespecError(f"--val-percent {val_percent} leaves no held-out or no training answers")
     val_ids = {r["id"] for r in val_rows}

@@ -14,7 +14,6 @@ the measure that counts, after export.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 from edgespec.errors import EdgespecError
 from edgespec_models.fastdraft.model import DraftLM, read_gguf_model
+from edgespec_models.fastdraft import train as T
 
 
 # --- prompts, tokenized where the OpenVINO tokenizer is ---------------------------------------------
@@ -50,11 +50,6 @@ def read_token_lists(path: Path) -> tuple[list[str], list[np.ndarray]]:
         raise EdgespecError(f"{path} is not a token list file ({exc.__class__.__name__}); "
                             "`edgespec draft pack-prompts` writes one") from None
     return keys, [flat[offsets[i]:offsets[i + 1]] for i in range(len(keys))]
-
-
-def held_out(key: str, percent: int) -> bool:
-    """The same split by id hash as `draft align`, so a prompt held out there is held out here."""
-    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 100 < percent
 
 
 # --- the target in torch ------------------------------------------------------------------------------
@@ -115,7 +110,7 @@ def online_teacher(target: DraftLM, vocab_map: np.ndarray | None, top: int, amp:
 
     @torch.no_grad()
     def teach(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+        with T.autocast(device.type, amp):
             logits = F.linear(target.hidden_states(ids), head)
         logp = F.log_softmax(logits.float(), -1)
         best, where = logp.topk(top, dim=-1)
@@ -142,7 +137,6 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
     online soft labels until `minutes`. The draft is `init` (a checkpoint) or made of the target's `layers`.
     Answers are saved after every chunk and the draft every 500 steps (out/last.pt); a run cut short goes on
     as a new run with `answers_path` and `init` pointing there."""
-    from edgespec_models.fastdraft import train as T
     from edgespec_models.fastdraft.model import draft_from_target, load_checkpoint
 
     t0 = time.time()
@@ -169,6 +163,7 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
         earlier = dict(zip(*read_token_lists(answers_path)))
         answers = [earlier[k].tolist() if k in earlier else None for k in keys]
     todo = [i for i, a in enumerate(answers) if a is None]
+    n_answers = answers_file(out / "answers.npz", keys, answers)  # the run's folder holds every answer it uses
     answer_deadline = t0 + answer_minutes * 60
     for first in range(0, len(todo), chunk):  # in the packed order: earlier prompts are answered first
         if time.time() > answer_deadline:
@@ -179,15 +174,14 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
         for i, answer in zip(picked, part):
             answers[i] = answer
         # saved after every chunk: an interrupted run loses at most one chunk (rerun with --answers)
-        done = answers_file(out / "answers.npz", keys, answers)
-        log(f"answers: {done}/{len(prompts)} after {time.time() - t0:.0f} s")
-    n_answers = answers_file(out / "answers.npz", keys, answers)
+        n_answers = answers_file(out / "answers.npz", keys, answers)
+        log(f"answers: {n_answers}/{len(prompts)} after {time.time() - t0:.0f} s")
     answer_tokens = sum(len(a) for a in answers if a is not None)
 
     pairs = {True: [], False: []}
     for key, prompt, answer in zip(keys, prompts, answers):
         if answer:
-            pairs[held_out(key, val_percent)].append((prompt.tolist(), answer))
+            pairs[T.held_out(key, val_percent)].append((prompt.tolist(), answer))
     if not pairs[True] or not pairs[False]:
         raise EdgespecError(f"{n_answers} answers leave no held-out or no training answers")
     train_set = T.windows_from_pairs(pairs[False], seq, pad=stop_id)

@@ -9,6 +9,7 @@ aligned data that *is* the target's greedy choice given the target's own prefix)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -130,7 +131,7 @@ def evaluate(model: DraftLM, data: TrainSet, inverse: torch.Tensor | None, batch
     losses, correct, counted = [], 0, 0
     for i in range(0, len(data), batch):
         toks, mask, _ = data.batch(np.arange(i, min(i + batch, len(data))))
-        with _autocast(device, amp):
+        with autocast(device, amp):
             loss, c, n = batch_loss(model, toks.to(device), mask.to(device), inverse)
         losses.append(float(loss) * int(n))
         correct += int(c)
@@ -146,8 +147,15 @@ def expected_block_efficiency(alpha: float, k: int) -> float:
     return (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
-def _autocast(device: str, amp: bool):
+def autocast(device: str, amp: bool):
+    """bf16 autocast on `device` when amp, else a no-op context."""
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp)
+
+
+def held_out(key: str, percent: int) -> bool:
+    """Held-out split by a hash of the answer's id: it stays put when later runs see more answers, so an
+    answer held out once is never trained on (align and distill split alike)."""
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 100 < percent
 
 
 OnlineTeacher = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -201,7 +209,7 @@ def train(model: DraftLM, train_set: TrainSet, val_set: TrainSet, vocab_map: np.
             soft = (soft[0].to(device), soft[1].to(device))
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             loss, _, n = batch_loss(model, toks, mask, inverse, soft, soft_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
