@@ -4,7 +4,8 @@ On a memory-bound device, verifying k drafted tokens costs about one decode step
 CPU it does not (see FIELD_NOTES). So we measure: the target's time for one call that appends n
 tokens to a fixed past, the draft's time per token between target calls, and the cost of a KV rollback. With a
 per-token acceptance rate a, a call with k drafted tokens yields (1 - a^(k+1)) / (1 - a) tokens
-on average, and costs T(k+1) + k * d, which predicts tokens/s for every k.
+on average, and costs T(k+1) plus the draft's k calls (dearer right after the target's, and when the first
+catches up on a block accepted whole), which predicts tokens/s for every k.
 """
 
 from __future__ import annotations
@@ -63,9 +64,40 @@ def measure(target, draft, seed_ids: list[int], ns: list[int], past: int = 200, 
     if draft is not None:
         out["draft"] = time_calls(draft, past_ids, [1], repeats, progress)  # back to back
         out["draft_token_s"] = time_draft_between(target, draft, past_ids, repeats)
+        out["draft_calls_s"] = {"plain": time_draft_calls(target, draft, past_ids, repeats, CALLS_AFTER_TARGET),
+                                "catch_up": time_draft_calls(target, draft, past_ids, repeats, CATCH_UP_CALLS)}
     if draft2 is not None:
         out["draft2_token_s"] = time_draft_between(target, draft2, past_ids, repeats)
     return out
+
+
+# The draft's calls in one step of decoding: one token each; the first also feeds the token the draft missed
+# when the previous block was accepted whole (the last drafted token was never fed to it).
+CALLS_AFTER_TARGET = (1, 1, 1, 1)
+CATCH_UP_CALLS = (2, 1, 1, 1)
+
+
+def _draft_call_times(target, draft, past_ids: np.ndarray, repeats: int, feeds: tuple[int, ...]) -> list[list[float]]:
+    """Seconds of each draft call of `feeds` tokens, the run of them right after a target call, per repeat."""
+    target.reset()
+    draft.reset()
+    target.forward(past_ids, last=1)
+    draft.forward(past_ids, last=1)
+    target_keep, draft_keep = target.cached, draft.cached
+    runs = []
+    for _ in range(repeats + 1):  # the first round is a warm-up
+        target.forward(past_ids[:1], last=1)
+        target.rollback(target_keep)
+        times = []
+        for n in feeds:
+            t = time.perf_counter()
+            draft.forward(past_ids[:n], last=1)
+            times.append(time.perf_counter() - t)
+        runs.append(times)
+        draft.rollback(draft_keep)
+    target.reset()
+    draft.reset()
+    return runs[1:]
 
 
 def time_draft_between(target, draft, past_ids: np.ndarray, repeats: int, draft_tokens: int = 2) -> float:
@@ -73,23 +105,31 @@ def time_draft_between(target, draft, past_ids: np.ndarray, repeats: int, draft_
     calls underprice it. A step after a pause runs slow and the next few speed up again: the Qwen2.5-Coder
     FastDraft draft took 2.9 ms back to back, and 5.4, 5.0, 4.4, 3.8 ... 3.0 ms over the 8 steps after a target
     step (after 50 ms of sleep alike, so not only the target's weights evicting the draft's)."""
-    target.reset()
-    draft.reset()
-    target.forward(past_ids, last=1)
-    draft.forward(past_ids, last=1)
-    target_keep, draft_keep = target.cached, draft.cached
-    times = []
-    for _ in range(repeats + 1):  # the first round is a warm-up
-        target.forward(past_ids[:1], last=1)
-        target.rollback(target_keep)
-        for _ in range(draft_tokens):
-            t = time.perf_counter()
-            draft.forward(past_ids[:1], last=1)
-            times.append(time.perf_counter() - t)
-        draft.rollback(draft_keep)
-    target.reset()
-    draft.reset()
-    return statistics.median(times[draft_tokens:])
+    runs = _draft_call_times(target, draft, past_ids, repeats, (1,) * draft_tokens)
+    return statistics.median(t for run in runs for t in run)
+
+
+def time_draft_calls(target, draft, past_ids: np.ndarray, repeats: int, feeds: tuple[int, ...]) -> list[float]:
+    """Median seconds of the i-th draft call after a target call, for each i. A call whose token count differs
+    from the previous call's costs more, and so does the call after it (SmolLM2's draft: 1.45 ms back to back;
+    2.24 / 1.89 / 1.54 ms as the first three after a target call; 3.25 / 2.60 / 1.59 when the first feeds 2)."""
+    runs = _draft_call_times(target, draft, past_ids, repeats, feeds)
+    return [statistics.median(run[i] for run in runs) for i in range(len(feeds))]
+
+
+def draft_calls_cost(per_call_s: list[float], k: int) -> float:
+    """Seconds of k one-token draft calls after a target call, call i priced per_call_s[i] (the last from there on)."""
+    return sum(per_call_s[min(i, len(per_call_s) - 1)] for i in range(k))
+
+
+def draft_step_cost(curve: dict, k: int, a: float) -> float:
+    """Expected draft seconds of a step with k drafted tokens: it catches up when the previous block was accepted
+    whole (probability a^k at steady k). Older curves have one per-token figure."""
+    calls = curve.get("draft_calls_s")
+    if not calls:
+        return k * (curve.get("draft_token_s") or 0.0)
+    whole = min(1.0, a) ** k
+    return (1 - whole) * draft_calls_cost(calls["plain"], k) + whole * draft_calls_cost(calls["catch_up"], k)
 
 
 def interp_call(call_s: dict, n: int) -> float:
@@ -136,7 +176,7 @@ def predict(curve: dict, a: float, draft_lengths: list[int], overhead_s: float =
     t1 = interp_call(call_s, 1)
     rows = {}
     for k in draft_lengths:
-        cost = interp_call(call_s, k + 1) + k * d + (k + 1) * overhead_s
+        cost = interp_call(call_s, k + 1) + draft_step_cost(curve, k, a) + (k + 1) * overhead_s
         tokens = expected_tokens(a, k)
         rows[k] = {"tokens_per_call": tokens, "call_cost_s": cost, "tokens_per_s": tokens / cost,
                    "speedup_vs_target": (tokens / cost) * (t1 + overhead_s)}

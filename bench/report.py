@@ -304,6 +304,12 @@ def _cost(results: dict, add) -> None:
             f"({curve['draft_token_s'] / t1:.2f} of a target step)"
             + (f"; {float(back_to_back) * 1000:.1f} ms back to back." if back_to_back else "."))
         add("")
+    if curve.get("draft_calls_s"):
+        plain, catch_up = (" / ".join(f"{t * 1000:.2f}" for t in curve["draft_calls_s"][key])
+                           for key in ("plain", "catch_up"))
+        add(f"Draft calls right after a target call, one token each: {plain} ms; when the first also feeds the "
+            f"token the draft missed (after a fully accepted block): {catch_up} ms.")
+        add("")
     if curve.get("draft2_token_s") is not None:
         add(f"Draft 2: {curve['draft2_token_s'] * 1000:.1f} ms per token between target calls "
             f"({curve['draft2_token_s'] / t1:.2f} of a target step).")
@@ -313,7 +319,9 @@ def _cost(results: dict, add) -> None:
         add(f"Per-token acceptance a = {pred['acceptance']:.3f}, from the {pred['acceptance_source']}. "
             f"Loop overhead per forward call (edgespec target-only TPOT minus the bare 1-token call): "
             f"{pred.get('overhead_s', 0) * 1000:.1f} ms. Predicted cost of a step with k drafted tokens: "
-            f"T(k+1) + k x draft token + (k+1) x overhead; expected tokens (1-a^(k+1))/(1-a).")
+            + ("T(k+1) + the k draft calls above (catching up with probability a^k)" if curve.get("draft_calls_s")
+               else "T(k+1) + k x draft token")
+            + " + (k+1) x overhead; expected tokens (1-a^(k+1))/(1-a).")
         best = pred["best_k"]
         row = pred["by_k"].get(best) or pred["by_k"][str(best)]
         add(f"Predicted best draft length: **k = {best}** ({row['tokens_per_s']:.1f} tokens/s, "

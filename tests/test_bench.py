@@ -129,6 +129,8 @@ def test_sweep_and_cost_curve(bench_run):
     assert ns[0] == 1 and {2, 3} <= set(ns)
     assert all(v > 0 for v in curve["target"]["call_s"].values())
     assert curve["draft_token_s"] > 0 and float(curve["draft"]["call_s"]["1"]) > 0  # between target calls; back to back
+    calls = curve["draft_calls_s"]  # each draft call after a target call, plain and catching up
+    assert len(calls["plain"]) == len(calls["catch_up"]) == 4 and min(calls["plain"] + calls["catch_up"]) > 0
     pred = curve["prediction"]
     assert int(pred["best_k"]) in (1, 2)
     assert 0.0 <= pred["acceptance"] <= 1.0

@@ -204,9 +204,20 @@ def test_simulated_walk_prices_calls_and_drafts():
     assert price(2, 2) == pytest.approx(0.011)  # between measured shapes: interpolated
     assert price(3, 1) == pytest.approx(0.017)  # a change of shape costs the switch price
     # 7 matching tokens at k = 2: two calls keep 2 drafts + 1 target token each, the last call has nothing to draft
-    tokens, calls, seconds = simulate.timed_walk(np.ones(7, bool), lambda: 2, price, draft_s=0.001)
+    flat = simulate.draft_pricer([0.001])
+    tokens, calls, seconds = simulate.timed_walk(np.ones(7, bool), lambda: 2, price, flat)
     assert (tokens, calls) == (7, 3)
     assert seconds == pytest.approx(0.012 + 0.002 + 0.012 + 0.002 + 0.010 + 0.005)
+    # draft calls priced by position after a target call; the step after a block accepted whole catches up
+    draft = simulate.draft_pricer([0.003, 0.002], catch_up_s=[0.005, 0.004, 0.0025])
+    assert draft(3, False) == pytest.approx(0.003 + 0.002 + 0.002) and draft(0, True) == 0.0
+    assert draft(4, True) == pytest.approx(0.005 + 0.004 + 0.0025 + 0.0025)
+    _, _, all_kept = simulate.timed_walk(np.ones(7, bool), lambda: 2, price, draft)
+    assert all_kept == pytest.approx(0.012 + 0.005 + 0.012 + 0.009 + 0.010 + 0.005)
+    misses = np.array([True, False] * 4)  # each call keeps 1 of 2 drafts, so no call catches up
+    _, calls, seconds = simulate.timed_walk(misses, lambda: 2, price, draft)
+    # three 2-draft calls, then one with a single token left to draft (a 2-token verify: shape switch)
+    assert calls == 4 and seconds == pytest.approx(3 * (0.012 + 0.005) + 0.011 + 0.005 + 0.003)
     with pytest.raises(EdgespecError, match="longest"):
         price(9, 0)
     with pytest.raises(EdgespecError, match="1-token"):
@@ -417,6 +428,17 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     sim = json.loads((tmp_path / "sim.json").read_text())["results"]
     assert {kind: sim[kind]["k=5"]["tokens_per_target_call"] for kind in sim} == pytest.approx(
         {kind: r["tokens_per_target_call"] for kind, r in acc.items()})
+    # a newer bench prices each draft call after a target call, and dearer ones when catching up: slower, same calls
+    curve = json.loads(bench_json.read_text())
+    curve["cost_curve"]["draft_calls_s"] = {"plain": [0.002, 0.0015], "catch_up": [0.003, 0.002]}
+    bench_json.write_text(json.dumps(curve))
+    run("simulate", "--draft", draft, "--target", target, "--evalset", evalset, "--bench", bench_json,
+        "--max-new-tokens", 8, "--draft-lengths", "1,5", "--out", tmp_path / "sim2.json")
+    sim2 = json.loads((tmp_path / "sim2.json").read_text())
+    assert sim2["draft_s"] == [0.002, 0.0015] and sim2["catch_up_s"] == [0.003, 0.002]
+    for kind, rows in sim2["results"].items():
+        assert rows["k=5"]["tokens_per_target_call"] == sim[kind]["k=5"]["tokens_per_target_call"]
+        assert rows["k=5"]["tokens_per_s"] < sim[kind]["k=5"]["tokens_per_s"]
 
     # the runtime loads the exported draft (reduced head) beside its target and reports the same kind of numbers
     pair = tmp_path / "pair"

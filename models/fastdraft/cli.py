@@ -257,9 +257,10 @@ def simulate(
     evalset_path: Path = typer.Option(..., "--evalset", help="JSONL written by `draft evalset`"),
     bench: Path = typer.Option(..., help="`edgespec bench` results.json of this pair on this machine: its "
                                          "target cost curve prices the calls"),
-    draft_ms: float = typer.Option(None, help="draft cost per token in ms [default: the bench's 1-token call "
-                                              "of the pair's own draft; give it for any other draft, and note "
-                                              "that in the decode loop it is often higher than alone]"),
+    draft_ms: float = typer.Option(None, help="draft cost per call in ms [default: the bench's timings of the "
+                                              "pair's own draft after a target call; give it for any other "
+                                              "draft, and note that in the decode loop it is often higher "
+                                              "than alone]"),
     switch_ms: float = typer.Option(0.0, help="extra ms of a target call whose shape differs from the last"),
     draft_lengths: str = typer.Option("1,2,3,4,5", help="fixed draft lengths to compare"),
     initial: int = typer.Option(None, help="the adaptive policy's first draft length [default: the runtime's]"),
@@ -278,13 +279,17 @@ def simulate(
     if not rows:
         raise EdgespecError(f"{evalset_path} has no answers: run `edgespec draft evalset` first")
     lengths = _parse_lengths(draft_lengths)
-    call_s, bench_draft_s = sim.costs_from_bench(bench)
-    draft_s = bench_draft_s if draft_ms is None else draft_ms / 1000
+    call_s, draft_s, catch_up_s = sim.costs_from_bench(bench)
+    if draft_ms is not None:
+        draft_s, catch_up_s = [draft_ms / 1000], None
+    draft_text = " / ".join(f"{t * 1000:.2f}" for t in draft_s) + (" (catch-up: " + " / ".join(
+        f"{t * 1000:.2f}" for t in catch_up_s) + ")" if catch_up_s else "")
     start = GenerationConfig.draft_length if initial is None else initial
     results = {}
     for kind, matches in _draft_matches(draft, rows, target, max_new_tokens).items():
-        results[kind] = sim.simulate(matches, call_s, draft_s, lengths, start, switch_s=switch_ms / 1000)
-        table = Table(title=f"{kind} ({len(matches)} answers; draft {draft_s * 1000:.2f} ms/token)")
+        results[kind] = sim.simulate(matches, call_s, draft_s, lengths, start, switch_s=switch_ms / 1000,
+                                     catch_up_s=catch_up_s)
+        table = Table(title=f"{kind} ({len(matches)} answers; draft calls {draft_text} ms)")
         for col in ("policy", "tokens/call", "tokens/s", "speedup"):
             table.add_column(col, justify="left" if col == "policy" else "right")
         for name, r in results[kind].items():
@@ -292,7 +297,8 @@ def simulate(
                           f"{r['speedup']:.3f}")
         console.print(table)
     if out:
-        out.write_text(json.dumps({"bench": str(bench), "draft_s": draft_s, "switch_s": switch_ms / 1000,
+        out.write_text(json.dumps({"bench": str(bench), "draft_s": draft_s, "catch_up_s": catch_up_s,
+                                   "switch_s": switch_ms / 1000,
                                    "results": results}, indent=2) + "\n")
 
 
