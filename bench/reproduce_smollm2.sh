@@ -10,6 +10,7 @@
 #   HUMANEVAL40=1 bench/reproduce_smollm2.sh   # bench/results/smollm2-humaneval40: 40 HumanEval problems,
 #                                              # edgespec only (about 8 minutes)
 #   HUMANEVAL164=1 bench/reproduce_smollm2.sh  # bench/results/smollm2-humaneval164: all 164 (about 17 minutes)
+#   OUT=bench/results/smollm2-avx2 bench/reproduce_smollm2.sh   # any of the above, written elsewhere
 #
 # Needs: pip install -e '.[bench]'. Takes about 6 minutes per run on a 2-core Xeon (longer on AVX2-only CPUs); run it on a quiet machine:
 # the modes run interleaved, so ratios survive background load, absolute tokens/s do not.
@@ -37,13 +38,13 @@ convert_gguf(gguf, out)
 PY
     fi
     python -m edgespec_bench.makeshift_draft "$WORK/smollm2-ir" "$WORK/smollm2-selfdraft" --eos 2 --context 8192
-    nice -n 10 edgespec bench "$WORK/smollm2-selfdraft" "${COMMON[@]}" --out bench/results/smollm2-selfdraft
+    nice -n 10 edgespec bench "$WORK/smollm2-selfdraft" "${COMMON[@]}" --out "${OUT:-bench/results/smollm2-selfdraft}"
     exit 0
 fi
 
 if [ "${HUMANEVAL164:-0}" = 1 ]; then
     nice -n 10 edgespec bench ${1:+"$1"} --modes edgespec-target,edgespec-spec --prompts humaneval --limit 164 \
-        --repeats 2 --max-new-tokens 128 --out bench/results/smollm2-humaneval164
+        --repeats 2 --max-new-tokens 128 --out "${OUT:-bench/results/smollm2-humaneval164}"
     exit 0
 fi
 
@@ -51,12 +52,12 @@ if [ "${HUMANEVAL40:-0}" = 1 ]; then
     # The first 40 HumanEval problems, edgespec target-only vs speculative: the figure for the HumanEval aim
     # (the default run's 5 problems are too few for it).
     nice -n 10 edgespec bench ${1:+"$1"} --modes edgespec-target,edgespec-spec --prompts humaneval --limit 40 \
-        --repeats 2 --max-new-tokens 128 --out bench/results/smollm2-humaneval40
+        --repeats 2 --max-new-tokens 128 --out "${OUT:-bench/results/smollm2-humaneval40}"
     exit 0
 fi
 
 if [ "${FAST:-0}" = 1 ]; then
-    nice -n 10 edgespec bench ${1:+"$1"} "${COMMON[@]}" --fast-kernels --out bench/results/smollm2-fast-kernels
+    nice -n 10 edgespec bench ${1:+"$1"} "${COMMON[@]}" --fast-kernels --out "${OUT:-bench/results/smollm2-fast-kernels}"
     exit 0
 fi
-nice -n 10 edgespec bench ${1:+"$1"} "${COMMON[@]}" --out bench/results/smollm2
+nice -n 10 edgespec bench ${1:+"$1"} "${COMMON[@]}" --out "${OUT:-bench/results/smollm2}"

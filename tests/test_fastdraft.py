@@ -526,3 +526,40 @@ def test_token_files_keep_large_vocabulary_ids(tmp_path):
     assert np.load(tmp_path / "t.npy").tolist() == ids.tolist()
     data.save_tokens(tmp_path / "s.npy", np.array([1, 49151]))
     assert np.load(tmp_path / "s.npy").dtype == np.uint16  # SmolLM2-sized corpora stay small
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_draft_rebuilt_from_its_ir(tmp_path, arch):
+    """A shipped draft keeps only its IR: import-ir rebuilds a float checkpoint whose weights are the
+    exported ones up to INT8 rounding (Q/K back in the draft's RoPE layout, norms, biases, reduced head)."""
+    import dataclasses
+
+    from edgespec_models.fastdraft.export import export_draft
+    from edgespec_models.fastdraft.model import draft_from_target, load_checkpoint, read_gguf_model
+
+    shape = dataclasses.replace(TINY_SHAPE, arch=arch)
+    gguf_path = write_llama_gguf(tmp_path / "t.gguf", shape, random_llama_weights(shape, seed=5),
+                                 read_tokenizer_fields(smollm2_gguf()))
+    cfg, w = read_gguf_model(gguf_path)
+    vocab_map = np.unique(np.concatenate([[2], np.random.default_rng(1).permutation(cfg.target_vocab)[:511]]))
+    draft = draft_from_target(cfg, w, [1, 0], vocab_map)
+    with torch.no_grad():  # norms away from 1, so a norm read from the wrong place shows
+        for name, p in draft.named_parameters():
+            if "norm" in name:
+                p.mul_(torch.linspace(0.5, 1.5, p.numel()))
+    export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "ir", eos_token_ids=[2], weights="int8")
+
+    run("import-ir", "--draft", tmp_path / "ir", "--target-gguf", gguf_path, "--out", tmp_path / "back.pt")
+    model, state, back_map, _ = load_checkpoint(tmp_path / "back.pt")
+    assert np.array_equal(back_map, vocab_map) and state["imported_from"] == str(tmp_path / "ir")
+    assert state["import_check"]["argmax_agreement"] == 1.0
+    assert (model.cfg.layers, model.cfg.head_vocab, model.cfg.arch) == (2, len(vocab_map), arch)
+    original, rebuilt = draft.gguf_weights(), model.gguf_weights()
+    assert original.keys() == rebuilt.keys()
+    for name, x in original.items():
+        # per-channel INT8 rounds each weight by at most half a step of its row's range (2 * max / 255)
+        assert np.abs(rebuilt[name] - x).max() <= 0.005 * np.abs(x).max() + 1e-6, name
+
+    missing = runner.invoke(app, ["import-ir", "--draft", str(tmp_path), "--target-gguf", str(gguf_path),
+                                  "--out", str(tmp_path / "x.pt")])
+    assert isinstance(missing.exception, EdgespecError) and "no openvino_model.xml" in str(missing.exception)

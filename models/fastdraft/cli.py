@@ -684,6 +684,33 @@ def export_cmd(
                                 f"{check['argmax_agreement_clear']:.2f} where torch's top two differ by 1 or more)")
 
 
+@app.command("import-ir")
+def import_ir(
+    draft: Path = typer.Option(..., help="draft IR folder (e.g. models/smollm2-draft)"),
+    target_gguf: Path = typer.Option(..., help="the target's GGUF (heads, RoPE and norm settings)"),
+    out: Path = typer.Option(..., help="checkpoint (.pt) to write: --init for distill, align or export"),
+    verify_tokens: int = typer.Option(64, help="tokens of the draft's own greedy text to check logits on"),
+) -> None:
+    """Rebuild a float training checkpoint from a draft's IR (INT8/INT4 weights dequantized), to train a
+    shipped draft further when its run folder is gone; checked against the IR's own logits."""
+    from edgespec_models.fastdraft.export import own_continuation, verify_export
+    from edgespec_models.fastdraft.from_ir import draft_from_ir
+    from edgespec_models.fastdraft.model import save_checkpoint
+
+    with console.status(f"reading {draft}"):
+        model, vocab_map = draft_from_ir(draft, target_gguf)
+    model.eval()
+    check = verify_export(model, draft, own_continuation(model, vocab_map, verify_tokens))
+    console.print(check)
+    if check["argmax_agreement_clear"] < 0.95:
+        raise EdgespecError(f"the rebuilt draft disagrees with {draft} (argmax agreement "
+                            f"{check['argmax_agreement_clear']:.2f} where its top two differ by 1 or more)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, model, None, {"step": 0, "imported_from": str(draft), "import_check": check}, vocab_map)
+    console.print(f"{model.num_params() / 1e6:.1f}M parameters, {model.cfg.layers} layers, head "
+                  f"{model.cfg.head_vocab} rows -> {out}")
+
+
 @app.command()
 def plot(
     log: list[Path] = typer.Option(..., help="log.jsonl of each stage, in order (pretrain, align)"),

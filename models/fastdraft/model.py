@@ -229,10 +229,8 @@ class DraftLM(nn.Module):
 ARCHITECTURES = ("llama", "qwen2")
 
 
-def read_gguf_model(path: Path) -> tuple[DraftConfig, dict[str, np.ndarray]]:
-    """A llama or qwen2 GGUF (any quantization gguf-py can dequantize) as a config and float32 weights."""
+def _open_gguf(path: Path):
     import gguf
-    from gguf.quants import dequantize
 
     if not Path(path).is_file():
         raise EdgespecError(f"GGUF file not found: {path}")
@@ -243,19 +241,37 @@ def read_gguf_model(path: Path) -> tuple[DraftConfig, dict[str, np.ndarray]]:
     arch = str(reader.fields["general.architecture"].contents())
     if arch not in ARCHITECTURES:
         raise EdgespecError(f"{path}: a {arch} GGUF cannot seed a draft (supported: {', '.join(ARCHITECTURES)})")
+    return reader, arch
 
+
+def _gguf_config(reader, arch: str, path: Path) -> DraftConfig:
     def meta(key: str):
         return reader.fields[f"{arch}.{key}"].contents()
 
+    embedding = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    vocab = int(embedding.shape[-1])  # gguf-py lists dimensions innermost first
+    return DraftConfig(target_vocab=vocab, head_vocab=vocab, hidden=int(meta("embedding_length")),
+                       layers=int(meta("block_count")), heads=int(meta("attention.head_count")),
+                       kv_heads=int(meta("attention.head_count_kv")), ffn=int(meta("feed_forward_length")),
+                       context=int(meta("context_length")), rope_theta=float(meta("rope.freq_base")),
+                       rms_eps=float(meta("attention.layer_norm_rms_epsilon")), arch=arch,
+                       init_source=Path(path).name)
+
+
+def read_gguf_config(path: Path) -> DraftConfig:
+    """A llama or qwen2 GGUF's shape and settings, without reading its weights."""
+    reader, arch = _open_gguf(path)
+    return _gguf_config(reader, arch, path)
+
+
+def read_gguf_model(path: Path) -> tuple[DraftConfig, dict[str, np.ndarray]]:
+    """A llama or qwen2 GGUF (any quantization gguf-py can dequantize) as a config and float32 weights."""
+    from gguf.quants import dequantize
+
+    reader, arch = _open_gguf(path)
     weights = {t.name: np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(
         [int(d) for d in reversed(t.shape)]) for t in reader.tensors}
-    vocab = weights["token_embd.weight"].shape[0]
-    cfg = DraftConfig(target_vocab=vocab, head_vocab=vocab, hidden=int(meta("embedding_length")),
-                      layers=int(meta("block_count")), heads=int(meta("attention.head_count")),
-                      kv_heads=int(meta("attention.head_count_kv")), ffn=int(meta("feed_forward_length")),
-                      context=int(meta("context_length")), rope_theta=float(meta("rope.freq_base")),
-                      rms_eps=float(meta("attention.layer_norm_rms_epsilon")), arch=arch,
-                      init_source=Path(path).name)
+    cfg = _gguf_config(reader, arch, path)
     if "output.weight" not in weights:  # tied embeddings
         weights["output.weight"] = weights["token_embd.weight"]
     return cfg, weights
