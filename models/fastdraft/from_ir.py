@@ -124,7 +124,7 @@ def llama_rope_rows(matrix: np.ndarray, heads: int) -> np.ndarray:
 def draft_from_ir(folder: Path, target_gguf: Path):
     """A DraftLM with the IR's weights (float32) and its vocab map; settings the IR does not spell out
     (heads, RoPE theta, norm epsilon, architecture) are the target GGUF's, as for a draft made from it."""
-    from edgespec_models.fastdraft.model import DraftConfig, DraftLM, read_gguf_config
+    from edgespec_models.fastdraft.model import DraftConfig, DraftLM, read_gguf_config, read_gguf_tensor
 
     xml = Path(folder) / "openvino_model.xml"
     if not xml.is_file():
@@ -142,6 +142,12 @@ def draft_from_ir(folder: Path, target_gguf: Path):
     if embedding.shape[1] != target_cfg.hidden or embedding.shape[0] != target_cfg.target_vocab:
         raise EdgespecError(f"{xml}: embedding {embedding.shape} does not fit the target "
                             f"({target_cfg.target_vocab} x {target_cfg.hidden})")
+    # FastDraft drafts keep the target's input embedding frozen: where the IR's is the target's up to INT8
+    # rounding, training goes on from the exact values it started with.
+    target_embedding = read_gguf_tensor(target_gguf, "token_embd.weight")
+    row_range = target_embedding.max(1) - target_embedding.min(1)
+    if (np.abs(embedding - target_embedding).max(1) <= row_range / 255 + 1e-6).all():
+        weights["token_embd.weight"] = target_embedding
     head_rows = weights["output.weight"].shape[0]
     if (vocab_map is None) != (head_rows == target_cfg.target_vocab) or (
             vocab_map is not None and len(vocab_map) != head_rows):

@@ -258,6 +258,22 @@ def _gguf_config(reader, arch: str, path: Path) -> DraftConfig:
                        init_source=Path(path).name)
 
 
+def _dequantized(tensor) -> np.ndarray:
+    from gguf.quants import dequantize
+
+    return np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32).reshape(
+        [int(d) for d in reversed(tensor.shape)])
+
+
+def read_gguf_tensor(path: Path, name: str) -> np.ndarray:
+    """One tensor of a GGUF as float32 (the rest is not dequantized)."""
+    reader, _ = _open_gguf(path)
+    for tensor in reader.tensors:
+        if tensor.name == name:
+            return _dequantized(tensor)
+    raise EdgespecError(f"{path} has no tensor {name}")
+
+
 def read_gguf_config(path: Path) -> DraftConfig:
     """A llama or qwen2 GGUF's shape and settings, without reading its weights."""
     reader, arch = _open_gguf(path)
@@ -266,11 +282,8 @@ def read_gguf_config(path: Path) -> DraftConfig:
 
 def read_gguf_model(path: Path) -> tuple[DraftConfig, dict[str, np.ndarray]]:
     """A llama or qwen2 GGUF (any quantization gguf-py can dequantize) as a config and float32 weights."""
-    from gguf.quants import dequantize
-
     reader, arch = _open_gguf(path)
-    weights = {t.name: np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(
-        [int(d) for d in reversed(t.shape)]) for t in reader.tensors}
+    weights = {t.name: _dequantized(t) for t in reader.tensors}
     cfg = _gguf_config(reader, arch, path)
     if "output.weight" not in weights:  # tied embeddings
         weights["output.weight"] = weights["token_embd.weight"]
