@@ -528,10 +528,10 @@ def test_token_files_keep_large_vocabulary_ids(tmp_path):
     assert np.load(tmp_path / "s.npy").dtype == np.uint16  # SmolLM2-sized corpora stay small
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_draft_rebuilt_from_its_ir(tmp_path, arch):
+@pytest.mark.parametrize("arch,weights", [("llama", "int8"), ("qwen2", "int8"), ("llama", "int4")])
+def test_draft_rebuilt_from_its_ir(tmp_path, arch, weights):
     """A shipped draft keeps only its IR: import-ir rebuilds a float checkpoint whose weights are the
-    exported ones up to INT8 rounding (Q/K back in the draft's RoPE layout, norms, biases, reduced head)."""
+    exported ones up to INT8/INT4 rounding (Q/K back in the draft's RoPE layout, norms, biases, reduced head)."""
     import dataclasses
 
     from edgespec_models.fastdraft.export import export_draft
@@ -549,7 +549,7 @@ def test_draft_rebuilt_from_its_ir(tmp_path, arch):
                 p.mul_(torch.linspace(0.5, 1.5, p.numel()))
         if arch == "qwen2":  # a draft that trained its own input embedding keeps it
             draft.token_embd.weight.add_(0.1 * draft.token_embd.weight.std())
-    export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "ir", eos_token_ids=[2], weights="int8")
+    export_draft(draft, vocab_map, smollm2_gguf(), tmp_path / "ir", eos_token_ids=[2], weights=weights)
 
     run("import-ir", "--draft", tmp_path / "ir", "--target-gguf", gguf_path, "--out", tmp_path / "back.pt")
     model, state, back_map, _ = load_checkpoint(tmp_path / "back.pt")
@@ -560,8 +560,13 @@ def test_draft_rebuilt_from_its_ir(tmp_path, arch):
     original, rebuilt = draft.gguf_weights(), model.gguf_weights()
     assert original.keys() == rebuilt.keys()
     for name, x in original.items():
-        # per-channel INT8 rounds each weight by at most half a step of its row's range (2 * max / 255)
-        assert np.abs(rebuilt[name] - x).max() <= 0.005 * np.abs(x).max() + 1e-6, name
+        if weights == "int4" and name.startswith("blk.") and x.ndim == 2:
+            # INT4 layers (groups of 64) round these random weights by ~10% of the matrix's norm (measured: up
+            # to 9.6%); a layout or naming mistake moves them by ~140%
+            assert np.linalg.norm(rebuilt[name] - x) <= 0.2 * np.linalg.norm(x), name
+        else:
+            # per-channel INT8 rounds each weight by at most half a step of its row's range (2 * max / 255)
+            assert np.abs(rebuilt[name] - x).max() <= 0.005 * np.abs(x).max() + 1e-6, name
     # the target's own (frozen) embedding comes back exactly, from the target's GGUF
     assert np.array_equal(rebuilt["token_embd.weight"], w["token_embd.weight"]) == (arch == "llama")
 
