@@ -8,11 +8,11 @@
 #   FAST=1 bench/reproduce_smollm2.sh          # bench/results/smollm2-fast-kernels: edgespec on the device's
 #                                              # default kernels (--fast-kernels), as GenAI runs
 #   HUMANEVAL40=1 bench/reproduce_smollm2.sh   # bench/results/smollm2-humaneval40: 40 HumanEval problems,
-#                                              # edgespec only (about 8 minutes)
-#   HUMANEVAL164=1 bench/reproduce_smollm2.sh  # bench/results/smollm2-humaneval164: all 164 (about 17 minutes)
+#                                              # edgespec only (about 8 minutes; 5 on the AVX2 CPU)
+#   HUMANEVAL164=1 bench/reproduce_smollm2.sh  # bench/results/smollm2-humaneval164: all 164 (about 17 minutes; 23 on the AVX2 CPU)
 #   OUT=bench/results/smollm2-avx2 bench/reproduce_smollm2.sh   # any of the above, written elsewhere
 #
-# Needs: pip install -e '.[bench]'. Takes about 6 minutes per run on a 2-core Xeon (longer on AVX2-only CPUs); run it on a quiet machine:
+# Needs: pip install -e '.[bench]'. Takes about 6 minutes per run on a 2-core Xeon, 10 on the 2-core AVX2-only CPU; run it on a quiet machine:
 # the modes run interleaved, so ratios survive background load, absolute tokens/s do not.
 set -euo pipefail
 cd "$(dirname "$0")/.."

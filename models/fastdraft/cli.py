@@ -615,7 +615,7 @@ def distill(
     corpus_dir: Path = typer.Option(None, "--corpus", help="corpus folder: its train.npy is replayed with soft labels"),
     device: str = typer.Option("cuda"),
     minutes: float = typer.Option(8.0, help="whole run, answers included"),
-    answer_minutes: float = typer.Option(2.5, help="time for the target's answers"),
+    answer_minutes: float = typer.Option(2.5, help="time for the target's answers, from when the models are loaded"),
     max_new_tokens: int = typer.Option(128),
     gen_batch: int = typer.Option(512),
     seq: int = typer.Option(512),

@@ -164,7 +164,8 @@ def run_distill(target_gguf: Path, prompts_path: Path, out: Path, layers: list[i
         answers = [earlier[k].tolist() if k in earlier else None for k in keys]
     todo = [i for i, a in enumerate(answers) if a is None]
     n_answers = answers_file(out / "answers.npz", keys, answers)  # the run's folder holds every answer it uses
-    answer_deadline = t0 + answer_minutes * 60
+    # The answer budget starts once the models are loaded: a slow load must not eat the time for answers.
+    answer_deadline = time.time() + answer_minutes * 60
     for first in range(0, len(todo), chunk):  # in the packed order: earlier prompts are answered first
         if time.time() > answer_deadline:
             break
