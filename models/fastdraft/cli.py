@@ -661,7 +661,7 @@ def export_cmd(
 ) -> None:
     """Write the draft as an OpenVINO IR folder (GGUF -> GenAI -> IR, INT8 or INT4) and check its logits."""
     from edgespec_models.fastdraft.export import (drop_tokenizer, export_draft, own_continuation, reference_ids,
-                                                  verify_export)
+                                                  require_agreement, verify_export)
     from edgespec_models.fastdraft.model import load_checkpoint
 
     model, state, vocab_map, _ = load_checkpoint(checkpoint)
@@ -679,9 +679,7 @@ def export_cmd(
     console.print({"weights": fmt, **checks})
     (out / "export_check.json").write_text(json.dumps({"weights": fmt, "step": state.get("step"), **checks}, indent=2))
     for name, check in checks.items():
-        if check["argmax_agreement_clear"] < 0.95:
-            raise EdgespecError(f"exported draft disagrees with torch on {name.replace('_', ' ')} (argmax agreement "
-                                f"{check['argmax_agreement_clear']:.2f} where torch's top two differ by 1 or more)")
+        require_agreement(check, f"exported draft disagrees with torch on {name.replace('_', ' ')}")
 
 
 @app.command("import-ir")
@@ -693,7 +691,7 @@ def import_ir(
 ) -> None:
     """Rebuild a float training checkpoint from a draft's IR (INT8/INT4 weights dequantized), to train a
     shipped draft further when its run folder is gone; checked against the IR's own logits."""
-    from edgespec_models.fastdraft.export import own_continuation, verify_export
+    from edgespec_models.fastdraft.export import own_continuation, require_agreement, verify_export
     from edgespec_models.fastdraft.from_ir import draft_from_ir
     from edgespec_models.fastdraft.model import save_checkpoint
 
@@ -702,9 +700,7 @@ def import_ir(
     model.eval()
     check = verify_export(model, draft, own_continuation(model, vocab_map, verify_tokens))
     console.print(check)
-    if check["argmax_agreement_clear"] < 0.95:
-        raise EdgespecError(f"the rebuilt draft disagrees with {draft} (argmax agreement "
-                            f"{check['argmax_agreement_clear']:.2f} where its top two differ by 1 or more)")
+    require_agreement(check, f"the rebuilt draft disagrees with {draft}")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, None, {"step": 0, "imported_from": str(draft), "import_check": check}, vocab_map)
     console.print(f"{model.num_params() / 1e6:.1f}M parameters, {model.cfg.layers} layers, head "

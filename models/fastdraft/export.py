@@ -146,3 +146,14 @@ def verify_export(model, folder: Path, ids: list[int]) -> dict:
             "argmax_agreement": float(same.mean()),
             "clear_positions": int(clear.sum()),
             "argmax_agreement_clear": float(same[clear].mean()) if clear.any() else 1.0}
+
+
+# Argmax agreement an IR must reach with torch where torch's top two logits differ by 1 or more.
+MIN_CLEAR_AGREEMENT = 0.95
+
+
+def require_agreement(check: dict, what: str) -> None:
+    """Refuse an IR/torch pair that verify_export found disagreeing where torch is clear."""
+    if check["argmax_agreement_clear"] < MIN_CLEAR_AGREEMENT:
+        raise EdgespecError(f"{what} (argmax agreement {check['argmax_agreement_clear']:.2f} where torch's top "
+                            f"two differ by 1 or more)")

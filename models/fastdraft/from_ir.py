@@ -106,8 +106,7 @@ def ir_weights(xml: Path) -> dict[str, np.ndarray]:
             # A norm weight of all ones leaves no Multiply behind; import-ir's logit check catches a wrong guess.
             scale = op.input_value(0).get_node()
             w = _constant_input(scale) if scale.get_type_name() == "Multiply" else None
-            weights[norm_name] = w.reshape(-1) if w is not None else np.ones(data.shape[1 if transposed else 0],
-                                                                             np.float32)
+            weights[norm_name] = w.reshape(-1) if w is not None else np.ones(weights[name].shape[1], np.float32)
     for required in ("token_embd.weight", "output.weight", "output_norm.weight"):
         if required not in weights:
             raise EdgespecError(f"{xml}: no {required} found (not an IR written from a llama/qwen2 GGUF)")
