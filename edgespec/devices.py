@@ -14,16 +14,17 @@ KNOWN_DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI")
 
 
 def cpu_config(exact: bool = False) -> dict:
-    # f32 KV cache: with the default u8 cache, verifying k tokens in one call picks a different argmax
-    # than feeding them one by one on ~1% of tokens (field notes); f32 is exact and no slower here.
-    config = {"PERFORMANCE_HINT": "LATENCY", "KV_CACHE_PRECISION": "f32", "NUM_STREAMS": "1"}
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
     if exact:
         # On CPUs with bf16/VNNI, OpenVINO's defaults (bf16 math, int8 dynamic quantization of activations
         # in groups of 32) run a k-token call through other kernels than a 1-token call: a 5-token verify then
         # picked another argmax than 1-token decoding on 2.5-12.5% of positions of SmolLM2 (f32 + no dynamic
-        # quantization: 0%, max logit difference 1.5e-4). On AVX2-only CPUs these are the defaults anyway.
+        # quantization: 0%, max logit difference 1.5e-4). The default KV cache (u8 there, f16 on AVX2-only CPUs)
+        # breaks it too: tokens verified together attend to each other's unrounded keys and values, tokens fed
+        # one by one to rounded ones (u8: 8 of 950 argmaxes flipped; f32: 0, and no slower there).
         config["INFERENCE_PRECISION_HINT"] = "f32"
         config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
+        config["KV_CACHE_PRECISION"] = "f32"
     return config
 
 

@@ -231,10 +231,9 @@ class StatefulLM:
             self.compact()
             cut = keep
         for state in self.request.query_state():
-            full = state.state
-            end = list(full.shape)
-            end[SEQ_AXIS] = cut
-            state.state = ov.Tensor(full, ov.Coordinate([0] * len(end)), ov.Coordinate(end))
+            # A contiguous copy, not an ROI view: a u8 or f16 cache is handed out as a converted f32 copy,
+            # and setting an ROI of that back reads it as if it were dense (logits off by ~25 with u8).
+            state.state = ov.Tensor(np.take(state.state.data, np.arange(cut), axis=SEQ_AXIS))
         del self.tokens[keep:], self.slots[keep:]
         self.alive = np.ones(cut, dtype=np.int64)
 

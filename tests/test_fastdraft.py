@@ -199,6 +199,12 @@ def test_block_walk_counts_target_calls():
     assert measure.block_walk(np.ones(12, bool), 5)[0] == 2
 
 
+def test_outside_head_counts_answer_tokens_without_a_head_row():
+    samples = [([1, 2], [5, 6, 7]), ([3], [5, 9, 9, 8])]  # prompt tokens never count
+    assert measure.outside_head(samples, np.array([5, 6, 8])) == pytest.approx(3 / 7)
+    assert measure.outside_head(samples, None) is None  # a full head predicts every token
+
+
 def test_simulated_walk_prices_calls_and_drafts():
     price = simulate.call_pricer({1: 0.010, 3: 0.012, 8: 0.022}, switch_s=0.005)
     assert price(2, 2) == pytest.approx(0.011)  # between measured shapes: interpolated
@@ -412,12 +418,14 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     acc = json.loads((tmp_path / "acc.json").read_text())
     assert set(acc) == {"humaneval", "humaneval-raw", "mtbench"}
     assert all(1.0 <= r["tokens_per_target_call"] <= 6.0 for r in acc.values())
+    # a token the 1024-row head has no row for can never be matched
+    assert all(0.0 <= r["outside_head"] <= 1.0 - r["token_match_rate"] for r in acc.values())
     run("card", "--draft", draft, "--checkpoint", tmp_path / "align" / "last.pt", "--log", tmp_path / "pre" / "log.jsonl",
         "--log", tmp_path / "align" / "log.jsonl", "--corpus", tiny_corpus, "--synthetic", synthetic,
         "--acceptance", tmp_path / "acc.json", "--costs", tmp_path / "cost.json", "--target-name", "tiny")
     card = (draft / "MODEL_CARD.md").read_text()
     assert card.startswith("# FastDraft draft for tiny") and "| align | 4 |" in card
-    assert f"{acc['humaneval-raw']['tokens_per_target_call']:.2f} |" in card
+    assert f"{acc['humaneval-raw']['tokens_per_target_call']:.2f} | {acc['humaneval-raw']['outside_head']:.3f} |" in card
     assert f"as in decoding (a draft step after a pause runs slower than back to back): " \
            f"{costs['draft/target between target calls']:.3f}" in card
     bench_json = tmp_path / "results.json"  # the part of an `edgespec bench` results.json that prices calls

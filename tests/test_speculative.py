@@ -140,6 +140,34 @@ def test_rollback_leaves_cache_as_if_never_fed(tiny_pair, mode):
     assert lm.tokens == prompt + extra[:2] + [777]
 
 
+@pytest.mark.parametrize("mode", ["mask", "trim"])
+@pytest.mark.parametrize("kv", ["u8", "f16"])
+def test_rollback_with_a_compressed_kv_cache(tiny_pair, mode, kv):
+    """The device's default KV cache (u8 or f16, used by drafts and --fast-kernels) is handed out as an f32
+    copy: a rollback must write back a dense copy (an ROI of it came back as garbage: logits off by ~25)."""
+    import openvino as ov
+
+    from edgespec.devices import compile_model
+    from edgespec.manifest import load_pair
+    from edgespec.model import StatefulLM
+
+    compiled = compile_model(ov.Core(), str(load_pair(tiny_pair).target.dir / "openvino_model.xml"), "CPU",
+                             exact=True, extra={"KV_CACHE_PRECISION": kv})
+    lm = StatefulLM(compiled, 256, rollback_mode=mode, max_dead=4)
+    prompt = list(range(40, 70))
+    lm.forward(prompt)
+    for step in range(6):  # rejected drafts pile up dead slots; mask mode compacts them past max_dead
+        lm.forward([300 + step, 301, 302])
+        lm.rollback(len(prompt) + step)
+        lm.forward([500 + step])
+    rolled = lm.forward([777, 778], last=2)
+    fresh = StatefulLM(compiled, 256)
+    fresh.forward(prompt + [500 + step for step in range(6)])
+    want = fresh.forward([777, 778], last=2)
+    assert np.abs(rolled - want).max() < 0.05 * np.abs(want).max()
+    assert (rolled.argmax(-1) == want.argmax(-1)).all()
+
+
 def test_masked_rollback_compacts_and_stays_exact(tiny_pair):
     """Many rollbacks in mask mode: dead slots are compacted away and outputs stay target-only's."""
     want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)

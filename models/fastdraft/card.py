@@ -143,14 +143,19 @@ def write_card(draft: Path, checkpoint: Path, logs: list[Path], corpus_dir: Path
         "",
         "## Measured acceptance (draft length 5, greedy, 128 new tokens)",
         "",
-        "| prompt set | prompts | answer tokens | token match | acceptance rate | tokens per target call |",
-        "|---|---|---|---|---|---|",
     ]
-    for kind, r in sorted(acc.items()):
-        if not isinstance(r, dict) or "acceptance_rate" not in r:
-            continue
-        lines.append(f"| {kind} | {r['prompts']} | {r['tokens']} | {r['token_match_rate']:.3f} | "
-                     f"{r['acceptance_rate']:.3f} | {r['tokens_per_target_call']:.2f} |")
+    rows = {kind: r for kind, r in sorted(acc.items()) if isinstance(r, dict) and "acceptance_rate" in r}
+    # `draft accept` since 2026-11-26 also says how many answer tokens a reduced head has no row for
+    head_column = any("outside_head" in r for r in rows.values())
+    lines += ["| prompt set | prompts | answer tokens | token match | acceptance rate | tokens per target call |"
+              + (" outside the head |" if head_column else ""),
+              "|---|---|---|---|---|---|" + ("---|" if head_column else "")]
+    for kind, r in rows.items():
+        line = (f"| {kind} | {r['prompts']} | {r['tokens']} | {r['token_match_rate']:.3f} | "
+                f"{r['acceptance_rate']:.3f} | {r['tokens_per_target_call']:.2f} |")
+        if head_column:
+            line += f" {r['outside_head']:.3f} |" if "outside_head" in r else " - |"
+        lines.append(line)
     lines += [
         "",
         f"Method: {acc.get('method', 'offline greedy walk over cached target answers (edgespec draft accept)')}.",

@@ -194,36 +194,47 @@ def tokenized_pairs(rows: list[dict], tok, max_new_tokens: int | None = None) ->
     return pairs
 
 
-def _draft_matches(draft: Path, eval_rows: list[dict], target: Path, max_new_tokens: int) -> dict[str, list]:
-    """Per-answer match vectors of a draft IR folder or a torch checkpoint (.pt), per evaluation kind."""
+def _draft_matches(draft: Path, eval_rows: list[dict], target: Path, max_new_tokens: int
+                   ) -> dict[str, tuple[list, float | None]]:
+    """Per evaluation kind: the per-answer match vectors of a draft IR folder or a torch checkpoint (.pt), and
+    the share of answer tokens its reduced head has no row for (None for a full head)."""
     from edgespec_models.fastdraft import data, measure
 
+    if draft.suffix == ".pt":
+        import torch
+
+        from edgespec_models.fastdraft.model import load_checkpoint
+
+        torch.set_num_threads(1)
+        model, _, vocab_map, _ = load_checkpoint(draft)
+
+        def matches(pairs: list) -> list:
+            return measure.draft_matches_torch(model, pairs, vocab_map)
+    else:
+        from edgespec.manifest import read_model_entry
+
+        entry = read_model_entry(draft, need_tokenizer=False)
+        vocab_map = entry.vocab_map()
+
+        def matches(pairs: list) -> list:
+            return measure.draft_matches_ov(draft, pairs, vocab_map, entry.context_length)
     tok = data.TargetTokenizer(target)
     results = {}
     for kind in sorted({r["kind"] for r in eval_rows}):
-        rows = [r for r in eval_rows if r["kind"] == kind]
-        pairs = tokenized_pairs(rows, tok, max_new_tokens)
-        if draft.suffix == ".pt":
-            import torch
-
-            from edgespec_models.fastdraft.model import load_checkpoint
-
-            torch.set_num_threads(1)
-            model, _, vocab_map, _ = load_checkpoint(draft)
-            results[kind] = measure.draft_matches_torch(model, pairs, vocab_map)
-        else:
-            from edgespec.manifest import read_model_entry
-
-            entry = read_model_entry(draft, need_tokenizer=False)
-            results[kind] = measure.draft_matches_ov(draft, pairs, entry.vocab_map(), entry.context_length)
+        pairs = tokenized_pairs([r for r in eval_rows if r["kind"] == kind], tok, max_new_tokens)
+        results[kind] = (matches(pairs), measure.outside_head(pairs, vocab_map))
     return results
 
 
 def _measure_acceptance(draft: Path, eval_rows: list[dict], target: Path, k: int, max_new_tokens: int) -> dict:
     from edgespec_models.fastdraft import measure
 
-    return {kind: measure.acceptance_summary(matches, k)
-            for kind, matches in _draft_matches(draft, eval_rows, target, max_new_tokens).items()}
+    results = {}
+    for kind, (matches, outside) in _draft_matches(draft, eval_rows, target, max_new_tokens).items():
+        results[kind] = measure.acceptance_summary(matches, k)
+        if outside is not None:
+            results[kind]["outside_head"] = outside
+    return results
 
 
 @app.command()
@@ -245,7 +256,8 @@ def accept(
     for kind, r in results.items():
         console.print(f"{kind}: acceptance {r['acceptance_rate']:.3f}, tokens/target call "
                       f"{r['tokens_per_target_call']:.2f}, token match {r['token_match_rate']:.3f} "
-                      f"({r['prompts']} prompts, {r['tokens']} tokens)")
+                      f"({r['prompts']} prompts, {r['tokens']} tokens"
+                      + (f"; {r['outside_head']:.3f} of them outside the draft's head)" if "outside_head" in r else ")"))
     if out:
         out.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -286,7 +298,7 @@ def simulate(
         f"{t * 1000:.2f}" for t in catch_up_s) + ")" if catch_up_s else "")
     start = GenerationConfig.draft_length if initial is None else initial
     results = {}
-    for kind, matches in _draft_matches(draft, rows, target, max_new_tokens).items():
+    for kind, (matches, _) in _draft_matches(draft, rows, target, max_new_tokens).items():
         results[kind] = sim.simulate(matches, call_s, draft_s, lengths, start, switch_s=switch_ms / 1000,
                                      catch_up_s=catch_up_s)
         table = Table(title=f"{kind} ({len(matches)} answers; draft calls {draft_text} ms)")

@@ -60,6 +60,14 @@ def acceptance_summary(match_lists: list[np.ndarray], k: int) -> dict:
             "draft_length": k}
 
 
+def outside_head(samples: list[tuple[list[int], list[int]]], vocab_map: np.ndarray | None) -> float | None:
+    """Share of answer tokens a reduced (FR-Spec) head has no row for: positions the draft can never match."""
+    if vocab_map is None:
+        return None
+    answers = np.concatenate([np.asarray(answer, np.int64) for _, answer in samples] or [np.zeros(0, np.int64)])
+    return float(1.0 - np.isin(answers, vocab_map).mean()) if len(answers) else 0.0
+
+
 def draft_matches_ov(draft_dir: Path, samples: list[tuple[list[int], list[int]]],
                      vocab_map: np.ndarray | None, context: int) -> list[np.ndarray]:
     """Per-sample match vectors with the exported OpenVINO draft (CPU)."""
