@@ -61,8 +61,9 @@ def bench_command(
     cost_curve: bool = typer.Option(True, "--cost-curve/--no-cost-curve",
                                     help="Measure the verification cost curve and predict the best draft length."),
     fast_kernels: bool = typer.Option(False, "--fast-kernels",
-                                      help="Compile edgespec's target with the device's default kernels too "
-                                           "(exact=False: faster on bf16/VNNI CPUs, but greedy speculative output "
+                                      help="Compile edgespec's target with the device's default kernels and KV "
+                                           "cache too (exact=False: faster on bf16/VNNI CPUs and, through an f16 "
+                                           "KV cache, on AVX2-only ones; but greedy speculative output "
                                            "may then differ from target-only output). GenAI is unaffected."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG figures (needs matplotlib)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result folder (default: bench-results/<pair name>)."),

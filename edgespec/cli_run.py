@@ -32,8 +32,9 @@ Seed = typer.Option(None)
 Stop = typer.Option(None, "--stop", help="Stop string (repeatable).")
 NpuPrompt = typer.Option(1024, "--npu-max-prompt", min=16, help="NPU: longest prompt its static shapes hold.")
 NpuResponse = typer.Option(128, "--npu-min-response", min=16, help="NPU: KV slots kept beyond the prompt.")
-FastKernels = typer.Option(False, "--fast-kernels", help="The device's default kernels for the target too (faster "
-                           "on bf16/VNNI CPUs; greedy speculative output may then differ from target-only).")
+FastKernels = typer.Option(False, "--fast-kernels", help="The device's default kernels and KV cache for the target "
+                           "too (faster on bf16/VNNI CPUs, and through an f16 KV cache on AVX2-only ones; greedy "
+                           "speculative output may then differ from target-only).")
 
 
 def resolve_model(model: Path | None) -> Path:

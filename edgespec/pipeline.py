@@ -77,9 +77,10 @@ class SpeculativePipeline:
         """Load a pair folder (edgespec.json) or a bare model folder.
 
         exact: None (default) compiles the target with call-shape-independent kernels (f32, no dynamic
-        quantization) so greedy speculative output equals target-only output, and the draft with the device's
-        fast defaults; True makes both exact; False leaves both on the device defaults (faster on CPUs with
-        bf16/VNNI, but verifying k tokens at once may then flip the target's choice).
+        quantization, f32 KV cache) so greedy speculative output equals target-only output, and the draft with
+        the device's fast defaults; True makes both exact; False leaves both on the device defaults (faster on
+        CPUs with bf16/VNNI, or with an f16 KV cache, but verifying k tokens at once may then flip the target's
+        choice).
         rollback: "mask" or "trim" (see StatefulLM).
         npu: static shapes for a model on device NPU (emulated on the CPU when there is none; see edgespec.npu).
         """

@@ -254,10 +254,10 @@ def accept(
         raise EdgespecError(f"{evalset_path} has no answers: run `edgespec draft evalset` first")
     results = _measure_acceptance(draft, rows, target, draft_length, max_new_tokens)
     for kind, r in results.items():
+        head = f"; {r['outside_head']:.3f} of them outside the draft's head" if "outside_head" in r else ""
         console.print(f"{kind}: acceptance {r['acceptance_rate']:.3f}, tokens/target call "
                       f"{r['tokens_per_target_call']:.2f}, token match {r['token_match_rate']:.3f} "
-                      f"({r['prompts']} prompts, {r['tokens']} tokens"
-                      + (f"; {r['outside_head']:.3f} of them outside the draft's head)" if "outside_head" in r else ")"))
+                      f"({r['prompts']} prompts, {r['tokens']} tokens{head})")
     if out:
         out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -64,8 +64,8 @@ def outside_head(samples: list[tuple[list[int], list[int]]], vocab_map: np.ndarr
     """Share of answer tokens a reduced (FR-Spec) head has no row for: positions the draft can never match."""
     if vocab_map is None:
         return None
-    answers = np.concatenate([np.asarray(answer, np.int64) for _, answer in samples] or [np.zeros(0, np.int64)])
-    return float(1.0 - np.isin(answers, vocab_map).mean()) if len(answers) else 0.0
+    answers = [token for _, answer in samples for token in answer]
+    return float(1.0 - np.isin(answers, vocab_map).mean()) if answers else 0.0
 
 
 def draft_matches_ov(draft_dir: Path, samples: list[tuple[list[int], list[int]]],
