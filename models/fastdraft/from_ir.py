@@ -99,8 +99,8 @@ def ir_weights(xml: Path) -> dict[str, np.ndarray]:
         if bias and bias[0] is not None:
             weights[name.replace(".weight", ".bias")] = bias[0].reshape(-1)
         # The norm before q (attention), gate (FFN) and the head (final) scales its input: x * w.
-        norm = name.split(".")[-2]
-        norm_name = (name.rsplit(".", 2)[0] + "." + NORM_BEFORE[norm] + ".weight" if norm in NORM_BEFORE
+        projection = name.split(".")[-2]
+        norm_name = (name.rsplit(".", 2)[0] + "." + NORM_BEFORE[projection] + ".weight" if projection in NORM_BEFORE
                      else "output_norm.weight" if name == "output.weight" else None)
         if norm_name:
             # A norm weight of all ones leaves no Multiply behind; import-ir's logit check catches a wrong guess.
