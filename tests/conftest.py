@@ -18,3 +18,11 @@ def tiny_pair(tmp_path_factory) -> Path:
 def tiny_pair_far(tmp_path_factory) -> Path:
     """A draft far from its target: most drafted tokens are rejected."""
     return build_tiny_pair(tmp_path_factory.mktemp("tiny_pair_far"), draft_noise=0.3, seed=5)
+
+
+@pytest.fixture(scope="session")
+def default_pair(tmp_path_factory) -> Path:
+    """The real default pair (SmolLM2 INT8 and the shipped draft), converted once into a session cache."""
+    from edgespec.export.presets import ensure_default_pair
+
+    return ensure_default_pair(tmp_path_factory.mktemp("cache"))

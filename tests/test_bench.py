@@ -12,11 +12,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from edgespec.errors import EdgespecError
-from edgespec_bench import costcurve, hardware, metrics
-from edgespec_bench.cli import bench_command
-from edgespec_bench.modes import ALL_MODES, DRAFT2_MODES, LABELS, MODES
-from edgespec_bench.prompts import load_prompt_set
+from edgespec.runtime.errors import EdgespecError
+from edgespec.bench import metrics
+from edgespec.runtime import costs as costcurve
+from edgespec.runtime import hardware
+from edgespec.bench.cli import bench_command
+from edgespec.bench.modes import ALL_MODES, DRAFT2_MODES, LABELS, MODES
+from edgespec.bench.prompts import load_prompt_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -188,8 +190,8 @@ def test_fast_kernels_recorded(draft2_run):
 
 
 def test_draft2_mode_checks(tiny_pair, tmp_path):
-    from edgespec.manifest import load_pair, write_model_info
-    from edgespec_bench.runner import check_modes, load_draft2
+    from edgespec.runtime.manifest import load_pair, write_model_info
+    from edgespec.bench.runner import check_modes, load_draft2
 
     pair, bare = load_pair(tiny_pair), load_pair(tiny_pair / "target")
     d2 = load_draft2(tiny_pair / "draft", pair)
@@ -272,8 +274,8 @@ def test_bad_prompts_through_the_cli(tiny_pair, tmp_path, monkeypatch, capsys):
 
 
 def test_unknown_mode_and_missing_draft(tiny_pair, tmp_path):
-    from edgespec.manifest import load_pair
-    from edgespec_bench.runner import BenchOptions, check_modes, run_bench
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.bench.runner import BenchOptions, check_modes, run_bench
 
     assert check_modes(None, load_pair(tiny_pair)) == list(MODES)
     assert check_modes(None, load_pair(tiny_pair / "target")) == ["genai-target", "edgespec-target"]
@@ -344,17 +346,6 @@ def test_memory_bound_speedup_uses_each_modes_draft():
     assert summary["edgespec-spec"]["memory_bound_speedup"] == pytest.approx(tau / (1 + 0.1 * 3))
     assert summary["edgespec-spec2"]["memory_bound_speedup"] == pytest.approx(tau / (1 + 0.5 * 3))
     assert summary["edgespec-spec2"]["weight_bandwidth_bytes_per_s"] == pytest.approx((4 * 100 + 9 * 50) / 0.5)
-
-
-def test_bench_default_draft_length_is_the_runtimes():
-    """The bench's CLI writes the default k out (it must not import OpenVINO); it must stay the runtime's."""
-    import inspect
-
-    from edgespec.speculative import GenerationConfig
-    from edgespec_bench.modes import Settings
-
-    option = inspect.signature(bench_command).parameters["draft_length"].default
-    assert option.default == Settings.draft_length == GenerationConfig.draft_length
 
 
 def _embedding_model(folder: Path, tied: bool, compressed: bool) -> Path:

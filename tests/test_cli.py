@@ -48,22 +48,45 @@ def test_generate_streams_text_and_prints_metrics(tiny_pair):
 
 
 def test_chat_keeps_history_and_commands(tiny_pair):
-    script = "Hi there\n/stats\nTell me more\n/reset\n/stats\n/exit\n"
+    script = "Hi there\n/stats\nTell me more\n/reset\n/stats\n/help\n/exit\n"
     result = edgespec("chat", "--model", str(tiny_pair), "-n", "8", stdin=script)
     assert result.returncode == 0, result.stderr
     assert "history cleared" in result.stderr
     assert "tokens per target call" in result.stderr
+    assert result.stderr.count("/help this") == 2  # the banner, then /help answered by the CLI, not the model
+
+
+def test_stats_of_an_interrupted_answer(tiny_pair):
+    """Ctrl-C in chat arrives as KeyboardInterrupt inside the streamer: the stopped answer's stats stay readable."""
+    from edgespec.runtime.pipeline import GenerationConfig, SpeculativePipeline
+
+    pipe = SpeculativePipeline.from_manifest(tiny_pair)
+    pipe.generate("Hello", GenerationConfig(max_new_tokens=4))
+    pieces = []
+
+    def interrupt(piece: str) -> None:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipe.generate("Once upon a time", GenerationConfig(max_new_tokens=64, ignore_eos=True), streamer=interrupt,
+                      chat=False)
+    assert pipe.last_stats.stop_reason == "stopped" and 0 < pipe.last_stats.new_tokens < 64
 
 
 def test_missing_model_folder(tmp_path):
     assert_clean_error(edgespec("generate", "hi", "--model", str(tmp_path / "nope")), "not found")
 
 
-def test_corrupted_model_file(tiny_pair, tmp_path):
+@pytest.mark.parametrize("garbage", ["<net><layers>garbage", "garbage, not even XML"])
+def test_corrupted_model_file(tiny_pair, tmp_path, garbage):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_pair, broken)
-    (broken / "target" / "openvino_model.xml").write_text("<net><layers>garbage")
-    assert_clean_error(edgespec("generate", "hi", "--model", str(broken)), "openvino_model.xml")
+    (broken / "target" / "openvino_model.xml").write_text(garbage)
+    result = edgespec("generate", "hi", "--model", str(broken))
+    assert_clean_error(result, "target/openvino_model.xml")
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr  # no log noise
 
 
 def test_truncated_weights(tiny_pair, tmp_path):
@@ -71,7 +94,7 @@ def test_truncated_weights(tiny_pair, tmp_path):
     shutil.copytree(tiny_pair, broken)
     weights = broken / "draft" / "openvino_model.bin"
     weights.write_bytes(weights.read_bytes()[:1000])
-    assert_clean_error(edgespec("generate", "hi", "--model", str(broken)), "openvino_model")
+    assert_clean_error(edgespec("generate", "hi", "--model", str(broken)), "draft/openvino_model.bin", "truncated")
 
 
 def test_corrupted_manifest(tiny_pair, tmp_path):
@@ -108,8 +131,16 @@ def test_prompt_past_context(tiny_pair):
     assert_clean_error(edgespec("generate", long_prompt, "--model", str(tiny_pair), "--raw"), "context")
 
 
+def test_prompt_past_the_tokenizers_cut_off(tiny_pair):
+    """The tokenizer IR stops at 8,192 tokens without saying so; the error still gives the real count."""
+    result = edgespec("generate", "word " * 9000, "--model", str(tiny_pair), "--raw")
+    assert_clean_error(result, "context holds 256")
+    count = int(result.stderr.split("prompt has ")[1].split()[0])
+    assert 9000 <= count <= 9003
+
+
 def test_generation_stops_at_context_limit(tiny_pair):
-    from edgespec.pipeline import GenerationConfig, SpeculativePipeline
+    from edgespec.runtime.pipeline import GenerationConfig, SpeculativePipeline
 
     pipe = SpeculativePipeline.from_manifest(tiny_pair)
     result = pipe.generate("word " * 240, GenerationConfig(max_new_tokens=100, ignore_eos=True), chat=False)
@@ -118,7 +149,7 @@ def test_generation_stops_at_context_limit(tiny_pair):
 
 
 def test_stop_string_and_streamer_stop(tiny_pair):
-    from edgespec.pipeline import GenerationConfig, SpeculativePipeline
+    from edgespec.runtime.pipeline import GenerationConfig, SpeculativePipeline
 
     pipe = SpeculativePipeline.from_manifest(tiny_pair)
     full = pipe.generate("Once upon a time", GenerationConfig(max_new_tokens=30, ignore_eos=True), chat=False)
@@ -133,7 +164,7 @@ def test_stop_string_and_streamer_stop(tiny_pair):
 
 
 def test_stream_never_splits_a_character(tiny_pair):
-    from edgespec.tokenizer import TextStream, TextTokenizer
+    from edgespec.runtime.tokenizer import TextStream, TextTokenizer
 
     tokenizer = TextTokenizer(tiny_pair / "target")
     text = "naïve café → 你好世界 🎉🚀 done\nnext line ü"

@@ -20,13 +20,13 @@ import openvino as ov
 import openvino_genai
 import pytest
 
-from edgespec.errors import EdgespecError
-from edgespec.manifest import load_pair
-from edgespec_export.exporter import Source, check_gguf_tokenizers, export_model, export_pair, resolve_source
-from edgespec_export.gguf_convert import convert_gguf
-from edgespec_export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf
-from edgespec_export.gguf_tools import read_gguf_info, rewrite_gguf
-from edgespec_export.tokenizer_info import check_same_tokenizer, eos_token_ids, vocab_bytes
+from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.manifest import load_pair
+from edgespec.export.exporter import Source, check_gguf_tokenizers, export_model, export_pair, resolve_source
+from edgespec.export.gguf_convert import convert_gguf
+from edgespec.export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf
+from edgespec.export.gguf_tools import read_gguf_info, rewrite_gguf
+from edgespec.export.tokenizer_info import check_same_tokenizer, eos_token_ids, vocab_bytes
 from tiny import TINY_SHAPE, smollm2_gguf
 
 HAS_NNCF = importlib.util.find_spec("nncf") is not None
@@ -74,14 +74,6 @@ def tiny_ir(tmp_path_factory, tiny_gguf) -> Path:
     out = tmp_path_factory.mktemp("tiny_ir")
     export_model(resolve_source(str(tiny_gguf)), out, "keep")
     return out
-
-
-@pytest.fixture(scope="session")
-def default_pair(tmp_path_factory) -> Path:
-    """The real default pair (SmolLM2 re-quantized to Q8_0), converted once into a session cache."""
-    from edgespec_export.presets import ensure_default_pair
-
-    return ensure_default_pair(tmp_path_factory.mktemp("cache"))
 
 
 def _round_trip(model_dir: Path, text: str) -> tuple[list[int], str]:
@@ -142,7 +134,7 @@ def test_unknown_weight_format(tmp_path, tiny_gguf):
 
 
 def test_unknown_preset():
-    from edgespec_models.catalogue import get_preset
+    from edgespec.export.catalogue import get_preset
 
     with pytest.raises(EdgespecError, match="unknown preset 'nope'.*qwen2.5-coder"):
         get_preset("nope")
@@ -214,7 +206,7 @@ def test_export_gguf_compressed(tmp_path, tiny_gguf, tiny_ir, weights, kinds, mi
 
 def test_fold_q8_0_weights_to_f16(tmp_path, tiny_gguf):
     """GenAI's Q8_0 decompression subgraphs fold into plain f16 weights with the same values."""
-    from edgespec_export.ir_weights import fold_weights_to_f16
+    from edgespec.export.ir_weights import fold_weights_to_f16
 
     q8 = rewrite_gguf(tiny_gguf, tmp_path / "q8.gguf", "Q8_0")
     export_model(resolve_source(str(q8)), tmp_path / "q8", "keep")
@@ -348,7 +340,7 @@ def test_transformers_route_round_trip(tmp_path, tiny_gguf):
 # -------------------------------------------------------------------------------- catalogue, default pair
 
 def test_catalogue():
-    from edgespec_models.catalogue import default_preset_name, load_catalogue
+    from edgespec.export.catalogue import default_preset_name, load_catalogue
 
     presets = load_catalogue()
     assert default_preset_name() == "smollm2"
@@ -359,12 +351,12 @@ def test_catalogue():
     assert (qwen.target.weights, qwen.draft.weights) == ("int4", "int8")
     smol = presets["smollm2"]
     assert smol.target.gguf.size == smollm2_gguf().stat().st_size
-    assert smol.draft.shipped == "smollm2-draft"
+    assert smol.draft.shipped == "smollm2" and smol.draft.available()
 
 
 def test_locate_gguf_offline(tmp_path):
-    from edgespec_export.fetch import locate_gguf
-    from edgespec_models.catalogue import get_preset
+    from edgespec.export.fetch import locate_gguf
+    from edgespec.export.catalogue import get_preset
 
     assert locate_gguf(get_preset("smollm2").target.gguf, tmp_path) == smollm2_gguf()
     spec = get_preset("qwen2.5-coder").draft.gguf
@@ -373,7 +365,7 @@ def test_locate_gguf_offline(tmp_path):
 
 
 def test_default_pair_is_cached(default_pair, tmp_path):
-    from edgespec_export.presets import ensure_default_pair
+    from edgespec.export.presets import ensure_default_pair
 
     pair = load_pair(default_pair)
     assert pair.target.vocab_size == 49152 and pair.target.context_length == 8192
@@ -386,23 +378,28 @@ def test_default_pair_is_cached(default_pair, tmp_path):
 
 
 def test_default_pair_attaches_shipped_draft(default_pair, tiny_pair, tmp_path, monkeypatch):
-    """A draft folder shipped under models/smollm2-draft/ joins the pair; removing it makes the pair target-only."""
-    import edgespec_models.catalogue as catalogue
-    from edgespec_export.presets import ensure_default_pair
+    """A draft shipped under edgespec/assets/drafts/ joins the pair as a copy (the cache outlives the install it came
+    from), is copied again when the installed draft changes, and leaves when it is removed."""
+    import edgespec.export.catalogue as catalogue
+    from edgespec.export.presets import ensure_default_pair
 
     models = tmp_path / "models"
-    shutil.copytree(tiny_pair / "draft", models / "smollm2-draft")
+    shutil.copytree(tiny_pair / "draft", models / "smollm2")
     monkeypatch.setattr(catalogue, "MODELS_DIR", models)
     cache = default_pair.parent.parent
     pair = load_pair(ensure_default_pair(cache))
-    assert pair.draft is not None and pair.draft.dir == (models / "smollm2-draft").resolve()
-    shutil.rmtree(models / "smollm2-draft")
+    assert pair.draft is not None and not (pair.root / "draft").is_symlink()
+    assert (pair.draft.dir / "openvino_model.bin").read_bytes() == (models / "smollm2" / "openvino_model.bin").read_bytes()
+    (models / "smollm2" / "edgespec_model.json").write_text((models / "smollm2" / "edgespec_model.json").read_text() + "\n")
+    pair = load_pair(ensure_default_pair(cache))
+    assert (pair.draft.dir / "edgespec_model.json").read_text().endswith("\n\n")
+    shutil.rmtree(models / "smollm2")
     assert load_pair(ensure_default_pair(cache)).draft is None
 
 
 def test_default_pair_survives_interrupted_export(tmp_path, monkeypatch):
     """A staging folder left by a killed conversion is cleaned up; no half-written target is ever used."""
-    import edgespec_export.presets as presets
+    import edgespec.export.presets as presets
 
     root = tmp_path / "pairs" / f"smollm2-{presets.DEFAULT_TARGET_WEIGHTS}-v{presets.CACHE_VERSION}"
     stale = root / ".target.partial-999999999"

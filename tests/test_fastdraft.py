@@ -15,18 +15,18 @@ torch = pytest.importorskip("torch")  # the `draft` extra
 
 from typer.testing import CliRunner  # noqa: E402
 
-from edgespec.errors import EdgespecError  # noqa: E402
-from edgespec.manifest import read_model_entry, write_manifest  # noqa: E402
-from edgespec_export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf  # noqa: E402
-from edgespec_models.fastdraft import data, measure, simulate  # noqa: E402
-from edgespec_models.fastdraft.cli import app  # noqa: E402
-from edgespec_models.fastdraft.data import EvalGuard, normalize  # noqa: E402
+from edgespec.runtime.assets import DRAFTS, RECIPES  # noqa: E402
+from edgespec.runtime.errors import EdgespecError  # noqa: E402
+from edgespec.runtime.manifest import read_model_entry, write_manifest  # noqa: E402
+from edgespec.export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf  # noqa: E402
+from edgespec.draft import data, evaluation, measure, simulate  # noqa: E402
+from edgespec.draft.cli import app  # noqa: E402
+from edgespec.draft.data import EvalGuard, normalize  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny import TINY_SHAPE, smollm2_gguf  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_PROMPTS = REPO / "models" / "recipes" / "smollm2-draft.prompts.json.gz"
+SHIPPED_PROMPTS = RECIPES / "smollm2-draft.prompts.json.gz"
 runner = CliRunner()
 
 
@@ -51,7 +51,7 @@ def test_guard_catches_every_eval_prompt_and_partial_copies():
     assert not guard.contaminated("def add(a, b):\n    return a + b\n")
 
 
-@pytest.mark.parametrize("prompt_list", [SHIPPED_PROMPTS, REPO / "models" / "recipes" / "qwen2.5-coder-draft.prompts.json.gz"],
+@pytest.mark.parametrize("prompt_list", [SHIPPED_PROMPTS, RECIPES / "qwen2.5-coder-draft.prompts.json.gz"],
                          ids=["smollm2", "qwen2.5-coder"])
 def test_shipped_alignment_prompts_exclude_eval_sets(prompt_list):
     """Every user prompt a recipe's draft was aligned on is free of HumanEval/MT-bench text."""
@@ -101,7 +101,7 @@ IDS = [1, 504, 3458, 282, 4649, 314, 253, 1345, 28, 1848]
 
 def assert_torch_matches_openvino(model, ir_dir: Path) -> None:
     """The torch draft's logits are GenAI's for the same weights (close values, same argmax everywhere)."""
-    from edgespec_models.fastdraft.export import ov_logits
+    from edgespec.draft.export import ov_logits
 
     with torch.no_grad():
         ref = model(torch.tensor([IDS]))[0].numpy()
@@ -112,7 +112,7 @@ def assert_torch_matches_openvino(model, ir_dir: Path) -> None:
 
 def test_torch_draft_matches_openvino_target(tmp_path, tiny_pair):
     """The torch model copied from a GGUF reproduces GenAI's logits (RoPE layout, norms, GQA)."""
-    from edgespec_models.fastdraft.model import draft_from_target, read_gguf_model
+    from edgespec.draft.model import draft_from_target, read_gguf_model
 
     weights = random_llama_weights(TINY_SHAPE, seed=0)  # the tiny_pair target's weights
     gguf_path = write_llama_gguf(tmp_path / "t.gguf", TINY_SHAPE, weights, read_tokenizer_fields(smollm2_gguf()))
@@ -121,8 +121,8 @@ def test_torch_draft_matches_openvino_target(tmp_path, tiny_pair):
 
 
 def test_teacher_top_logprobs_are_the_targets_distribution(tiny_pair):
-    from edgespec_models.fastdraft.export import ov_logits
-    from edgespec_models.fastdraft.teacher import Teacher
+    from edgespec.draft.export import ov_logits
+    from edgespec.draft.teacher import Teacher
 
     ids, logp = Teacher(tiny_pair / "target", exact=True).top_logprobs(IDS, 5)
     logits = ov_logits(tiny_pair / "target", IDS)
@@ -133,7 +133,7 @@ def test_teacher_top_logprobs_are_the_targets_distribution(tiny_pair):
 
 
 def test_teacher_shard_cut_short_by_a_kill_is_not_read(tmp_path, monkeypatch):
-    from edgespec_models.fastdraft import teacher
+    from edgespec.draft import teacher
 
     def killed(path, **arrays):
         Path(path).write_bytes(b"PK\x03\x04 half a zip")
@@ -150,8 +150,8 @@ def test_teacher_shard_cut_short_by_a_kill_is_not_read(tmp_path, monkeypatch):
 
 def test_soft_loss_with_one_hot_teacher_is_cross_entropy():
     """A teacher sure of the label gives the hard loss; a teacher outside the reduced head adds nothing."""
-    from edgespec_models.fastdraft.model import DraftConfig, DraftLM
-    from edgespec_models.fastdraft.train import batch_loss, inverse_map
+    from edgespec.draft.model import DraftConfig, DraftLM
+    from edgespec.draft.train import batch_loss, inverse_map
 
     torch.manual_seed(0)
     cfg = DraftConfig(target_vocab=64, head_vocab=16, hidden=16, layers=1, heads=2, kv_heads=1, ffn=32, context=32)
@@ -171,7 +171,7 @@ def test_soft_loss_with_one_hot_teacher_is_cross_entropy():
 
 def test_answer_windows_keep_one_row_per_pair():
     """Teacher distributions are matched to windows by answer id, so window i must be pair i."""
-    from edgespec_models.fastdraft.train import windows_from_pairs
+    from edgespec.draft.train import windows_from_pairs
 
     pairs = [([1, 2], [3, 4]), ([5], []), ([6, 7, 8, 9, 10], [11, 12, 13])]
     windows = windows_from_pairs(pairs, length=4, pad=0)
@@ -180,7 +180,7 @@ def test_answer_windows_keep_one_row_per_pair():
 
 
 def test_log_of_a_resumed_run_keeps_the_resumed_rows(tmp_path):
-    from edgespec_models.fastdraft.train import read_log
+    from edgespec.draft.train import read_log
 
     log = tmp_path / "log.jsonl"
     steps = [0, 1, 2, 3, 4, 5, 3, 4, 5, 6]  # killed at 5, resumed from the checkpoint at step 2
@@ -197,6 +197,18 @@ def test_block_walk_counts_target_calls():
     assert (calls, accepted) == (3, 7)
     assert drafted == 5 + 5 + 0 or drafted == 5 + 5 + 1
     assert measure.block_walk(np.ones(12, bool), 5)[0] == 2
+
+
+def test_runtime_counts_summed_over_prompts_leave_out_every_prefill():
+    from edgespec.runtime.config import GenerationStats, tokens_per_target_call
+
+    one = GenerationStats(new_tokens=10, target_calls=4, drafted_tokens=9, accepted_tokens=6, wall_s=1.0)
+    two = GenerationStats(new_tokens=5, target_calls=3, drafted_tokens=4, accepted_tokens=2, wall_s=0.5)
+    total = evaluation.summed_stats([one, two])
+    assert total["tokens_per_target_call"] == pytest.approx((10 + 5 - 2) / (4 + 3 - 2))
+    assert total["acceptance_rate"] == pytest.approx(8 / 13) and total["tokens_per_s"] == pytest.approx(10)
+    # one prompt: the runtime's own figure
+    assert evaluation.summed_stats([one])["tokens_per_target_call"] == tokens_per_target_call(10, 4)
 
 
 def test_outside_head_counts_answer_tokens_without_a_head_row():
@@ -252,8 +264,8 @@ def test_simulation_agrees_with_block_walk_and_finds_the_best_length():
 
 def test_cached_greedy_answers_equal_recomputing_every_step():
     """Left-padded batches with a KV cache give each prompt the answer a plain full forward gives."""
-    from edgespec_models.fastdraft.distill import greedy_answers
-    from edgespec_models.fastdraft.model import DraftConfig, DraftLM
+    from edgespec.draft.distill import greedy_answers
+    from edgespec.draft.model import DraftConfig, DraftLM
 
     torch.manual_seed(0)
     model = DraftLM(DraftConfig(target_vocab=97, head_vocab=97, hidden=48, layers=2, heads=6, kv_heads=2, ffn=64,
@@ -279,8 +291,8 @@ def test_cached_greedy_answers_equal_recomputing_every_step():
 
 def test_distill_end_to_end(tmp_path, tiny_pair):
     """pack-prompts -> distill (answers + online-teacher training) -> resume from its answers and draft."""
-    from edgespec_models.fastdraft.distill import greedy_answers, read_token_lists
-    from edgespec_models.fastdraft.model import DraftLM, load_checkpoint, read_gguf_model
+    from edgespec.draft.distill import greedy_answers, read_token_lists
+    from edgespec.draft.model import DraftLM, load_checkpoint, read_gguf_model
 
     gguf_path = write_llama_gguf(tmp_path / "t.gguf", TINY_SHAPE, random_llama_weights(TINY_SHAPE, seed=0),
                                  read_tokenizer_fields(smollm2_gguf()))
@@ -330,7 +342,7 @@ def test_distill_bad_input_is_one_clear_line(tmp_path, tiny_pair):
     assert "prompt list not found" in fails("pack-prompts", "--prompts", tmp_path / "none.json", "--target",
                                             tiny_pair / "target", "--out", tmp_path / "p.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    from edgespec_models.fastdraft.distill import read_token_lists
+    from edgespec.draft.distill import read_token_lists
 
     with pytest.raises(EdgespecError, match="not a token list file"):
         read_token_lists(tmp_path / "junk.npz")
@@ -463,8 +475,8 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     # OpenVINO GenAI runs the same reduced-head draft through the bench's full-vocabulary adapter
     import openvino_genai as ov_genai
 
-    from edgespec.manifest import load_pair
-    from edgespec_bench.modes import genai_draft_dir
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.bench.modes import genai_draft_dir
 
     genai_draft = genai_draft_dir(load_pair(pair), tmp_path / "scratch")
     pipe = ov_genai.LLMPipeline(str(pair / "target"), "CPU", draft_model=ov_genai.draft_model(str(genai_draft), "CPU"))
@@ -478,7 +490,7 @@ def test_shipped_draft_folder():
     """The shipped SmolLM2 draft: loadable, reduced head consistent with draft_vocab.npy, INT8 and small."""
     import openvino as ov
 
-    folder = REPO / "models" / "smollm2-draft"
+    folder = DRAFTS / "smollm2"
     if not (folder / "openvino_model.xml").exists():
         pytest.skip("shipped draft not present")
     entry = read_model_entry(folder, need_tokenizer=False)
@@ -499,9 +511,9 @@ def test_qwen2_draft_matches_openvino(tmp_path):
     reduced-head qwen2 draft survives the export route (GGUF -> GenAI -> IR)."""
     import dataclasses
 
-    from edgespec_export.gguf_convert import convert_gguf
-    from edgespec_models.fastdraft.export import export_draft, verify_export
-    from edgespec_models.fastdraft.model import draft_from_target, read_gguf_model
+    from edgespec.export.gguf_convert import convert_gguf
+    from edgespec.draft.export import export_draft, verify_export
+    from edgespec.draft.model import draft_from_target, read_gguf_model
 
     shape = dataclasses.replace(TINY_SHAPE, arch="qwen2")
     weights = random_llama_weights(shape, seed=3)
@@ -542,8 +554,8 @@ def test_draft_rebuilt_from_its_ir(tmp_path, arch, weights):
     exported ones up to INT8/INT4 rounding (Q/K back in the draft's RoPE layout, norms, biases, reduced head)."""
     import dataclasses
 
-    from edgespec_models.fastdraft.export import export_draft
-    from edgespec_models.fastdraft.model import draft_from_target, load_checkpoint, read_gguf_model
+    from edgespec.draft.export import export_draft
+    from edgespec.draft.model import draft_from_target, load_checkpoint, read_gguf_model
 
     shape = dataclasses.replace(TINY_SHAPE, arch=arch)
     gguf_path = write_llama_gguf(tmp_path / "t.gguf", shape, random_llama_weights(shape, seed=5),

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgespec.errors import EdgespecError
-from edgespec_export.full_head import full_vocab_gather_index, write_full_head_model
+from edgespec.runtime.errors import EdgespecError
+from edgespec.export.full_head import full_vocab_gather_index, write_full_head_model
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "smollm2-draft"
+SHIPPED = Path(__file__).resolve().parents[1] / "edgespec" / "assets" / "drafts" / "smollm2"
 
 
 def _all_logits(xml: Path, ids: list[int]) -> np.ndarray:

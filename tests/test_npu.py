@@ -10,13 +10,14 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from edgespec.devices import check_device, compile_model
-from edgespec.errors import EdgespecError
-from edgespec.model import StatefulLM
-from edgespec.npu import EMULATE_ENV, NPUConfig, make_npuw_compatible, npu_present, should_emulate
-from edgespec.pipeline import GenerationConfig, SpeculativePipeline
+from edgespec.runtime.devices import check_device, compile_model
+from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.model import StatefulLM
+from edgespec.runtime.npu import EMULATE_ENV, NPUConfig, make_npuw_compatible, npu_present, should_emulate
+from edgespec.runtime.pipeline import GenerationConfig, SpeculativePipeline
 
-NPU = NPUConfig(max_prompt_len=64, min_response_len=128)
+# Emulated on the CPU where there is no NPU (an explicit opt-in, as a user would give it).
+NPU = NPUConfig(max_prompt_len=64, min_response_len=128, emulate=None if npu_present(ov.Core()) else True)
 PROMPTS = ["Hello there, how are", "def fibonacci(n):", "a", "1, 2, 3, 4,", "Les élèves du lycée"]
 # The f16 KV cache moves logits by ~0.05 on the tiny models; a stale KV slot moves them by 10-30.
 LOGIT_TOLERANCE = 0.25
@@ -44,16 +45,17 @@ def cpu_reference(xml) -> callable:
     return last_logits
 
 
-def test_npu_is_emulated_without_hardware(monkeypatch):
+def test_npu_emulation_needs_an_opt_in(monkeypatch):
     core = ov.Core()
     if npu_present(core):
-        pytest.skip("this machine has an NPU: emulation is not chosen automatically")
+        pytest.skip("this machine has an NPU")
     monkeypatch.delenv(EMULATE_ENV, raising=False)
-    assert should_emulate(core)
-    assert should_emulate(core, NPUConfig(emulate=False)) is False  # the config wins over detection
-    monkeypatch.setenv(EMULATE_ENV, "0")
-    with pytest.raises(EdgespecError, match="NPU is not present"):
+    with pytest.raises(EdgespecError, match=f"NPU is not present.*{EMULATE_ENV}=1"):
         check_device(core, "NPU")
+    assert should_emulate(core, NPUConfig(emulate=True))  # the config wins over the environment
+    monkeypatch.setenv(EMULATE_ENV, "1")
+    assert should_emulate(core)
+    check_device(core, "NPU")
 
 
 def test_npu_config_is_checked():
@@ -151,8 +153,8 @@ def test_gguf_q4_model_runs_on_npu(tmp_path, monkeypatch):
     import gguf
     from gguf import quants
 
-    from edgespec_export.gguf_convert import convert_gguf
-    from edgespec_export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf
+    from edgespec.export.gguf_convert import convert_gguf
+    from edgespec.export.gguf_llama import random_llama_weights, read_tokenizer_fields, write_llama_gguf
     from tiny import TINY_SHAPE, smollm2_gguf
 
     class Q4Writer(gguf.GGUFWriter):

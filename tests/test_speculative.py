@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from edgespec.pipeline import GenerationConfig, SpeculativePipeline
-from edgespec.sampling import Warp, accept_drafted, probabilities
+from edgespec.runtime.pipeline import GenerationConfig, SpeculativePipeline
+from edgespec.runtime.acceptance import accept_drafted
+from edgespec.runtime.sampling import Warp, probabilities
 
 PROMPTS = [
     "Hello there, how are", "def fibonacci(n):", "The capital of France is", "1, 2, 3, 4,",
@@ -85,6 +86,51 @@ def test_accept_drafted_is_lossless():
     assert stat < chi_square_critical(vocab - 1), (first / draws, p[0])
 
 
+def test_accepting_a_certain_proposal_is_lossless():
+    """Prompt-lookup tokens come with no distribution (q is all on the proposed token): kept with probability
+    p(x), else replaced by a draw from p without x. The result must still follow p."""
+    rng = np.random.default_rng(1)
+    vocab = 6
+    p = rng.dirichlet(np.ones(vocab), size=2)
+    draws = 60000
+    first = np.zeros(vocab)
+    for i in range(draws):
+        proposed = [i % vocab]  # any fixed choice, independent of the draw
+        kept, nxt = accept_drafted(p, None, proposed, rng)
+        first[proposed[0] if kept else nxt] += 1
+    expected = p[0] * draws
+    stat = ((first - expected) ** 2 / expected).sum()
+    assert stat < chi_square_critical(vocab - 1), (first / draws, p[0])
+
+
+def test_prompt_lookup_proposes_what_followed_the_last_match():
+    from edgespec.runtime.lookup import PromptLookup
+
+    lookup = PromptLookup(max_ngram=3, min_ngram=2)
+    lookup.sync([7, 1, 2, 3, 4, 5, 9, 1, 2])
+    assert lookup.propose(3) == [3, 4, 5]  # after the 2-gram (1, 2)
+    lookup.sync([7, 1, 2, 3, 4, 5, 9, 1, 2, 3])
+    assert lookup.propose(10) == [4, 5, 9, 1, 2, 3]  # the 3-gram (1, 2, 3), up to the end of the text
+    lookup.sync([7, 1, 2, 3, 4, 5, 9, 1, 2, 3, 8, 8])
+    assert lookup.propose(3) == []  # (3, 8, 8) and (8, 8) never occurred before
+    assert lookup.propose(0) == []
+
+
+def test_prompt_lookup_keeps_greedy_exact(default_pair):
+    """The real default pair asked to copy text: lookup proposes and is accepted, the output is target-only's."""
+    spec = SpeculativePipeline.from_manifest(default_pair)
+    baseline = SpeculativePipeline.from_manifest(default_pair, use_draft=False)
+    text = ("The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs. "
+            "How vexingly quick daft zebras jump!")
+    prompt = [{"role": "user", "content": f"Repeat this text exactly, word for word:\n\n{text}"}]
+    config = GenerationConfig(max_new_tokens=40)
+    result = spec.generate(prompt, config)
+    assert result.token_ids == baseline.generate(prompt, config).token_ids
+    assert result.stats.lookup_accepted > 0 and result.stats.lookup_accepted <= result.stats.lookup_tokens
+    off = spec.generate(prompt, GenerationConfig(max_new_tokens=40, prompt_lookup=False))
+    assert off.token_ids == result.token_ids and off.stats.lookup_tokens == 0
+
+
 def test_speculative_sampling_matches_target_distribution(tiny_pipes):
     """Token 2 is drafted and verified; its distribution given token 1 must be the target's."""
     prompt = "The capital of France is"
@@ -147,9 +193,9 @@ def test_rollback_with_a_compressed_kv_cache(tiny_pair, mode, kv):
     copy: a rollback must write back a dense copy (an ROI of it came back as garbage: logits off by ~25)."""
     import openvino as ov
 
-    from edgespec.devices import compile_model
-    from edgespec.manifest import load_pair
-    from edgespec.model import StatefulLM
+    from edgespec.runtime.devices import compile_model
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.model import StatefulLM
 
     compiled = compile_model(ov.Core(), str(load_pair(tiny_pair).target.dir / "openvino_model.xml"), "CPU",
                              exact=True, extra={"KV_CACHE_PRECISION": kv})
@@ -208,7 +254,7 @@ def test_default_kernels_keep_greedy_speculation_exact(tiny_pair):
 
 
 def test_draft_length_policy_benches_a_draft_that_does_not_pay():
-    from edgespec.speculative import DraftLength
+    from edgespec.runtime.draft_length import DraftLength
 
     policy = DraftLength(initial=5, maximum=8, adaptive=True, hold=16, probe=4)
     for n in (2, 0):  # drafts rejected at once; a verify costs more than a plain step
@@ -227,7 +273,7 @@ def test_draft_length_policy_prices_calls_in_steady_runs():
     """A call right after a change of call shape costs more on the CPU; that price is paid once per held
     block, so it must not decide k (measured on SmolLM2: 17 ms per 1-token call in a row, 19 ms per 2-token
     call in a row, ~5 ms more for either right after the other)."""
-    from edgespec.speculative import DraftLength
+    from edgespec.runtime.draft_length import DraftLength
 
     policy = DraftLength(initial=1, maximum=8, adaptive=True, hold=4, probe=4)
     for drafted, kept in [(1, 0), (1, 1), (1, 0), (1, 0), (1, 1)] * 3 + [(0, 0)] * 4:  # acceptance 0.4
@@ -244,7 +290,7 @@ def test_draft_length_policy_tries_longer_drafts_it_has_not_measured():
     and settle where tokens per second peak, not stay at the one call shape it has measured (SmolLM2's
     steady verify costs on this CPU: 15.9, 17.6, 18.3, 19.6, 21.5, 24.3 ms for 1-6 tokens, ~5 ms more right
     after a change of shape; draft 1.4 ms per token; 70% of drafted tokens accepted)."""
-    from edgespec.speculative import DraftLength, expected_tokens
+    from edgespec.runtime.draft_length import DraftLength, expected_tokens
 
     steady_ms = {1: 15.9, 2: 17.6, 3: 18.3, 4: 19.6, 5: 21.5, 6: 24.3, 7: 27.0, 8: 29.7, 9: 32.4}
     rate = {k: expected_tokens(0.7, k) / (steady_ms[k + 1] + 1.4 * k) for k in range(9)}
@@ -269,7 +315,7 @@ def test_draft_length_policy_grows_k_one_step_past_what_it_measured():
     from the measured ones only one token beyond them (SmolLM2's bench cost curve: 15.1, 15.6, 15.7, 16.0 ms
     for 1-4 tokens, 22.5 ms for 6; the old linear fit priced a 13-token call at ~17 ms and, with acceptance
     read as 1.0 after four clean steps, held k = 12 for 16 steps)."""
-    from edgespec.speculative import DraftLength
+    from edgespec.runtime.draft_length import DraftLength
 
     policy = DraftLength(initial=2, maximum=12, adaptive=True)
     policy.steady_cost = {1: 0.0151, 2: 0.0156, 3: 0.0157, 4: 0.0160}
@@ -298,3 +344,25 @@ def test_draft_length_policy_keeps_costs_across_generations(tiny_pair):
     assert spec.draft_policy.steady_cost | spec.draft_policy.switch_cost == costs
     # the new prompt's acceptance is measured at the initial k before the costs can rule the draft out
     assert [spec.draft_policy.next() for _ in range(4)] == [2] * 4
+
+
+def test_draft_sits_out_past_its_context(tiny_pair, tiny_pipes, tmp_path):
+    """A prompt longer than the draft's context: the target goes on alone, exactly as target-only, and says so."""
+    import json
+    import shutil
+
+    short = tmp_path / "short-draft"
+    shutil.copytree(tiny_pair, short)
+    info = short / "draft" / "edgespec_model.json"
+    info.write_text(json.dumps(json.loads(info.read_text()) | {"context_length": 48}))
+    spec = SpeculativePipeline.from_manifest(short, exact=True)
+    config = GenerationConfig(max_new_tokens=32, ignore_eos=True)
+    for prompt, past_draft in [("word " * 20, False), ("word " * 60, True)]:
+        result = spec.generate(prompt, config, chat=False)
+        want = tiny_pipes["target"].generate(prompt, config, chat=False)
+        assert result.token_ids == want.token_ids and len(result.token_ids) == 32
+        stopped = result.stats.draft_stopped_at
+        if past_draft:  # the draft never ran: its context is shorter than the prompt
+            assert stopped == result.stats.prompt_tokens and result.stats.draft_calls == 0
+        else:  # it drafted until the text filled its context
+            assert stopped is not None and stopped >= 48 and result.stats.draft_calls > 0

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgespec.manifest import write_manifest, write_model_info
-from edgespec_export.gguf_convert import convert_gguf
-from edgespec_export.gguf_llama import LlamaShape, random_llama_weights, read_tokenizer_fields, write_llama_gguf
+from edgespec.runtime.manifest import write_manifest, write_model_info
+from edgespec.export.gguf_convert import convert_gguf
+from edgespec.export.gguf_llama import LlamaShape, random_llama_weights, read_tokenizer_fields, write_llama_gguf
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_SHAPE = LlamaShape(vocab_size=49152, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, context=256)

@@ -1,0 +1,309 @@
+"""The things the bench compares, behind one interface.
+
+  genai-target     OpenVINO GenAI LLMPipeline, target only
+  genai-spec       OpenVINO GenAI speculative decoding, same draft, num_assistant_tokens = k
+  edgespec-target  edgespec SpeculativePipeline with use_draft=False
+  edgespec-spec    edgespec SpeculativePipeline with the draft
+  genai-spec2, edgespec-spec2   the two speculative modes again with a second draft (`--draft2`)
+                   in place of the pair's own
+
+Each mode gets the prompt as token ids prepared by the bench, stops on the same eos ids,
+and returns a RunRecord with its own counters. Wall time is measured here, around the call,
+the same way for every mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgespec.bench.prompts import PreparedPrompt
+from edgespec.runtime.config import GenerationConfig
+from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.manifest import DRAFT_VOCAB, TOKENIZER_FILES, ModelEntry, Pair
+
+MODES = ("genai-target", "genai-spec", "edgespec-target", "edgespec-spec")   # the default set
+DRAFT2_MODES = ("genai-spec2", "edgespec-spec2")                               # added by --draft2
+ALL_MODES = ("genai-target", "genai-spec", "genai-spec2", "edgespec-target", "edgespec-spec",
+             "edgespec-spec2")                                                 # canonical order
+SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2"}
+LABELS = {
+    "genai-target": "GenAI target only",
+    "genai-spec": "GenAI speculative",
+    "genai-spec2": "GenAI speculative, draft 2",
+    "edgespec-target": "edgespec target only",
+    "edgespec-spec": "edgespec speculative",
+    "edgespec-spec2": "edgespec speculative, draft 2",
+}
+
+
+@dataclass
+class RunRecord:
+    mode: str
+    prompt: str
+    repeat: int
+    draft_length: int | None
+    phase: str                  # "warmup", "main" or "sweep"
+    prompt_tokens: int
+    new_tokens: int             # generated tokens, trailing end-of-sequence tokens not counted
+    wall_s: float               # around the generate call, measured by the bench
+    ttft_s: float | None
+    tpot_s: float | None
+    target_calls: int | None    # target forward calls, prefill included
+    draft_calls: int | None
+    drafted_tokens: int | None
+    accepted_tokens: int | None
+    stop_reason: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def strip_eos(ids, eos: set[int]) -> list[int]:
+    ids = [int(i) for i in ids]
+    while ids and ids[-1] in eos:
+        ids.pop()
+    return ids
+
+
+class Mode:
+    name = ""
+
+    def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- OpenVINO GenAI
+
+
+def genai_draft_dir(pair: Pair, scratch: Path) -> Path:
+    """The draft as OpenVINO GenAI's draft_model can load it.
+
+    GenAI wants tokenizer IR beside the draft (an edgespec draft may ship without one: the draft shares
+    the target's vocabulary, so the target's tokenizer is linked in) and logits over the whole vocabulary
+    (a reduced FR-Spec head is given a full-vocabulary output: export/full_head.py).
+    """
+    from edgespec.export.full_head import write_full_head_model
+
+    draft = pair.draft.dir
+    vocab_map = pair.draft.vocab_map()
+    if vocab_map is None and all((draft / f).is_file() for f in TOKENIZER_FILES):
+        return draft
+    staged = scratch / "genai-draft"
+    staged.mkdir(parents=True, exist_ok=True)
+    for path in draft.iterdir():
+        if vocab_map is not None and path.name in ("openvino_model.xml", "openvino_model.bin", DRAFT_VOCAB):
+            continue
+        _link(path, staged / path.name)
+    for name in TOKENIZER_FILES:
+        if not (staged / name).exists():
+            _link(pair.target.dir / name, staged / name)
+    if vocab_map is not None:
+        vocab = pair.draft.vocab_size or pair.target.vocab_size
+        if not vocab:
+            raise EdgespecError(f"{draft}: vocabulary size unknown (edgespec_model.json lacks vocab_size)")
+        write_full_head_model(pair.draft.xml, staged / "openvino_model.xml", vocab_map, vocab)
+    return staged
+
+
+def _link(src: Path, dst: Path) -> None:
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:
+        import shutil
+        shutil.copyfile(src, dst)
+
+
+def _genai_config(settings: GenerationConfig, eos: set[int], draft_length: int | None):
+    import openvino_genai as ov_genai
+
+    cfg = ov_genai.GenerationConfig()
+    cfg.max_new_tokens = settings.max_new_tokens
+    # The bench applied the chat template itself; GenAI must not apply it a second time.
+    cfg.apply_chat_template = False
+    if eos:
+        cfg.eos_token_id = min(eos)
+        cfg.stop_token_ids = set(eos)
+    cfg.do_sample = settings.do_sample
+    if settings.do_sample:
+        cfg.temperature = settings.temperature
+        cfg.top_p = settings.top_p
+        if settings.top_k > 0:  # GenAI's own default means "no top-k"; 0 is not that everywhere
+            cfg.top_k = settings.top_k
+        if settings.seed is not None:
+            cfg.rng_seed = settings.seed
+    if draft_length is not None:
+        cfg.num_assistant_tokens = draft_length
+    return cfg
+
+
+def _tokenized(ids: list[int]):
+    import openvino as ov
+    import openvino_genai as ov_genai
+
+    arr = np.asarray([ids], dtype=np.int64)
+    return ov_genai.TokenizedInputs(ov.Tensor(arr), ov.Tensor(np.ones_like(arr)))
+
+
+class GenAIMode(Mode):
+    def __init__(self, pair: Pair, target_device: str, draft_device: str | None, eos: set[int],
+                 scratch: Path | None = None, name: str | None = None):
+        import openvino_genai as ov_genai
+
+        self.eos = eos
+        self.speculative = draft_device is not None
+        self.name = name or ("genai-spec" if self.speculative else "genai-target")
+        kwargs = {}
+        if self.speculative:
+            if pair.draft is None:
+                raise EdgespecError(f"{self.name} needs a pair with a draft model")
+            self._tmp = tempfile.TemporaryDirectory(prefix="edgespec-bench-") if scratch is None else None
+            draft_dir = genai_draft_dir(pair, Path(self._tmp.name) if self._tmp else scratch)
+            kwargs["draft_model"] = ov_genai.draft_model(str(draft_dir), draft_device)
+        try:
+            self.pipe = ov_genai.LLMPipeline(str(pair.target.dir), target_device, **kwargs)
+        except RuntimeError as exc:
+            raise EdgespecError(f"OpenVINO GenAI could not load {pair.target.dir}: {_last_line(exc)}") from None
+
+    def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
+        cfg = _genai_config(settings, self.eos, draft_length if self.speculative else None)
+        inputs = _tokenized(pp.ids)
+        t0 = time.perf_counter()
+        res = self.pipe.generate(inputs, cfg)
+        wall = time.perf_counter() - t0
+        ids = strip_eos(res.tokens[0], self.eos)
+        pm = res.perf_metrics
+        out = {
+            "prompt_tokens": len(pp.ids), "new_tokens": len(ids), "wall_s": wall,
+            "ttft_s": _ms(pm.get_ttft().mean), "tpot_s": _ms(pm.get_tpot().mean) if len(ids) > 1 else None,
+            "token_ids": ids, "stop_reason": _genai_stop(res),
+        }
+        if self.speculative:
+            ext = res.extended_perf_metrics
+            main_raw = ext.main_model_metrics.raw_metrics
+            out.update(target_calls=len(main_raw.m_durations),
+                       draft_calls=len(ext.draft_model_metrics.raw_metrics.m_durations),
+                       drafted_tokens=int(ext.get_num_draft_tokens()),
+                       accepted_tokens=int(ext.get_num_accepted_tokens()))
+        else:
+            # One target call per generated token (the first is the prefill).
+            out.update(target_calls=int(pm.get_num_generated_tokens()), draft_calls=0,
+                       drafted_tokens=None, accepted_tokens=None)
+        return out
+
+    def close(self) -> None:
+        self.pipe = None
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _genai_stop(res) -> str | None:
+    reasons = getattr(res, "finish_reasons", None)
+    if reasons:
+        return str(reasons[0]).rsplit(".", 1)[-1].lower()
+    return None
+
+
+def _ms(value: float) -> float | None:
+    if value is None or not np.isfinite(value) or value <= 0:
+        return None
+    return float(value) / 1000.0
+
+
+def _last_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else repr(exc)
+
+
+# ----------------------------------------------------------------------------- edgespec
+
+
+class EdgespecMode(Mode):
+    def __init__(self, pair: Pair, target_device: str, draft_device: str, use_draft: bool, eos: set[int],
+                 exact: bool | None = None, name: str | None = None):
+        """exact: as SpeculativePipeline's (None: exact target kernels, fast draft; False: device defaults)."""
+        from edgespec.runtime.pipeline import SpeculativePipeline
+
+        self.name = name or ("edgespec-spec" if use_draft else "edgespec-target")
+        if use_draft and pair.draft is None:
+            raise EdgespecError(f"{self.name} needs a pair with a draft model")
+        self.eos = eos
+        self.speculative = use_draft
+        self.pipe = SpeculativePipeline(pair, target_device, draft_device, use_draft=use_draft, exact=exact)
+
+    def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
+        cfg = dataclasses.replace(settings, draft_length=draft_length or settings.draft_length)
+        t0 = time.perf_counter()
+        res = self.pipe.generate(_edgespec_input(self.pipe, pp), cfg, chat=False)
+        wall = time.perf_counter() - t0
+        st = res.stats
+        if st.prompt_tokens != len(pp.ids):
+            raise EdgespecError(f"prompt {pp.key}: edgespec saw {st.prompt_tokens} prompt tokens, the bench "
+                                f"prepared {len(pp.ids)}; the two runtimes would not get the same input")
+        ids = strip_eos(res.token_ids, self.eos)
+        return {
+            "prompt_tokens": st.prompt_tokens, "new_tokens": len(ids), "wall_s": wall,
+            "ttft_s": st.ttft_s, "tpot_s": st.tpot_s if len(ids) > 1 else None,
+            "target_calls": st.target_calls, "draft_calls": st.draft_calls if self.speculative else 0,
+            "drafted_tokens": st.drafted_tokens if self.speculative else None,
+            "accepted_tokens": st.accepted_tokens if self.speculative else None,
+            "token_ids": ids, "stop_reason": st.stop_reason,
+        }
+
+    def close(self) -> None:
+        self.pipe = None
+
+
+def _edgespec_input(pipe, pp: PreparedPrompt):
+    """The rendered string; checked once against the bench's ids so both runtimes see the same tokens."""
+    if not pp.checked:
+        ids = [int(i) for i in pipe.tokenizer.encode(pp.rendered)]
+        if ids != pp.ids:
+            raise EdgespecError(f"prompt {pp.key}: edgespec's tokenizer gives different ids than GenAI's "
+                                f"({len(ids)} vs {len(pp.ids)} tokens)")
+        pp.checked = True
+    return pp.rendered
+
+
+def with_draft2(pair: Pair, draft2: ModelEntry | None) -> Pair:
+    """The pair with its draft replaced by the second draft (same target, same folder)."""
+    if draft2 is None:
+        raise EdgespecError("the *-spec2 modes need a second draft: pass --draft2 PATH")
+    return dataclasses.replace(pair, draft=draft2)
+
+
+def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
+              draft2: ModelEntry | None = None, exact: bool | None = None) -> Mode:
+    """exact applies to the edgespec modes only (GenAI compiles with its own defaults)."""
+    if name == "genai-target":
+        return GenAIMode(pair, target_device, None, eos)
+    if name == "genai-spec":
+        return GenAIMode(pair, target_device, draft_device, eos)
+    if name == "genai-spec2":
+        return GenAIMode(with_draft2(pair, draft2), target_device, draft_device, eos, name=name)
+    if name == "edgespec-target":
+        return EdgespecMode(pair, target_device, draft_device, use_draft=False, eos=eos, exact=exact)
+    if name == "edgespec-spec":
+        return EdgespecMode(pair, target_device, draft_device, use_draft=True, eos=eos, exact=exact)
+    if name == "edgespec-spec2":
+        return EdgespecMode(with_draft2(pair, draft2), target_device, draft_device, use_draft=True, eos=eos,
+                            exact=exact, name=name)
+    raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(ALL_MODES)}")

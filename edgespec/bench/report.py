@@ -1,0 +1,353 @@
+"""The Markdown report: everything needed to judge the numbers, then the numbers."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from edgespec.bench.modes import LABELS
+
+GB = 1e9
+
+
+def _f(value, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value * scale:.{digits}f}{suffix}"
+
+
+def _spread(s: dict | None, digits: int = 2, scale: float = 1.0) -> str:
+    if not s:
+        return "-"
+    if s["n"] == 1 or round(s["max"] * scale, digits) == round(s["min"] * scale, digits):
+        return _f(s["median"], digits, scale)
+    return f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-{s['max'] * scale:.{digits}f})"
+
+
+def _match(m: dict | None) -> str:
+    if not m:
+        return "-"
+    return f"{m['equal']}/{m['total']}"
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def render(results: dict, plots: list[Path]) -> str:
+    lines: list[str] = []
+    add = lines.append
+    pair = results["pair"]
+    add(f"# edgespec bench: {pair['name']}")
+    add("")
+    add(f"Run {results['started']} to {results.get('finished', '?')}. Command:")
+    add("")
+    add("```")
+    add(shlex.join(results["command"]))
+    add("```")
+    add("")
+    notes = list(results.get("notes", []))
+    m = results["machine"]
+    loads = [x[0] for x in (m.get("load_average"), m.get("load_average_end")) if x]
+    if loads and m.get("logical_cpus") and max(loads) > m["logical_cpus"]:
+        notes.append(f"The machine was shared while this ran (load average up to {max(loads):.1f} on "
+                     f"{m['logical_cpus']} CPUs): absolute times are inflated and noisy. The modes ran interleaved, "
+                     "so the ratios between them are the figures to read.")
+    for note in notes:
+        add(f"> **Note:** {note}")
+        add("")
+    headline = _headline(results)
+    if headline:
+        add(headline)
+        add("")
+    _machine(results, add)
+    _models(results, add)
+    _settings(results, add)
+    _tables(results, add)
+    _memory(results, add)
+    _sweep(results, add)
+    _cost(results, add)
+    if plots:
+        add("## Figures")
+        add("")
+        for p in plots:
+            add(f"![{p.stem}]({p.name})")
+            add("")
+    _definitions(add)
+    return "\n".join(lines) + "\n"
+
+
+def _headline(results: dict) -> str:
+    summary = results["summary"].get("all", {})
+    row = summary.get("edgespec-spec")
+    parts = []
+    for base in ("genai-target", "edgespec-target", "genai-spec"):
+        sp = row["speedup"].get(base) if row else None
+        if sp:
+            parts.append(f"{_spread(sp)}x over {LABELS[base]}")
+    text = ("**Headline (all prompt sets, median over repeats, min-max in brackets):** edgespec speculative runs at "
+            + "; ".join(parts) + ".") if parts else ""
+    second = _draft2_sentence(summary)
+    return f"{text} {second}".strip() if second else text
+
+
+def _draft2_sentence(summary: dict) -> str:
+    """edgespec with draft 2 against edgespec with the pair's draft, both over the two target-only baselines."""
+    row2 = summary.get("edgespec-spec2")
+    if not row2:
+        return ""
+    bases = [b for b in ("edgespec-target", "genai-target") if row2["speedup"].get(b)]
+    if not bases:
+        return ""
+    row1 = summary.get("edgespec-spec")
+    over = " and ".join(f"{_spread(row2['speedup'][b])}x over {LABELS[b]}" for b in bases)
+    text = f"With draft 2, edgespec speculative runs at {over}"
+    if row1 and all(row1["speedup"].get(b) for b in bases):
+        text += " (with the pair's draft: " + " and ".join(_spread(row1["speedup"][b]) + "x" for b in bases) + ")"
+    return text + "."
+
+
+def _machine(results: dict, add) -> None:
+    m, bw, v = results["machine"], results["bandwidth"], results["versions"]
+    add("## Machine and software")
+    add("")
+    add(f"- CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs; {', '.join(m['cpu_flags']) or 'no AVX2'})")
+    add(f"- Memory: {_size(m['memory_bytes'])}; measured bandwidth {bw['read_bytes_per_s'] / GB:.1f} GB/s read, "
+        f"{bw['copy_bytes_per_s'] / GB:.1f} GB/s copy ({bw['method']}, {_size(bw['buffer_bytes'])} buffer)")
+    la, la_end = m.get("load_average"), m.get("load_average_end")
+    if la:
+        add(f"- Load average at start {la[0]:.2f}, at end {la_end[0]:.2f}" if la_end else
+            f"- Load average at start {la[0]:.2f}")
+    add(f"- Platform: {m['platform']}")
+    add("- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    add(f"- Devices: target {results['devices']['target']}, draft {results['devices']['draft']}")
+    add("")
+
+
+def _models(results: dict, add) -> None:
+    pair = results["pair"]
+    add("## Models")
+    add("")
+    add(f"Pair folder `{pair['root']}`.")
+    add("")
+    add("| model | source | weights | weight file | all files |")
+    add("|---|---|---|---|---|")
+    for role, name in (("target", "target"), ("draft", "draft"), ("draft2", "draft 2")):
+        info = pair.get(role)
+        if not info:
+            continue
+        source = info.get("source") or (f"`{info['dir']}`" if role == "draft2" else "-")
+        add(f"| {name} | {source} | {info.get('weights') or '-'} | "
+            f"{_size(info['weight_bytes'])} | {_size(sum(info['files'].values()))} |")
+    ratios = [f"{name} {pair[role]['weight_bytes'] / pair['target']['weight_bytes']:.3f}"
+              for role, name in (("draft", "draft"), ("draft2", "draft 2")) if pair.get(role)]
+    if ratios and pair["target"]["weight_bytes"]:
+        add("")
+        add("Draft/target weight bytes: " + ", ".join(ratios) + ".")
+    if ratios and pair["target"].get("streamed_bytes"):
+        streamed = [f"{name} {pair[role]['streamed_bytes'] / pair['target']['streamed_bytes']:.3f}"
+                    for role, name in (("draft", "draft"), ("draft2", "draft 2")) if pair.get(role)]
+        add("Draft/target bytes a decode step streams (the c of the memory-bound speedup; a table a model only "
+            "gathers rows from, such as an input embedding that is not also its output head, is left out): "
+            + ", ".join(streamed) + ".")
+    add("")
+
+
+def _settings(results: dict, add) -> None:
+    st = results["settings"]
+    add("## Settings")
+    add("")
+    decoding = "greedy" if not st["do_sample"] else (f"sampling (temperature {st['temperature']}, top-p {st['top_p']}, "
+                                                       f"top-k {st['top_k']}, seed {st['seed']})")
+    add(f"- Decoding: {decoding}; at most {st['max_new_tokens']} new tokens; draft length {st['draft_length']}"
+        f" ({'adaptive in edgespec' if st['adaptive_draft'] else 'fixed'}; GenAI: num_assistant_tokens fixed)")
+    add(f"- Repeats: {results['repeats']}; prompts per set: at most {results['limit'] or 'all'}")
+    for name, prompts in results["prompt_sets"].items():
+        toks = [p["prompt_tokens"] for p in prompts]
+        templ = "chat template" if any(p["chat"] for p in prompts) else "raw text, no chat template"
+        add(f"- Prompt set `{name}`: {len(prompts)} prompts, {min(toks)}-{max(toks)} prompt tokens, {templ}")
+    loads = results.get("load_s") or {}
+    if loads:
+        add("- Load time: " + ", ".join(f"{LABELS[k]} {v:.1f} s" for k, v in loads.items()))
+    fast = results.get("fast_kernels")
+    if fast is not None:
+        add("- Kernels: " + ("`--fast-kernels`: edgespec's target on the device's default kernels (exact=False); "
+                             "greedy speculative output may differ from target-only output" if fast else
+                             "edgespec's target on call-shape-independent kernels (exact, the default); "
+                             "its drafts on the device defaults"))
+    eng = results.get("engine_config")
+    if eng:
+        es = eng["edgespec"]
+        if isinstance(es, dict) and "target" in es:
+            add(f"- edgespec compiles the target with {es['target']}, the drafts with {es['draft']}; "
+                f"GenAI: {eng['genai']}")
+        else:
+            add(f"- edgespec compiles with {es}; GenAI: {eng['genai']}")
+    add("- Every mode got the same prompt token ids; modes ran interleaved in one process, "
+        "the order rotated at every prompt and repeat, after one warm-up generation each.")
+    add("")
+
+
+def _head(add, head: list[str]) -> None:
+    _row(add, head)
+    add("|" + "---|" * len(head))
+
+
+def _row(add, cells: list[str]) -> None:
+    add("| " + " | ".join(cells) + " |")
+
+
+def _tables(results: dict, add) -> None:
+    modes = results["modes"]
+    for set_name, table in results["summary"].items():
+        add(f"## Results: {set_name}")
+        add("")
+        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in modes]
+        refs = [b for b in ("genai-target", "edgespec-target") if b in modes]
+        head = ["mode", "new tokens/s", "TTFT ms", "TPOT ms"] + [f"speedup vs {LABELS[b]}" for b in bases]
+        _head(add, head)
+        for mode, row in table.items():
+            cells = [LABELS[mode], _spread(row["tokens_per_s"], 1), _spread(row["ttft_s"], 0, 1000),
+                     _spread(row["tpot_s"], 1, 1000)]
+            cells += ["1" if b == mode else _spread(row["speedup"].get(b)) for b in bases]
+            _row(add, cells)
+        add("")
+        head = (["mode", "acceptance", "tokens/target call", "drafted/call", "memory-bound speedup",
+                 "weight GB/s (of measured)"] + [f"= {LABELS[r]} output" for r in refs])
+        _head(add, head)
+        for mode, row in table.items():
+            frac = row["weight_bandwidth_fraction"]
+            bw = (f"{row['weight_bandwidth_bytes_per_s'] / GB:.1f} ({frac:.0%})"
+                  if row["weight_bandwidth_bytes_per_s"] and frac else "-")
+            cells = [LABELS[mode], _f(row["acceptance_rate"]), _f(row["tokens_per_target_call"]),
+                     _f(row["drafted_per_call"]), _f(row["memory_bound_speedup"]), bw]
+            cells += ["-" if r == mode else _match(row["matches"].get(r)) for r in refs]
+            _row(add, cells)
+        add("")
+
+
+def _memory(results: dict, add) -> None:
+    mem = results.get("memory")
+    if not mem:
+        return
+    add("## Peak resident memory")
+    add("")
+    add("Each mode alone in a fresh process: libraries imported, the mode loaded, one generation. "
+        "Peak is the process's RSS high-water mark; 'over baseline' subtracts the RSS after imports. "
+        "'After load' is small because both runtimes map the weight files and page them in on first use.")
+    add("")
+    add("| mode | peak RSS | over baseline | after load |")
+    add("|---|---|---|---|")
+    for mode, m in mem.items():
+        if "error" in m:
+            add(f"| {LABELS[mode]} | failed: {m['error']} | | |")
+        else:
+            add(f"| {LABELS[mode]} | {_size(m['peak_rss_bytes'])} | {_size(m['peak_over_baseline_bytes'])} | "
+                f"{_size(m['loaded_rss_bytes'] - m['baseline_rss_bytes'])} |")
+    add("")
+
+
+def _sweep(results: dict, add) -> None:
+    sweep = results.get("sweep", {}).get("summary") or {}
+    if not sweep:
+        return
+    pred = (results.get("cost_curve") or {}).get("prediction") or {}
+    ks = sorted({int(k) for rows in sweep.values() for k in rows})
+    sw = results["sweep"]
+    add("## Draft length sweep (fixed k, all prompt sets)")
+    add("")
+    add(f"{sw.get('prompts_per_set') or 'All'} prompts per set, {sw.get('repeats', 1)} repeat(s); spread over repeats.")
+    add("")
+    head = ["k"]
+    for mode in sweep:
+        head += [f"{LABELS[mode]} tokens/s", "acceptance", "tokens/call"]
+    if pred:
+        head += ["predicted edgespec tokens/s"]
+    _head(add, head)
+    for k in ks:
+        cells = [str(k)]
+        for mode, rows in sweep.items():
+            r = rows.get(k) or rows.get(str(k))
+            cells += [_spread(r["tokens_per_s"], 1), _f(r["acceptance_rate"]), _f(r["tokens_per_target_call"])] \
+                if r else ["-", "-", "-"]
+        if pred:
+            p = pred["by_k"].get(k) or pred["by_k"].get(str(k))
+            cells.append(_f(p["tokens_per_s"], 1) if p else "-")
+        _row(add, cells)
+    add("")
+
+
+def _cost(results: dict, add) -> None:
+    curve = results.get("cost_curve")
+    if not curve:
+        return
+    call_s = {int(k): v for k, v in curve["target"]["call_s"].items()}
+    rb = {int(k): v for k, v in curve["target"]["rollback_s"].items()}
+    add(f"## Verification cost curve ({curve['target']['past_tokens']}-token past, median of repeats)")
+    add("")
+    add("| n new tokens | target call ms | ms per token | vs one step | KV rollback ms |")
+    add("|---|---|---|---|---|")
+    t1 = call_s[min(call_s)]
+    for n in sorted(call_s):
+        add(f"| {n} | {call_s[n] * 1000:.1f} | {call_s[n] * 1000 / n:.1f} | {call_s[n] / t1:.2f}x | "
+            f"{rb[n] * 1000:.2f} |")
+    add("")
+    if curve.get("draft_token_s") is not None:
+        draft_calls = (curve.get("draft") or {}).get("call_s") or {}
+        back_to_back = draft_calls.get(1, draft_calls.get("1"))  # int keys in memory, str after JSON
+        add(f"Draft: {curve['draft_token_s'] * 1000:.1f} ms per token between target calls "
+            f"({curve['draft_token_s'] / t1:.2f} of a target step)"
+            + (f"; {float(back_to_back) * 1000:.1f} ms back to back." if back_to_back else "."))
+        add("")
+    if curve.get("draft_calls_s"):
+        plain, catch_up = (" / ".join(f"{t * 1000:.2f}" for t in curve["draft_calls_s"][key])
+                           for key in ("plain", "catch_up"))
+        add(f"Draft calls right after a target call, one token each: {plain} ms; when the first also feeds the "
+            f"token the draft missed (after a fully accepted block): {catch_up} ms.")
+        add("")
+    if curve.get("draft2_token_s") is not None:
+        add(f"Draft 2: {curve['draft2_token_s'] * 1000:.1f} ms per token between target calls "
+            f"({curve['draft2_token_s'] / t1:.2f} of a target step).")
+        add("")
+    pred = curve.get("prediction")
+    if pred:
+        add(f"Per-token acceptance a = {pred['acceptance']:.3f}, from the {pred['acceptance_source']}. "
+            f"Loop overhead per forward call (edgespec target-only TPOT minus the bare 1-token call): "
+            f"{pred.get('overhead_s', 0) * 1000:.1f} ms. Predicted cost of a step with k drafted tokens: "
+            + ("T(k+1) + the k draft calls above (catching up with probability a^k)" if curve.get("draft_calls_s")
+               else "T(k+1) + k x draft token")
+            + " + (k+1) x overhead; expected tokens (1-a^(k+1))/(1-a).")
+        best = pred["best_k"]
+        row = pred["by_k"].get(best) or pred["by_k"][str(best)]
+        add(f"Predicted best draft length: **k = {best}** ({row['tokens_per_s']:.1f} tokens/s, "
+            f"{row['speedup_vs_target']:.2f}x over the target's single-token step rate).")
+        if pred.get("measured_best_k"):
+            add("Measured best draft length: " + ", ".join(
+                f"{LABELS[m]} k = {k}" for m, k in pred["measured_best_k"].items()) + ".")
+        add("")
+
+
+def _definitions(add) -> None:
+    add("## How the figures are computed")
+    add("")
+    add("- new tokens/s: generated tokens (end-of-sequence not counted) over wall time around the generate call, "
+        "summed over a prompt set for each repeat; the spread is over repeats.")
+    add("- Speedup: tokens/s of a mode over tokens/s of the baseline in the same repeat (interleaved runs); "
+        "median (min-max) over repeats.")
+    add("- TTFT/TPOT: as each runtime reports them (GenAI perf metrics; edgespec GenerationStats), "
+        "median (min-max) over all runs.")
+    add("- acceptance: accepted drafted tokens / drafted tokens. tokens/target call: (new tokens - 1) / "
+        "(target calls - 1), the prefill call left out. GenAI's counts come from its extended perf metrics.")
+    add("- memory-bound speedup (FastDraft, Zafrir et al. 2024): tokens per target call / (1 + c x drafted per call), "
+        "c = bytes a draft step streams / bytes a target step streams (draft 2's for the draft-2 modes; a table "
+        "a model only gathers rows from, such as an untied input embedding, is left out): the speedup if each "
+        "forward pass cost only one read of the model's weights.")
+    add("- weight GB/s: (target streamed bytes x target calls + draft streamed bytes x draft calls) / wall time, "
+        "against the numpy-measured read bandwidth.")
+    add("- '= output': prompts (x repeats) whose generated token ids equal the reference mode's, token for token "
+        "(greedy runs only).")

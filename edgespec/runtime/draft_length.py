@@ -1,0 +1,135 @@
+"""How many tokens to draft: the k that maximises expected tokens per second, from measured acceptance and costs.
+
+Why each rule is there (hold, probe, steady costs, the prior) is measured in docs/draft-length.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def expected_tokens(acceptance: float, k: float) -> float:
+    """Mean tokens per target call with k drafted tokens, each kept with probability `acceptance` (Leviathan et al.;
+    k may be a mean draft length)."""
+    if acceptance >= 1.0:
+        return k + 1.0
+    return (1.0 - acceptance ** (k + 1)) / (1.0 - acceptance)
+
+
+class DraftLength:
+    """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
+
+    def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, hold: int = 16,
+                 probe: int = 4):
+        self.decay = decay
+        # A call whose token count differs from the last one's costs more (docs/draft-length.md), so a chosen k is
+        # held for `hold` steps and chosen on steady costs (calls of the same shape as the one before).
+        self.steady_cost: dict[int, float] = {}
+        self.switch_cost: dict[int, float] = {}
+        self.draft_cost: float | None = None
+        self.hold, self.probe = hold, probe
+        self.restart(initial, maximum, adaptive)
+        self.hold_left = 0  # nothing is measured yet: the first decision comes once the draft has a cost
+
+    def restart(self, initial: int, maximum: int, adaptive: bool) -> None:
+        """A new generation: acceptance starts over (another prompt) and is first measured over `probe` steps
+        at the initial k; the measured costs are kept (the same models on the same devices), so a short
+        generation does not spend its few decisions re-learning them."""
+        self.initial, self.maximum, self.adaptive = initial, max(maximum, initial), adaptive
+        self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
+        self.lookup_kept = self.lookup_seen = 0.0  # the same for prompt-lookup proposals
+        self.last_feed = 0
+        self.current, self.hold_left = initial, self.probe
+
+    def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
+        if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
+            self.kept = self.decay * self.kept + kept
+            self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
+        self.record_target(drafted + 1, target_seconds)
+        if drafted:
+            per_token = draft_seconds / drafted
+            self.draft_cost = per_token if self.draft_cost is None else 0.8 * self.draft_cost + 0.2 * per_token
+
+    def record_lookup(self, proposed: int, kept: int, target_seconds: float) -> None:
+        """A step verified prompt-lookup tokens: its acceptance is the lookup's, its call cost the target's."""
+        self.lookup_kept = self.decay * self.lookup_kept + kept
+        self.lookup_seen = self.decay * self.lookup_seen + kept + (1 if kept < proposed else 0)
+        self.record_target(proposed + 1, target_seconds)
+
+    def record_target(self, n: int, target_seconds: float) -> None:
+        costs = self.steady_cost if n == self.last_feed else self.switch_cost
+        old = costs.get(n)
+        costs[n] = target_seconds if old is None else 0.8 * old + 0.2 * target_seconds
+        self.last_feed = n
+
+    @property
+    def lookup_acceptance(self) -> float:
+        # One pseudo-trial at 0.5: a first match is tried, and a lookup that keeps failing is soon left alone.
+        return (self.lookup_kept + 0.5) / (self.lookup_seen + 1.0)
+
+    def lookup_tokens(self, k: int, available: int) -> int:
+        """How many of `available` prompt-lookup tokens to verify in place of k drafted ones (0: draft instead).
+        Lookup tokens cost no draft call; they win where their expected tokens per second is higher."""
+        if available <= 0:
+            return 0
+        a, d = self.acceptance, self.draft_cost or 0.0
+        draft_rate = expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d)
+        longest = max(self.steady_cost or self.switch_cost, default=1)
+        top = min(available, self.maximum, longest) if k == 0 else min(available, k)
+        best, best_rate = 0, draft_rate
+        for m in range(1, top + 1):
+            rate = expected_tokens(self.lookup_acceptance, m) / self.target_seconds(m + 1)
+            if rate > best_rate:
+                best, best_rate = m, rate
+        return best
+
+    @property
+    def acceptance(self) -> float:
+        # Two pseudo-trials at 0.7: a 4-step probe whose every draft was kept reads as 0.9, not as certainty
+        # (which priced the longest k as free tokens and held it for a whole block).
+        return (self.kept + 1.4) / (self.seen + 2.0)
+
+    def target_seconds(self, n: int) -> float:
+        """Cost of an n-token target call in a run of equal calls: measured shapes as they are, straight lines
+        between them, the nearest segment carried on outside them (never falling with more tokens)."""
+        points = self.steady_cost or self.switch_cost
+        if n in points:
+            return points[n]
+        if not points:
+            return 1.0 + 0.05 * (n - 1)
+        shapes = sorted(points)
+        costs = [points[m] for m in shapes]
+        if len(shapes) == 1:
+            return costs[0] * (1 + 0.05 * (n - 1)) / (1 + 0.05 * (shapes[0] - 1))
+        if shapes[0] < n < shapes[-1]:
+            return float(np.interp(n, shapes, costs))
+        # Outside the measured shapes: the nearest segment, carried on (never falling with more tokens).
+        (x0, y0), (x1, y1) = zip(shapes[:2], costs[:2]) if n < shapes[0] else zip(shapes[-2:], costs[-2:])
+        slope = max(0.0, (y1 - y0) / (x1 - x0))
+        x, y = (x0, y0) if n < shapes[0] else (x1, y1)
+        return max(y + slope * (n - x), 1e-6)
+
+    def best(self) -> int:
+        a, d = self.acceptance, self.draft_cost
+        # k grows by at most one token past the longest call measured: an optimistic guess for a long call
+        # (a 13-token verify priced like a 4-token one) would otherwise be held for a whole block.
+        longest = max(self.steady_cost or self.switch_cost, default=1)
+        top = min(self.maximum, longest)
+        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(0, top + 1)}
+        return max(rates, key=rates.get)
+
+    def next(self) -> int:
+        if not self.adaptive or self.draft_cost is None:
+            return self.initial
+        if self.hold_left > 0:
+            self.hold_left -= 1
+            return self.current
+        k = self.best()
+        if k == 0 and self.current == 0:
+            # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
+            # agreeing again (code after prose, say) is noticed.
+            k, self.hold_left = 1, self.probe - 1
+        else:
+            self.hold_left = self.hold - 1
+        self.current = k
+        return k

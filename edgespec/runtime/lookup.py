@@ -1,0 +1,44 @@
+"""Prompt lookup: propose the tokens that followed the last occurrence of the current n-gram in the prompt and
+the text so far (Saxena 2023; as in HF transformers and GenAI). Copying is common in real use (summaries,
+answers over given passages, code edits) and a proposal costs no model call.
+"""
+
+from __future__ import annotations
+
+
+class PromptLookup:
+    """An index of every n-gram (min_ngram..max_ngram tokens) to the position after its latest occurrence,
+    updated as the sequence grows, so each proposal costs O(max_ngram) dictionary lookups."""
+
+    def __init__(self, max_ngram: int = 3, min_ngram: int = 2):
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
+        self.tokens: list[int] = []
+        self.after: dict[tuple[int, ...], int] = {}
+
+    def extend(self, tokens: list[int]) -> None:
+        for token in tokens:
+            # Index the n-grams that end at the token before this one: their continuation starts here.
+            end = len(self.tokens)
+            for n in range(self.min_ngram, self.max_ngram + 1):
+                if end >= n:
+                    self.after[tuple(self.tokens[end - n:end])] = end
+            self.tokens.append(token)
+
+    def sync(self, sequence: list[int]) -> None:
+        """Follow `sequence`, which only ever grows by appending (the decoding loop's)."""
+        if len(sequence) > len(self.tokens):
+            self.extend(sequence[len(self.tokens):])
+
+    def propose(self, limit: int) -> list[int]:
+        """Up to `limit` tokens that followed the longest n-gram ending the sequence, from its latest earlier
+        occurrence; [] when there is none."""
+        if limit <= 0:
+            return []
+        end = len(self.tokens)
+        for n in range(self.max_ngram, self.min_ngram - 1, -1):
+            if end < n:
+                continue
+            start = self.after.get(tuple(self.tokens[end - n:end]))
+            if start is not None and start < end:  # start == end would be the suffix itself (indexed next step)
+                return self.tokens[start:min(start + limit, end)]
+        return []

@@ -1,0 +1,153 @@
+"""The Python API: load a pair, generate text with or without the draft, stream it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import openvino as ov
+
+from edgespec.runtime.devices import compile_model, is_npu
+from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
+from edgespec.runtime.model import StatefulLM, read_ir, slice_logits
+from edgespec.runtime.npu import NPUConfig
+from edgespec.runtime.config import GenerationConfig, GenerationStats
+from edgespec.runtime.draft_length import DraftLength
+from edgespec.runtime.speculative import decode
+from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
+
+# A streamer gets each new piece of text; returning True asks generation to stop.
+Streamer = Callable[[str], bool | None]
+
+__all__ = ["GenerationConfig", "GenerationResult", "GenerationStats", "NPUConfig", "SpeculativePipeline"]
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]
+    stats: GenerationStats
+
+
+def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str,
+             npu: NPUConfig | None = None, draft: bool = False) -> StatefulLM:
+    model = read_ir(entry.xml)
+    names = {port.any_name for port in model.inputs}
+    if not {"input_ids", "attention_mask", "position_ids"} <= names or not model.get_sinks():
+        raise EdgespecError(f"{entry.xml} is not a stateful LLM (inputs: {', '.join(sorted(names))})")
+    if is_npu(device):
+        # NPUW slices the logits itself and keeps the KV cache: no logits_count input, "position" rollback.
+        npu = npu or NPUConfig()
+        feed = npu.draft_generation_tokens if draft else npu.max_generation_tokens
+        compiled = compile_model(core, model, device, npu=npu, generation_tokens=feed)
+        return StatefulLM(compiled, min(entry.context_length, npu.context_length), vocab_map=entry.vocab_map(),
+                          rollback_mode="position", max_prompt_len=npu.max_prompt_len, max_feed=feed)
+    slice_logits(model)
+    compiled = compile_model(core, model, device, exact=exact)
+    return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)
+
+
+class SpeculativePipeline:
+    def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
+                 exact: bool | None = None, rollback: str = "mask", npu: NPUConfig | None = None):
+        self.pair = pair
+        core = ov.Core()
+        self.tokenizer = TextTokenizer(pair.target.dir)
+        # The target's logits must not depend on how many tokens a call feeds, or greedy speculative output
+        # drifts from target-only output; the draft's numerics only move acceptance, so it keeps the fast
+        # device defaults unless exact=True asks for both (comparisons in tests).
+        self.target = _load_lm(core, pair.target, target_device, exact is not False, rollback, npu)
+        self.draft = (_load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True)
+                      if use_draft and pair.draft else None)
+        self.last_stats: GenerationStats | None = None
+        self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
+        # Call costs measured while choosing draft lengths, carried from one generation to the next.
+        self.draft_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
+            raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
+                                f"({self.target.vocab_size}): export the pair again with `edgespec export`")
+
+    @classmethod
+    def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
+                      use_draft: bool = True, exact: bool | None = None, rollback: str = "mask",
+                      npu: NPUConfig | None = None) -> SpeculativePipeline:
+        """Load a pair folder (edgespec.json) or a bare model folder.
+
+        exact: None (default) compiles the target with call-shape-independent kernels (f32, no dynamic
+        quantization, f32 KV cache) so greedy speculative output equals target-only output, and the draft with
+        the device's fast defaults; True makes both exact; False leaves both on the device defaults (faster on
+        CPUs with bf16/VNNI, or with an f16 KV cache, but verifying k tokens at once may then flip the target's
+        choice).
+        rollback: "mask" or "trim" (see StatefulLM).
+        npu: static shapes for a model on device NPU (emulated on the CPU when there is none; see edgespec.runtime.npu).
+        """
+        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu)
+
+    def prompt_ids(self, prompt: str | list[dict] | list[int], chat: bool | None = None) -> list[int]:
+        """Token ids for a text prompt, chat messages, or ids given as they are."""
+        context = self.target.context_length
+        if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+            ids = list(prompt)
+        else:
+            try:
+                ids = self.tokenizer.encode(self._prompt_text(prompt, chat))
+            except TextTooLong as exc:
+                raise EdgespecError(f"prompt has {exc.tokens} tokens but the context holds {context}") from None
+        if not ids:
+            raise EdgespecError("empty prompt")
+        if len(ids) >= context:  # a prompt that fills the context leaves no room for a single new token
+            raise EdgespecError(f"prompt has {len(ids)} tokens but the context holds {context} "
+                                f"(prompt and answer together)")
+        return ids
+
+    def _prompt_text(self, prompt: str | list[dict], chat: bool | None) -> str:
+        if isinstance(prompt, list):
+            return self.tokenizer.apply_chat_template(prompt)
+        if not prompt.strip():
+            raise EdgespecError("empty prompt")
+        use_chat = self.tokenizer.has_chat_template if chat is None else chat
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}]) if use_chat else prompt
+
+    def generate(self, prompt: str | list[dict] | list[int], config: GenerationConfig | None = None,
+                 streamer: Streamer | None = None, chat: bool | None = None) -> GenerationResult:
+        """Generate a continuation of `prompt`: text, chat messages ([{"role", "content"}]) or token ids."""
+        config = config or GenerationConfig()
+        ids = self.prompt_ids(prompt, chat)
+        stats = self.last_stats = GenerationStats()  # readable after an interrupted generation too
+        stream = TextStream(self.tokenizer)
+        generated: list[int] = []
+        text = ""
+        steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy)
+        # Detokenizing every step costs ~2 ms on this CPU; do it only when someone reads the pieces.
+        incremental = streamer is not None or bool(config.stop_strings)
+        try:
+            for new_tokens in steps:
+                generated.extend(new_tokens)
+                if not incremental:
+                    continue
+                piece = stream.push(new_tokens)
+                text += piece
+                hit = _find_stop(text, config.stop_strings)
+                if hit is not None:
+                    piece = piece[:max(0, len(piece) - (len(text) - hit))]
+                    text = text[:hit]
+                    stats.stop_reason = "stop_string"
+                if streamer is not None and piece and streamer(piece):
+                    stats.stop_reason = stats.stop_reason or "streamer"
+                if stats.stop_reason in ("stop_string", "streamer"):
+                    break
+        finally:
+            steps.close()
+        if stats.stop_reason != "stop_string":
+            final = self.tokenizer.decode(generated)  # the stream may still hold back a last piece
+            if streamer is not None and final.startswith(text) and len(final) > len(text):
+                streamer(final[len(text):])
+            text = final
+        return GenerationResult(text=text, token_ids=generated, stats=stats)
+
+
+def _find_stop(text: str, stop_strings: tuple[str, ...]) -> int | None:
+    hits = [text.find(s) for s in stop_strings if s and s in text]
+    return min(hits) if hits else None

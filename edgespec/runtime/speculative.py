@@ -1,0 +1,191 @@
+"""The decoding loop: prefill, draft k tokens, verify them in one target call, keep what the target agrees with.
+
+Target-only decoding is the same loop with no draft (k = 0), so both modes share every line
+that touches the target. Each model's KV cache always holds a prefix of `sequence`; a model
+is fed `sequence[cached:]` plus whatever is being proposed or verified. Which drafted tokens
+stay is the acceptance rule's business (acceptance.py); how many to draft, the policy's
+(draft_length.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgespec.runtime.acceptance import GreedyRule, SamplingRule, rule_for
+from edgespec.runtime.config import GenerationConfig, GenerationStats
+from edgespec.runtime.draft_length import DraftLength
+from edgespec.runtime.lookup import PromptLookup
+from edgespec.runtime.model import StatefulLM
+
+Rule = GreedyRule | SamplingRule
+
+
+@dataclass
+class Step:
+    """What one speculative step did: plain data for the loop's stats and the draft-length policy."""
+    drafted: list[int]
+    kept: int
+    new_tokens: list[int]
+    draft_s: float
+    target_s: float
+    source: str = "draft"  # who proposed: "draft" (the draft model) or "lookup" (prompt lookup)
+
+
+def propose(draft: StatefulLM, sequence: list[int], k: int, rule: Rule, rng: np.random.Generator,
+            vocab_size: int) -> tuple[list[int], np.ndarray | None]:
+    """Draft k tokens one by one; with sampling also return the draft's distributions [k, V_target]."""
+    drafted: list[int] = []
+    dists = []
+    feed = draft.pending(sequence)
+    for _ in range(k):
+        index, probs = rule.choose(draft.forward(feed, last=1)[0], rng)
+        token = int(draft.vocab_map[index]) if draft.vocab_map is not None else index
+        drafted.append(token)
+        dists.append(probs)
+        feed = [token]
+    if not rule.sampling:
+        return drafted, None
+    probs = np.stack(dists)
+    if draft.vocab_map is None:
+        return drafted, probs
+    # A reduced draft head puts zero probability outside its subset; the acceptance rule stays exact.
+    full = np.zeros((k, vocab_size), dtype=probs.dtype)
+    full[:, draft.vocab_map] = probs
+    return drafted, full
+
+
+def prefill(target: StatefulLM, sequence: list[int], rule: Rule, rng: np.random.Generator) -> Step:
+    """Feed the prompt (what the cache lacks of it) and pick the first new token."""
+    t0 = time.perf_counter()
+    logits = target.forward(target.pending(sequence), last=1)
+    t1 = time.perf_counter()
+    return Step([], 0, [rule.first(logits, rng)], 0.0, t1 - t0)
+
+
+def speculative_step(target: StatefulLM, draft: StatefulLM | None, sequence: list[int], k: int, rule: Rule,
+                     rng: np.random.Generator) -> Step:
+    """Propose k tokens with the draft, verify them in one target call, roll both caches back to what stays."""
+    t0 = time.perf_counter()
+    drafted, draft_probs = propose(draft, sequence, k, rule, rng, target.vocab_size) if k else ([], None)
+    t1 = time.perf_counter()
+    logits = target.forward(target.pending(sequence) + drafted, last=k + 1)
+    t2 = time.perf_counter()
+    kept, next_token = rule.verify(logits, drafted, draft_probs, rng)
+    # The verified prefix stays cached; rejected drafts leave both caches.
+    target.rollback(len(sequence) + kept)
+    if draft is not None:
+        draft.rollback(min(draft.cached, len(sequence) + kept))
+    return Step(drafted, kept, drafted[:kept] + [next_token], t1 - t0, t2 - t1)
+
+
+def lookup_step(target: StatefulLM, draft: StatefulLM | None, sequence: list[int], proposed: list[int], rule: Rule,
+                rng: np.random.Generator) -> Step:
+    """Verify prompt-lookup tokens in one target call; the draft is not called (it catches up when next used)."""
+    t0 = time.perf_counter()
+    logits = target.forward(target.pending(sequence) + proposed, last=len(proposed) + 1)
+    t1 = time.perf_counter()
+    kept, next_token = rule.verify(logits, proposed, None, rng)  # a lookup proposal is certain: q = one-hot
+    target.rollback(len(sequence) + kept)
+    if draft is not None:
+        draft.rollback(min(draft.cached, len(sequence)))
+    return Step(proposed, kept, proposed[:kept] + [next_token], 0.0, t1 - t0, source="lookup")
+
+
+def cut_at_eos(tokens: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
+    for i, token in enumerate(tokens):
+        if token in eos_ids:
+            return tokens[:i + 1], True
+    return tokens, False
+
+
+def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], config: GenerationConfig,
+           eos_ids: set[int], stats: GenerationStats, policy: DraftLength | None = None) -> Iterator[list[int]]:
+    """Yield new tokens as the target confirms them. The caller stops the generator to end early.
+    `policy` carries call costs measured in earlier generations with the same models (it is restarted)."""
+    rng = np.random.default_rng(config.seed)
+    rule = rule_for(config.do_sample, config.warp)
+    longest = config.max_draft_length
+    if target.max_feed:
+        # NPU: a verify call longer than the compiled generation length would be split in two.
+        longest = min(longest, target.max_feed - 1)
+    if policy is None:
+        policy = DraftLength(min(config.draft_length, longest), longest, config.adaptive_draft)
+    else:
+        policy.restart(min(config.draft_length, longest), longest, config.adaptive_draft)
+    start = time.perf_counter()
+    stats.prompt_tokens = len(prompt)
+    sequence = list(prompt)
+    # Prompt lookup is a second proposer for speculative runs; target-only (no draft) stays the plain baseline.
+    lookup = PromptLookup() if config.prompt_lookup and draft is not None else None
+    try:
+        while stats.new_tokens < config.max_new_tokens:
+            # Each step yields at most k + 1 tokens and places k + 1 tokens from position len(sequence) - 1.
+            room = min(config.max_new_tokens - stats.new_tokens - 1, target.context_length - len(sequence))
+            if room < 0:
+                stats.stop_reason = "context"
+                return
+            if draft is not None and len(sequence) + 1 > draft.context_length:
+                # The draft's context is full: it sits out, the target goes on alone.
+                stats.draft_stopped_at = stats.draft_stopped_at or len(sequence)
+                draft = None
+            if stats.new_tokens == 0:
+                step = prefill(target, sequence, rule, rng)
+            else:
+                step = next_step(target, draft, lookup, policy, sequence, room, rule, rng)
+                if draft is not None or lookup is not None:
+                    stats.draft_lengths.append(len(step.drafted))
+            record(stats, step)
+            if stats.new_tokens == 0:
+                stats.ttft_s = time.perf_counter() - start
+            new_tokens, ended = step.new_tokens, False
+            if not config.ignore_eos:
+                new_tokens, ended = cut_at_eos(new_tokens, eos_ids)
+            sequence.extend(new_tokens)
+            stats.new_tokens += len(new_tokens)
+            if ended:
+                stats.stop_reason = "eos"
+            yield new_tokens
+            if ended:
+                return
+        stats.stop_reason = "length"
+    finally:
+        if not stats.stop_reason:
+            stats.stop_reason = "stopped"
+        stats.finish(start)
+
+
+def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup | None, policy: DraftLength,
+              sequence: list[int], room: int, rule: Rule, rng: np.random.Generator) -> Step:
+    """One step after the prefill: prompt-lookup tokens where they promise more tokens per second than the
+    draft's k (the policy's call), else the draft's k tokens (k = 0: the target alone)."""
+    k = 0 if draft is None else min(policy.next(), room, draft.context_length - len(sequence))
+    if lookup is not None:
+        lookup.sync(sequence)
+        candidate = lookup.propose(min(room, policy.maximum))
+        m = policy.lookup_tokens(k, len(candidate))
+        if m:
+            step = lookup_step(target, draft, sequence, candidate[:m], rule, rng)
+            policy.record_lookup(m, step.kept, step.target_s)
+            return step
+    step = speculative_step(target, draft, sequence, k, rule, rng)
+    if draft is not None:
+        policy.record(k, step.kept, step.target_s, step.draft_s)
+    return step
+
+
+def record(stats: GenerationStats, step: Step) -> None:
+    stats.target_calls += 1
+    stats.target_s += step.target_s
+    stats.draft_s += step.draft_s
+    if step.drafted:
+        stats.drafted_tokens += len(step.drafted)
+        stats.accepted_tokens += step.kept
+        if step.source == "lookup":
+            stats.lookup_tokens += len(step.drafted)
+            stats.lookup_accepted += step.kept
+        else:
+            stats.draft_calls += len(step.drafted)
