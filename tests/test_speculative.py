@@ -366,3 +366,22 @@ def test_draft_sits_out_past_its_context(tiny_pair, tiny_pipes, tmp_path):
             assert stopped == result.stats.prompt_tokens and result.stats.draft_calls == 0
         else:  # it drafted until the text filled its context
             assert stopped is not None and stopped >= 48 and result.stats.draft_calls > 0
+
+
+def test_draft_reads_a_window_of_a_long_prompt(tiny_pipes):
+    """With a draft window the draft reads the prompt's head and tail only; the output stays target-only's."""
+    from edgespec.runtime.speculative import DraftWindow
+
+    window = DraftWindow.for_prompt(100, 40, head=8)
+    sequence = list(range(100)) + [7, 7]
+    assert window.view(sequence) == list(range(8)) + list(range(68, 100)) + [7, 7]
+    assert DraftWindow.for_prompt(30, 40).view(sequence) == sequence
+    spec, baseline = tiny_pipes["near"], tiny_pipes["target"]
+    prompt = "Once upon a time there was a little robot who liked to count: one, two, three, four. " * 5
+    for draft_window in (0, 40):
+        config = GenerationConfig(max_new_tokens=32, ignore_eos=True, draft_window=draft_window)
+        result = spec.generate(prompt, config, chat=False)
+        assert result.token_ids == baseline.generate(prompt, config, chat=False).token_ids
+        assert result.stats.draft_calls > 0 and result.stats.prompt_tokens > 40
+        read = spec.draft.cached  # what the draft's cache holds at the end: the window plus the answer, or all
+        assert read <= (40 + 32 if draft_window else result.stats.prompt_tokens + 32)

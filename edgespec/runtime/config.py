@@ -5,7 +5,46 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.sampling import Warp
+
+COLLAB_METHODS = ("ensemble", "contrastive")
+COLLAB_BONUS = ("alternate", "extra-call")
+
+
+@dataclass(frozen=True)
+class CollabConfig:
+    """Collaborative decoding: every token is drawn from r, a combination of the target's and the draft's
+    next-token distributions (edgespec/runtime/collab.py).
+
+    method: "ensemble", r = (1 - weight) p + weight q (each model's distribution warped first), or
+      "contrastive", r = warp(z_target - alpha z_draft) (the combined logits warped).
+    naive: run both models on every token (the baseline); otherwise CoS (Fu et al., ICML 2025): the draft
+      proposes tokens from q and each is verified against r, so r comes at the cost of speculative decoding.
+    bonus: how CoS gets the draft's distribution at the position after the last drafted token:
+      "alternate" (CoS's alternate proposal: the target's own token there is a proposal the draft's next call
+      verifies) or "extra-call" (one more draft call, then a draw from r).
+    """
+    method: str = "ensemble"
+    weight: float = 0.5
+    alpha: float = 0.1
+    naive: bool = False
+    bonus: str = "alternate"
+
+    def __post_init__(self):
+        if self.method not in COLLAB_METHODS:
+            raise EdgespecError(f"unknown collaborative method {self.method!r} (ensemble or contrastive)")
+        if not 0.0 <= self.weight <= 1.0:
+            raise EdgespecError(f"ensemble weight must be between 0 and 1, got {self.weight}")
+        if self.alpha < 0.0:
+            raise EdgespecError(f"contrastive alpha must be 0 or more, got {self.alpha}")
+        if self.bonus not in COLLAB_BONUS:
+            raise EdgespecError(f"unknown bonus handling {self.bonus!r} (alternate or extra-call)")
+
+    def describe(self) -> str:
+        what = f"weight {self.weight:g}" if self.method == "ensemble" else f"alpha {self.alpha:g}"
+        how = "naive: both models every token" if self.naive else f"CoS, {self.bonus}"
+        return f"{self.method} ({what}; {how})"
 
 
 @dataclass
@@ -22,6 +61,12 @@ class GenerationConfig:
     stop_strings: tuple[str, ...] = ()
     ignore_eos: bool = False
     prompt_lookup: bool = True  # copy n-grams from the prompt and the text so far when they match
+    collab: CollabConfig | None = None  # collaborative decoding of target and draft (None: the target's output)
+    draft_window: int = 256  # the draft reads at most this many prompt tokens (its head and tail; 0: all)
+
+    def __post_init__(self):
+        if isinstance(self.collab, dict):  # a config read back from JSON (asdict flattens the nested one)
+            self.collab = CollabConfig(**self.collab)
 
     @property
     def warp(self) -> Warp:
@@ -49,6 +94,8 @@ class GenerationStats:
     accepted_tokens: int = 0
     lookup_tokens: int = 0  # proposed by prompt lookup (no draft call), part of drafted_tokens
     lookup_accepted: int = 0
+    alternate_tokens: int = 0  # CoS alternate proposal: the target's own tokens, checked against r by the draft
+    alternate_accepted: int = 0
     acceptance_rate: float = 0.0
     tokens_per_target_call: float = 0.0
     stop_reason: str = ""

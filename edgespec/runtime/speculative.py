@@ -58,6 +58,24 @@ def propose(draft: StatefulLM, sequence: list[int], k: int, rule: Rule, rng: np.
     return drafted, full
 
 
+@dataclass(frozen=True)
+class DraftWindow:
+    """The part of a long prompt the draft reads: its first `head` tokens (system prompt, instruction) and the
+    tokens from `tail_from` on. The draft's prefill of a long prompt costs as much as many decode steps, and
+    the target verifies every token anyway, so a shorter draft context changes only acceptance."""
+    head: int = 0
+    tail_from: int = 0
+
+    @classmethod
+    def for_prompt(cls, prompt_tokens: int, window: int, head: int = 32) -> DraftWindow:
+        if window <= 0 or prompt_tokens <= window:
+            return cls()
+        return cls(head, prompt_tokens - (window - head))
+
+    def view(self, sequence: list[int]) -> list[int]:
+        return sequence if self.tail_from <= self.head else sequence[:self.head] + sequence[self.tail_from:]
+
+
 def prefill(target: StatefulLM, sequence: list[int], rule: Rule, rng: np.random.Generator) -> Step:
     """Feed the prompt (what the cache lacks of it) and pick the first new token."""
     t0 = time.perf_counter()
@@ -67,10 +85,12 @@ def prefill(target: StatefulLM, sequence: list[int], rule: Rule, rng: np.random.
 
 
 def speculative_step(target: StatefulLM, draft: StatefulLM | None, sequence: list[int], k: int, rule: Rule,
-                     rng: np.random.Generator) -> Step:
-    """Propose k tokens with the draft, verify them in one target call, roll both caches back to what stays."""
+                     rng: np.random.Generator, draft_sequence: list[int] | None = None) -> Step:
+    """Propose k tokens with the draft, verify them in one target call, roll both caches back to what stays.
+    draft_sequence: what the draft reads of `sequence` (a DraftWindow's view; all of it by default)."""
+    draft_sequence = sequence if draft_sequence is None else draft_sequence
     t0 = time.perf_counter()
-    drafted, draft_probs = propose(draft, sequence, k, rule, rng, target.vocab_size) if k else ([], None)
+    drafted, draft_probs = propose(draft, draft_sequence, k, rule, rng, target.vocab_size) if k else ([], None)
     t1 = time.perf_counter()
     logits = target.forward(target.pending(sequence) + drafted, last=k + 1)
     t2 = time.perf_counter()
@@ -78,12 +98,12 @@ def speculative_step(target: StatefulLM, draft: StatefulLM | None, sequence: lis
     # The verified prefix stays cached; rejected drafts leave both caches.
     target.rollback(len(sequence) + kept)
     if draft is not None:
-        draft.rollback(min(draft.cached, len(sequence) + kept))
+        draft.rollback(min(draft.cached, len(draft_sequence) + kept))
     return Step(drafted, kept, drafted[:kept] + [next_token], t1 - t0, t2 - t1)
 
 
 def lookup_step(target: StatefulLM, draft: StatefulLM | None, sequence: list[int], proposed: list[int], rule: Rule,
-                rng: np.random.Generator) -> Step:
+                rng: np.random.Generator, draft_sequence: list[int] | None = None) -> Step:
     """Verify prompt-lookup tokens in one target call; the draft is not called (it catches up when next used)."""
     t0 = time.perf_counter()
     logits = target.forward(target.pending(sequence) + proposed, last=len(proposed) + 1)
@@ -91,7 +111,7 @@ def lookup_step(target: StatefulLM, draft: StatefulLM | None, sequence: list[int
     kept, next_token = rule.verify(logits, proposed, None, rng)  # a lookup proposal is certain: q = one-hot
     target.rollback(len(sequence) + kept)
     if draft is not None:
-        draft.rollback(min(draft.cached, len(sequence)))
+        draft.rollback(min(draft.cached, len(sequence if draft_sequence is None else draft_sequence)))
     return Step(proposed, kept, proposed[:kept] + [next_token], 0.0, t1 - t0, source="lookup")
 
 
@@ -121,6 +141,7 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
     sequence = list(prompt)
     # Prompt lookup is a second proposer for speculative runs; target-only (no draft) stays the plain baseline.
     lookup = PromptLookup() if config.prompt_lookup and draft is not None else None
+    window = DraftWindow.for_prompt(len(prompt), config.draft_window)
     try:
         while stats.new_tokens < config.max_new_tokens:
             # Each step yields at most k + 1 tokens and places k + 1 tokens from position len(sequence) - 1.
@@ -128,14 +149,14 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
             if room < 0:
                 stats.stop_reason = "context"
                 return
-            if draft is not None and len(sequence) + 1 > draft.context_length:
+            if draft is not None and len(window.view(sequence)) + 1 > draft.context_length:
                 # The draft's context is full: it sits out, the target goes on alone.
                 stats.draft_stopped_at = stats.draft_stopped_at or len(sequence)
                 draft = None
             if stats.new_tokens == 0:
                 step = prefill(target, sequence, rule, rng)
             else:
-                step = next_step(target, draft, lookup, policy, sequence, room, rule, rng)
+                step = next_step(target, draft, lookup, policy, sequence, window.view(sequence), room, rule, rng)
                 if draft is not None or lookup is not None:
                     stats.draft_lengths.append(len(step.drafted))
             record(stats, step)
@@ -159,19 +180,19 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
 
 
 def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup | None, policy: DraftLength,
-              sequence: list[int], room: int, rule: Rule, rng: np.random.Generator) -> Step:
+              sequence: list[int], draft_sequence: list[int], room: int, rule: Rule, rng: np.random.Generator) -> Step:
     """One step after the prefill: prompt-lookup tokens where they promise more tokens per second than the
     draft's k (the policy's call), else the draft's k tokens (k = 0: the target alone)."""
-    k = 0 if draft is None else min(policy.next(), room, draft.context_length - len(sequence))
+    k = 0 if draft is None else min(policy.next(), room, draft.context_length - len(draft_sequence))
     if lookup is not None:
         lookup.sync(sequence)
         candidate = lookup.propose(min(room, policy.maximum))
         m = policy.lookup_tokens(k, len(candidate))
         if m:
-            step = lookup_step(target, draft, sequence, candidate[:m], rule, rng)
+            step = lookup_step(target, draft, sequence, candidate[:m], rule, rng, draft_sequence)
             policy.record_lookup(m, step.kept, step.target_s)
             return step
-    step = speculative_step(target, draft, sequence, k, rule, rng)
+    step = speculative_step(target, draft, sequence, k, rule, rng, draft_sequence)
     if draft is not None:
         policy.record(k, step.kept, step.target_s, step.draft_s)
     return step
