@@ -69,6 +69,9 @@ def bench_command(
                                            "cache too (exact=False: faster on bf16/VNNI CPUs and, through an f16 "
                                            "KV cache, on AVX2-only ones; but greedy speculative output "
                                            "may then differ from target-only output). GenAI is unaffected."),
+    prefix_cache: bool = typer.Option(False, "--prefix-cache/--cold",
+                                      help="Let both runtimes reuse the KV cache of an identical earlier prompt (as in "
+                                           "a chat) or start every run cold (default: each run pays its prefill)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG figures (needs matplotlib)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result folder (default: bench-results/<pair name>)."),
 ) -> None:
@@ -79,14 +82,14 @@ def bench_command(
     console = Console(stderr=True)
     if limit < 0:
         raise EdgespecError("--limit must be 0 (all) or more")
-    settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p,
-                        top_k=top_k, seed=seed if sample else None, draft_length=draft_length,
-                        adaptive_draft=adaptive)
+    settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
+                                top_p=top_p, top_k=top_k, seed=seed if sample else None, draft_length=draft_length,
+                                adaptive_draft=adaptive)
     opts = BenchOptions(pair=pair, modes=_csv(modes) or None, target_device=target_device, draft_device=draft_device,
                         prompt_sets=_csv(prompts), limit=limit or None, repeats=repeats, settings=settings,
                         draft_lengths=_ints(draft_lengths, "--draft-lengths"), sweep_limit=sweep_limit or None,
                         sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve, draft2=draft2,
-                        fast_kernels=fast_kernels)
+                        fast_kernels=fast_kernels, prefix_cache=prefix_cache)
     if not opts.prompt_sets:
         raise EdgespecError("--prompts is empty")
     if plots:

@@ -164,13 +164,20 @@ def _tokenized(ids: list[int]):
 
 class GenAIMode(Mode):
     def __init__(self, pair: Pair, target_device: str, draft_device: str | None, eos: set[int],
-                 scratch: Path | None = None, name: str | None = None):
+                 scratch: Path | None = None, name: str | None = None, prefix_cache: bool = False):
+        """prefix_cache: GenAI's default (reuse the KV cache of an identical earlier prompt), or every run cold:
+        the bench repeats each prompt, and a repeat served from the cache measures no prefill at all."""
         import openvino_genai as ov_genai
 
         self.eos = eos
         self.speculative = draft_device is not None
         self.name = name or ("genai-spec" if self.speculative else "genai-target")
         kwargs = {}
+        if not prefix_cache:
+            scheduler = ov_genai.SchedulerConfig()
+            scheduler.enable_prefix_caching = False
+            scheduler.max_num_batched_tokens = 2**31 - 1  # LLMPipeline's own default: prompts are not chunked
+            kwargs["scheduler_config"] = scheduler
         if self.speculative:
             if pair.draft is None:
                 raise EdgespecError(f"{self.name} needs a pair with a draft model")
@@ -238,8 +245,9 @@ def _last_line(exc: Exception) -> str:
 
 class EdgespecMode(Mode):
     def __init__(self, pair: Pair, target_device: str, draft_device: str, use_draft: bool, eos: set[int],
-                 exact: bool | None = None, name: str | None = None):
-        """exact: as SpeculativePipeline's (None: exact target kernels, fast draft; False: device defaults)."""
+                 exact: bool | None = None, name: str | None = None, prefix_cache: bool = False):
+        """exact: as SpeculativePipeline's (None: exact target kernels, fast draft; False: device defaults).
+        prefix_cache: keep the KV cache between runs (a repeated prompt is not prefilled again) or start cold."""
         from edgespec.runtime.pipeline import SpeculativePipeline
 
         self.name = name or ("edgespec-spec" if use_draft else "edgespec-target")
@@ -248,9 +256,12 @@ class EdgespecMode(Mode):
         self.eos = eos
         self.speculative = use_draft
         self.pipe = SpeculativePipeline(pair, target_device, draft_device, use_draft=use_draft, exact=exact)
+        self.prefix_cache = prefix_cache
 
     def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
         cfg = dataclasses.replace(settings, draft_length=draft_length or settings.draft_length)
+        if not self.prefix_cache:
+            self.pipe.clear_cache()
         t0 = time.perf_counter()
         res = self.pipe.generate(_edgespec_input(self.pipe, pp), cfg, chat=False)
         wall = time.perf_counter() - t0
@@ -291,19 +302,21 @@ def with_draft2(pair: Pair, draft2: ModelEntry | None) -> Pair:
 
 
 def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
-              draft2: ModelEntry | None = None, exact: bool | None = None) -> Mode:
-    """exact applies to the edgespec modes only (GenAI compiles with its own defaults)."""
+              draft2: ModelEntry | None = None, exact: bool | None = None, prefix_cache: bool = False) -> Mode:
+    """exact applies to the edgespec modes only (GenAI compiles with its own defaults); prefix_cache to all."""
+    genai = {"prefix_cache": prefix_cache}
+    edgespec = {"exact": exact, "prefix_cache": prefix_cache}
     if name == "genai-target":
-        return GenAIMode(pair, target_device, None, eos)
+        return GenAIMode(pair, target_device, None, eos, **genai)
     if name == "genai-spec":
-        return GenAIMode(pair, target_device, draft_device, eos)
+        return GenAIMode(pair, target_device, draft_device, eos, **genai)
     if name == "genai-spec2":
-        return GenAIMode(with_draft2(pair, draft2), target_device, draft_device, eos, name=name)
+        return GenAIMode(with_draft2(pair, draft2), target_device, draft_device, eos, name=name, **genai)
     if name == "edgespec-target":
-        return EdgespecMode(pair, target_device, draft_device, use_draft=False, eos=eos, exact=exact)
+        return EdgespecMode(pair, target_device, draft_device, use_draft=False, eos=eos, **edgespec)
     if name == "edgespec-spec":
-        return EdgespecMode(pair, target_device, draft_device, use_draft=True, eos=eos, exact=exact)
+        return EdgespecMode(pair, target_device, draft_device, use_draft=True, eos=eos, **edgespec)
     if name == "edgespec-spec2":
         return EdgespecMode(with_draft2(pair, draft2), target_device, draft_device, use_draft=True, eos=eos,
-                            exact=exact, name=name)
+                            name=name, **edgespec)
     raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(ALL_MODES)}")

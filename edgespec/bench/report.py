@@ -167,6 +167,10 @@ def _settings(results: dict, add) -> None:
     add(f"- Decoding: {decoding}; at most {st['max_new_tokens']} new tokens; draft length {st['draft_length']}"
         f" ({'adaptive in edgespec' if st['adaptive_draft'] else 'fixed'}; GenAI: num_assistant_tokens fixed)")
     add(f"- Repeats: {results['repeats']}; prompts per set: at most {results['limit'] or 'all'}")
+    if "prefix_cache" in results:
+        add("- KV cache between runs: " + ("kept (a repeated prompt reuses its prefix, in both runtimes)"
+                                           if results["prefix_cache"] else
+                                           "cleared: every run prefills its prompt (GenAI: prefix caching off)"))
     for name, prompts in results["prompt_sets"].items():
         toks = [p["prompt_tokens"] for p in prompts]
         templ = "chat template" if any(p["chat"] for p in prompts) else "raw text, no chat template"

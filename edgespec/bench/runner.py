@@ -53,6 +53,7 @@ class BenchOptions:
     memory: bool = True
     cost_curve: bool = True
     fast_kernels: bool = False       # edgespec on the device's default kernels (exact=False), target included
+    prefix_cache: bool = False       # let both runtimes reuse the KV cache of a repeated prompt (default: cold runs)
     cost_past: int = 200
     cost_repeats: int = 5
     log: Path | None = None          # JSONL of raw runs, written as they finish
@@ -176,7 +177,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         "schema": SCHEMA, "command": command, "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "pair": pair_info(pair, draft2), "modes": modes,
         "devices": {"target": opts.target_device, "draft": opts.draft_device}, "fast_kernels": opts.fast_kernels,
-        "settings": asdict(settings), "repeats": opts.repeats, "limit": opts.limit,
+        "settings": asdict(settings), "prefix_cache": opts.prefix_cache, "repeats": opts.repeats, "limit": opts.limit,
         "prompt_sets": {name: [{"id": pp.key, "prompt_tokens": len(pp.ids), "chat": pp.rendered != pp.prompt.text}
                                for pp in pps] for name, pps in sets.items()},
         "machine": hardware.machine_info(), "versions": hardware.versions(), "notes": notes,
@@ -195,7 +196,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     for name in modes:
         console.print(f"loading {name} ...")
         t = time.perf_counter()
-        loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos, draft2=draft2, exact=opts.exact)
+        loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos, draft2=draft2, exact=opts.exact,
+                                 prefix_cache=opts.prefix_cache)
         results["load_s"][name] = time.perf_counter() - t
 
     spec_modes = [m for m in modes if m in SPECULATIVE]

@@ -13,7 +13,8 @@ from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
 from edgespec.runtime.model import StatefulLM, read_ir, slice_logits
 from edgespec.runtime.npu import NPUConfig
-from edgespec.runtime.config import GenerationConfig, GenerationStats
+from edgespec.runtime.collab import collab_decode
+from edgespec.runtime.config import CollabConfig, GenerationConfig, GenerationStats
 from edgespec.runtime.draft_length import DraftLength
 from edgespec.runtime.speculative import decode
 from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
@@ -21,7 +22,8 @@ from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
 # A streamer gets each new piece of text; returning True asks generation to stop.
 Streamer = Callable[[str], bool | None]
 
-__all__ = ["GenerationConfig", "GenerationResult", "GenerationStats", "NPUConfig", "SpeculativePipeline"]
+__all__ = ["CollabConfig", "GenerationConfig", "GenerationResult", "GenerationStats", "NPUConfig",
+           "SpeculativePipeline"]
 
 
 @dataclass
@@ -65,6 +67,11 @@ class SpeculativePipeline:
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         # Call costs measured while choosing draft lengths, carried from one generation to the next.
         self.draft_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        # Collaborative decoding (GenerationConfig.collab): its own draft-length policy, and an exact copy of the
+        # draft when this one has fast kernels (compiled on first use; see _collab_draft).
+        self.collab_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        self.collab_draft: StatefulLM | None = None
+        self._draft_load = (core, draft_device, exact, rollback, npu)
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
                                 f"({self.target.vocab_size}): export the pair again with `edgespec export`")
@@ -84,6 +91,27 @@ class SpeculativePipeline:
         npu: static shapes for a model on device NPU (emulated on the CPU when there is none; see edgespec.runtime.npu).
         """
         return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu)
+
+    def _collab_draft(self) -> StatefulLM:
+        """The draft collaborative decoding runs. Its logits enter the output, so unlike a speculative draft it
+        needs call-shape-independent (exact) kernels for greedy CoS to equal naive collaborative decoding: with
+        the default exact=None (fast draft) an exact copy is compiled once; exact=True has one already;
+        exact=False (the device defaults for both) and NPU drafts are taken as they are."""
+        if self.draft is None:
+            raise EdgespecError("collaborative decoding needs a draft model: " + (
+                "this pair has none" if self.pair.draft is None else "the pipeline has use_draft=False"))
+        core, device, exact, rollback, npu = self._draft_load
+        if exact is not None or is_npu(device):
+            return self.draft
+        if self.collab_draft is None:
+            self.collab_draft = _load_lm(core, self.pair.draft, device, True, rollback, npu, draft=True)
+        return self.collab_draft
+
+    def clear_cache(self) -> None:
+        """Forget every cached position of both models: the next prompt is prefilled from scratch."""
+        self.target.reset()
+        if self.draft is not None:
+            self.draft.reset()
 
     def prompt_ids(self, prompt: str | list[dict] | list[int], chat: bool | None = None) -> list[int]:
         """Token ids for a text prompt, chat messages, or ids given as they are."""
@@ -119,7 +147,11 @@ class SpeculativePipeline:
         stream = TextStream(self.tokenizer)
         generated: list[int] = []
         text = ""
-        steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy)
+        if config.collab is not None:
+            steps = collab_decode(self.target, self._collab_draft(), ids, config, self.eos_ids, stats,
+                                  self.collab_policy)
+        else:
+            steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy)
         # Detokenizing every step costs ~2 ms on this CPU; do it only when someone reads the pieces.
         incremental = streamer is not None or bool(config.stop_strings)
         try:
