@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgespec.runtime import (EdgespecError, GenerationConfig, GenerationResult, GenerationStats, NPUConfig,
-                              SpeculativePipeline)
+from edgespec.runtime import (CollabConfig, EdgespecError, GenerationConfig, GenerationResult, GenerationStats,
+                              NPUConfig, SpeculativePipeline)
 
 __version__ = "0.1.0"
-__all__ = ["EdgespecError", "GenerationConfig", "GenerationResult", "GenerationStats", "NPUConfig",
+__all__ = ["CollabConfig", "EdgespecError", "GenerationConfig", "GenerationResult", "GenerationStats", "NPUConfig",
            "SpeculativePipeline", "default_pair", "__version__"]
 
 
