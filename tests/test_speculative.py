@@ -16,7 +16,10 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def tiny_pipes(tiny_pair, tiny_pair_far):
+    # The default form on CPU is the paged one; "stateful" pipes cover the other form in the exactness tests.
     return {
+        "stateful_target": SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True, form="stateful"),
+        "stateful_near": SpeculativePipeline.from_manifest(tiny_pair, exact=True, form="stateful"),
         "target": SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True),
         "near": SpeculativePipeline.from_manifest(tiny_pair, exact=True),
         "far_target": SpeculativePipeline.from_manifest(tiny_pair_far, use_draft=False, exact=True),
@@ -24,9 +27,9 @@ def tiny_pipes(tiny_pair, tiny_pair_far):
     }
 
 
-@pytest.mark.parametrize("pair", ["near", "far"])
+@pytest.mark.parametrize("pair", ["near", "far", "stateful_near"])
 def test_greedy_speculative_equals_target_only(tiny_pipes, pair):
-    baseline = tiny_pipes["target" if pair == "near" else "far_target"]
+    baseline = tiny_pipes[{"near": "target", "far": "far_target", "stateful_near": "stateful_target"}[pair]]
     spec = tiny_pipes[pair]
     accepted = drafted = 0
     for prompt in PROMPTS:
@@ -40,7 +43,7 @@ def test_greedy_speculative_equals_target_only(tiny_pipes, pair):
             drafted += got.stats.drafted_tokens
     rate = accepted / drafted
     # The near draft must exercise both acceptance and rejection; the far one mostly rejection.
-    assert (0.2 < rate < 0.95) if pair == "near" else rate < 0.2
+    assert (0.2 < rate < 0.95) if pair != "far" else rate < 0.2
 
 
 def test_greedy_equal_with_chat_template_and_eos(tiny_pipes):
@@ -162,9 +165,9 @@ def test_speculative_sampling_matches_target_distribution(tiny_pipes):
                              chat=False).stats.accepted_tokens
 
 
-@pytest.mark.parametrize("mode", ["mask", "trim"])
-def test_rollback_leaves_cache_as_if_never_fed(tiny_pair, mode):
-    pipe = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True, rollback=mode)
+@pytest.mark.parametrize("form, mode", [("stateful", "mask"), ("stateful", "trim"), ("paged", "mask")])
+def test_rollback_leaves_cache_as_if_never_fed(tiny_pair, form, mode):
+    pipe = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True, rollback=mode, form=form)
     lm = pipe.target
     prompt = pipe.prompt_ids("Once upon a time there was", chat=False)
     extra = [100, 200, 300, 400, 500]
@@ -217,7 +220,7 @@ def test_rollback_with_a_compressed_kv_cache(tiny_pair, mode, kv):
 def test_masked_rollback_compacts_and_stays_exact(tiny_pair):
     """Many rollbacks in mask mode: dead slots are compacted away and outputs stay target-only's."""
     want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
-    spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="mask")
+    spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="mask", form="stateful")
     spec.target.max_dead = spec.draft.max_dead = 8
     config = GenerationConfig(max_new_tokens=100, ignore_eos=True, draft_length=6, adaptive_draft=False)
     got = spec.generate("Once upon a time", config, chat=False)
@@ -228,7 +231,7 @@ def test_masked_rollback_compacts_and_stays_exact(tiny_pair):
 
 def test_greedy_equal_with_trim_rollback(tiny_pair):
     want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
-    spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="trim")
+    spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="trim", form="stateful")
     for prompt in PROMPTS[:6]:
         config = GenerationConfig(max_new_tokens=40, ignore_eos=True, draft_length=3)
         assert spec.generate(prompt, config, chat=False).token_ids == want.generate(prompt, config,

@@ -50,6 +50,10 @@ def check_device(core: ov.Core, device: str) -> None:
                             f"(available: {', '.join(core.available_devices)})")
 
 
+def is_cpu(device: str) -> bool:
+    return device.split(".")[0].split(":")[0].upper() == "CPU"
+
+
 def is_npu(device: str) -> bool:
     return device.split(".")[0].split(":")[0].upper() == "NPU"
 

@@ -46,6 +46,14 @@ def read_ir(xml: str | Path) -> ov.Model:
         raise EdgespecError(f"{xml} is corrupted or unreadable: {lines[-1] if lines else exc}") from None
 
 
+def head_matmul(model: ov.Model):
+    """The MatMul of the output head (under any soft-capping or scaling after it), or None."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Convert", "Multiply", "Divide", "Tanh", "Add"):
+        node = node.input_value(0).get_node()
+    return node if node.get_type_name() == "MatMul" else None
+
+
 def slice_logits(model: ov.Model) -> bool:
     """Make the output head compute only the last `logits_count` positions.
 
@@ -55,11 +63,8 @@ def slice_logits(model: ov.Model) -> bool:
     """
     if LOGITS_COUNT in {port.any_name for port in model.inputs}:
         return True
-    node = model.output("logits").get_node().input_value(0).get_node()
-    while node.get_type_name() in ("Convert", "Multiply", "Divide", "Tanh", "Add"):
-        # soft-capping or scaling after the head: walk up to the MatMul itself
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "MatMul" or node.input_value(0).get_partial_shape().rank.get_length() != 3:
+    node = head_matmul(model)
+    if node is None or node.input_value(0).get_partial_shape().rank.get_length() != 3:
         return False
     count = ops.parameter([1], ov.Type.i64, name=LOGITS_COUNT)
     count.output(0).get_tensor().set_names({LOGITS_COUNT})

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import openvino as ov
 
-from edgespec.runtime.devices import compile_model, is_npu
+from edgespec.runtime.devices import compile_model, is_cpu, is_npu
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
 from edgespec.runtime.model import StatefulLM, read_ir, slice_logits
+from edgespec.runtime.paged import PagedLM, to_paged
 from edgespec.runtime.npu import NPUConfig
 from edgespec.runtime.collab import collab_decode
 from edgespec.runtime.config import CollabConfig, GenerationConfig, GenerationStats
@@ -33,8 +34,13 @@ class GenerationResult:
     stats: GenerationStats
 
 
+MODEL_FORMS = ("auto", "paged", "stateful")
+
+
 def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str,
-             npu: NPUConfig | None = None, draft: bool = False) -> StatefulLM:
+             npu: NPUConfig | None = None, draft: bool = False, form: str = "auto") -> StatefulLM | PagedLM:
+    if form not in MODEL_FORMS:
+        raise EdgespecError(f"unknown model form {form!r} (choose from {', '.join(MODEL_FORMS)})")
     model = read_ir(entry.xml)
     names = {port.any_name for port in model.inputs}
     if not {"input_ids", "attention_mask", "position_ids"} <= names or not model.get_sinks():
@@ -46,6 +52,11 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollbac
         compiled = compile_model(core, model, device, npu=npu, generation_tokens=feed)
         return StatefulLM(compiled, min(entry.context_length, npu.context_length), vocab_map=entry.vocab_map(),
                           rollback_mode="position", max_prompt_len=npu.max_prompt_len, max_feed=feed)
+    if form == "paged" or (form == "auto" and is_cpu(device)):
+        # The form GenAI runs on CPU: faster long prefills and long-context steps, free rollback.
+        to_paged(model)
+        return PagedLM(compile_model(core, model, device, exact=exact), entry.context_length,
+                       vocab_map=entry.vocab_map())
     slice_logits(model)
     compiled = compile_model(core, model, device, exact=exact)
     return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)
@@ -53,15 +64,16 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollbac
 
 class SpeculativePipeline:
     def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
-                 exact: bool | None = None, rollback: str = "mask", npu: NPUConfig | None = None):
+                 exact: bool | None = None, rollback: str = "mask", npu: NPUConfig | None = None,
+                 form: str = "auto"):
         self.pair = pair
         core = ov.Core()
         self.tokenizer = TextTokenizer(pair.target.dir)
         # The target's logits must not depend on how many tokens a call feeds, or greedy speculative output
         # drifts from target-only output; the draft's numerics only move acceptance, so it keeps the fast
         # device defaults unless exact=True asks for both (comparisons in tests).
-        self.target = _load_lm(core, pair.target, target_device, exact is not False, rollback, npu)
-        self.draft = (_load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True)
+        self.target = _load_lm(core, pair.target, target_device, exact is not False, rollback, npu, form=form)
+        self.draft = (_load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True, form=form)
                       if use_draft and pair.draft else None)
         self.last_stats: GenerationStats | None = None
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
@@ -79,7 +91,7 @@ class SpeculativePipeline:
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
                       use_draft: bool = True, exact: bool | None = None, rollback: str = "mask",
-                      npu: NPUConfig | None = None) -> SpeculativePipeline:
+                      npu: NPUConfig | None = None, form: str = "auto") -> SpeculativePipeline:
         """Load a pair folder (edgespec.json) or a bare model folder.
 
         exact: None (default) compiles the target with call-shape-independent kernels (f32, no dynamic
@@ -87,10 +99,12 @@ class SpeculativePipeline:
         the device's fast defaults; True makes both exact; False leaves both on the device defaults (faster on
         CPUs with bf16/VNNI, or with an f16 KV cache, but verifying k tokens at once may then flip the target's
         choice).
-        rollback: "mask" or "trim" (see StatefulLM).
+        rollback: "mask" or "trim" (see StatefulLM), for the stateful form.
         npu: static shapes for a model on device NPU (emulated on the CPU when there is none; see edgespec.runtime.npu).
+        form: "paged" (OpenVINO's paged-attention form, PagedLM), "stateful" (StatefulLM), or "auto": paged on
+        CPU, stateful elsewhere (NPU always runs stateful through NPUW).
         """
-        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu)
+        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu, form)
 
     def _collab_draft(self) -> StatefulLM:
         """The draft collaborative decoding runs. Its logits enter the output, so unlike a speculative draft it
@@ -110,8 +124,9 @@ class SpeculativePipeline:
     def clear_cache(self) -> None:
         """Forget every cached position of both models: the next prompt is prefilled from scratch."""
         self.target.reset()
-        if self.draft is not None:
-            self.draft.reset()
+        for draft in (self.draft, self.collab_draft):
+            if draft is not None:
+                draft.reset()
 
     def prompt_ids(self, prompt: str | list[dict] | list[int], chat: bool | None = None) -> list[int]:
         """Token ids for a text prompt, chat messages, or ids given as they are."""

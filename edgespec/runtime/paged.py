@@ -1,0 +1,143 @@
+"""One LLM in OpenVINO's paged-attention (PA) form, driven directly: the form GenAI's LLMPipeline runs on CPU.
+
+The PA model takes its KV cache as block tensors the caller owns, and `past_lens` says how many positions
+of them are valid. So rolling back is free (the next call writes over the forgotten tail: no copies, no
+dead slots to mask), and its CPU kernels prefill long prompts and attend over long contexts faster than the
+stateful SDPA form (measured in docs/performance.md). Same interface as StatefulLM.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+from openvino._offline_transformations import paged_attention_transformation
+
+from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.model import LOGITS_COUNT, head_matmul
+
+CACHE_INPUTS = ("key_cache.", "value_cache.")
+
+
+def to_paged(model: ov.Model) -> bool:
+    """Turn a stateful LLM into the PA form, its output head computing only the last `logits_count` tokens.
+    Returns False (model unchanged) when the model is not a stateful LLM the transformation knows."""
+    if not model.get_sinks():
+        return False
+    paged_attention_transformation(model)
+    node = head_matmul(model)
+    if node is not None:
+        hidden = node.input_value(0)
+        # PA models put all tokens of a call on one axis: the first, or the second of [tokens, 1, hidden].
+        shape = hidden.get_partial_shape()
+        axis = 0 if shape.rank.get_length() == 3 and shape[1].is_static and shape[1].get_length() == 1 else 1
+        count = ops.parameter([1], ov.Type.i64, name=LOGITS_COUNT)
+        count.output(0).get_tensor().set_names({LOGITS_COUNT})
+        sliced = ops.slice(hidden, ops.negative(count), np.array([np.iinfo(np.int64).max]), np.array([1]),
+                           np.array([axis]))
+        node.input(0).replace_source_output(sliced.output(0))
+        model.add_parameters([count])
+    model.validate_nodes_and_infer_types()
+    return True
+
+
+class PagedLM:
+    """A compiled PA model holding one sequence in blocks 0..n-1 of its own cache tensors."""
+
+    rollback_mode = "paged"
+    max_feed = None  # NPU only (StatefulLM's "position" mode)
+
+    def __init__(self, compiled: ov.CompiledModel, context_length: int, vocab_map: np.ndarray | None = None,
+                 capacity: int = 512):
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.context_length = context_length
+        self.vocab_map = vocab_map  # a reduced draft head predicts indices into this map of target ids
+        self.input_names = {port.any_name for port in compiled.inputs}
+        self.cache_ports = [port for port in compiled.inputs if port.any_name.startswith(CACHE_INPUTS)]
+        # CPU cache layout: [blocks, kv_heads, block_size, head_size (+ scales for u8)].
+        self.block_size = self.cache_ports[0].get_partial_shape()[2].get_length()
+        vocab_dim = compiled.output("logits").get_partial_shape()[-1]
+        self.vocab_size = vocab_dim.get_length() if vocab_dim.is_static else 0
+        self.blocks = 0
+        self.calls = 0
+        self.block_ids = np.zeros(0, np.int32)
+        self.grow(min(capacity, context_length))
+        self.reset()
+
+    @property
+    def cached(self) -> int:
+        return len(self.tokens)
+
+    def reset(self) -> None:
+        self.tokens: list[int] = []  # what the cache holds, position by position
+
+    def grow(self, positions: int) -> None:
+        """Make room for `positions` cached positions, doubling the block tensors (their contents copied)."""
+        need = -(-positions // self.block_size)
+        if need <= self.blocks:
+            return
+        need = max(need, 2 * self.blocks)
+        for port in self.cache_ports:
+            dims = [d.get_length() for d in list(port.get_partial_shape())[1:]]
+            grown = ov.Tensor(port.get_element_type(), [need, *dims])
+            if self.blocks:
+                np.copyto(grown.data[:self.blocks], self.request.get_tensor(port.any_name).data)
+            self.request.set_tensor(port.any_name, grown)
+        self.blocks = need
+        self.block_ids = np.arange(need, dtype=np.int32)
+
+    def pending(self, sequence: list[int]) -> list[int]:
+        """Roll back to the longest cached prefix of `sequence`; return the tokens still to feed."""
+        common = 0
+        for cached_token, token in zip(self.tokens, sequence):
+            if cached_token != token:
+                break
+            common += 1
+        common = min(common, len(sequence) - 1)  # the last token is always fed: its logits are needed
+        self.rollback(common)
+        return sequence[common:]
+
+    def rollback(self, keep: int) -> None:
+        """Forget every cached position from `keep` on: the next call writes over them."""
+        del self.tokens[max(keep, 0):]
+
+    def forward(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
+        """Append `tokens` to the cache; return the logits of the last `last` of them (all by default)."""
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        n, past = len(tokens), self.cached
+        if past + n > self.context_length:
+            raise EdgespecError(f"context length {self.context_length} reached ({past} cached + {n} new tokens)")
+        self.grow(past + n)
+        rows = n if last is None else min(last, n)
+        blocks = -(-(past + n) // self.block_size)
+        inputs = {
+            "input_ids": tokens,
+            "position_ids": np.arange(past, past + n, dtype=np.int64),
+            "past_lens": np.array([past], np.int32),
+            "subsequence_begins": np.array([0, n], np.int32),
+            "block_indices": self.block_ids[:blocks],
+            "block_indices_begins": np.array([0, blocks], np.int32),
+            "max_context_len": np.array(past + n, np.int32),
+        }
+        if LOGITS_COUNT in self.input_names:
+            inputs[LOGITS_COUNT] = np.array([rows], np.int64)
+        try:
+            self.request.start_async(inputs, share_inputs=True)
+            self.request.wait()
+        except BaseException:
+            self.reset()  # an interrupted call leaves the tail of the cache unknown: start clean next time
+            raise
+        self.tokens.extend(int(t) for t in tokens)
+        self.calls += 1
+        logits = self.request.get_tensor("logits").data
+        return np.array(logits.reshape(-1, logits.shape[-1])[-rows:], dtype=np.float32)
+
+    def kv_snapshot(self) -> list[np.ndarray]:
+        """Copies of the cached positions of every cache input, [kv_heads, positions, head_size], for tests."""
+        out = []
+        for port in self.cache_ports:
+            data = np.array(self.request.get_tensor(port.any_name).data)  # [blocks, heads, block, size]
+            flat = data.transpose(1, 0, 2, 3).reshape(data.shape[1], -1, data.shape[3])
+            out.append(flat[:, :self.cached])
+        return out
