@@ -32,7 +32,10 @@ def bench_command(
     modes: str = typer.Option("", "--modes", show_default=False,
                               help="Comma-separated subset of genai-target, genai-spec, edgespec-target, "
                                    "edgespec-spec, and with --draft2 genai-spec2, edgespec-spec2 (default: all "
-                                   "four, six with --draft2; no pair-draft modes for a pair without draft)."),
+                                   "four, six with --draft2; no pair-draft modes for a pair without draft). "
+                                   "Collaborative decoding, on request only: naive-ensemble, cos-ensemble, "
+                                   "naive-contrastive, cos-contrastive (CoS with the alternate proposal), "
+                                   "cos-ensemble-extra, cos-contrastive-extra (CoS with one extra draft call)."),
     draft2: Optional[Path] = typer.Option(None, "--draft2", show_default=False,
                                           help="A second draft model folder (same vocabulary as the target): "
                                                "adds genai-spec2 and edgespec-spec2, the speculative modes with "
@@ -72,6 +75,10 @@ def bench_command(
     prefix_cache: bool = typer.Option(False, "--prefix-cache/--cold",
                                       help="Let both runtimes reuse the KV cache of an identical earlier prompt (as in "
                                            "a chat) or start every run cold (default: each run pays its prefill)."),
+    collab_weight: float = typer.Option(0.5, "--collab-weight", min=0.0, max=1.0,
+                                        help="The draft's weight w in the *-ensemble modes: r = (1 - w) p + w q."),
+    collab_alpha: float = typer.Option(0.1, "--collab-alpha", min=0.0,
+                                       help="alpha in the *-contrastive modes: r = softmax(z_target - alpha z_draft)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG figures (needs matplotlib)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result folder (default: bench-results/<pair name>)."),
 ) -> None:
@@ -89,7 +96,8 @@ def bench_command(
                         prompt_sets=_csv(prompts), limit=limit or None, repeats=repeats, settings=settings,
                         draft_lengths=_ints(draft_lengths, "--draft-lengths"), sweep_limit=sweep_limit or None,
                         sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve, draft2=draft2,
-                        fast_kernels=fast_kernels, prefix_cache=prefix_cache)
+                        fast_kernels=fast_kernels, prefix_cache=prefix_cache, collab_weight=collab_weight,
+                        collab_alpha=collab_alpha)
     if not opts.prompt_sets:
         raise EdgespecError("--prompts is empty")
     if plots:
@@ -132,18 +140,26 @@ def write_outputs(results: dict, out_dir: Path, plots: bool = True) -> list[Path
 
 def print_summary(results: dict, console) -> None:
     """One compact table per prompt set: the figures people look for first."""
+    from edgespec.bench.modes import COLLAB_MODES, COLLAB_REFERENCE
     from edgespec.bench.report import _f, _spread
     from rich.table import Table
 
     short = {"genai-target": "GenAI", "genai-spec": "GenAI spec", "genai-spec2": "GenAI spec d2",
-             "edgespec-target": "edgespec", "edgespec-spec": "edgespec spec", "edgespec-spec2": "edgespec spec d2"}
+             "edgespec-target": "edgespec", "edgespec-spec": "edgespec spec", "edgespec-spec2": "edgespec spec d2",
+             "naive-ensemble": "naive ens", "cos-ensemble": "CoS ens", "cos-ensemble-extra": "CoS ens +call",
+             "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-extra": "CoS con +call"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
         bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in table]
-        for col in ["mode", "tok/s", "accept", "tok/call"] + [f"x {short[b]}" for b in bases]:
+        collab = any(m in COLLAB_MODES for m in table)
+        for col in ["mode", "tok/s", "accept", "tok/call"] + [f"x {short[b]}" for b in bases] + (
+                ["x naive"] if collab else []):
             t.add_column(col, no_wrap=True)
         for mode, row in table.items():
+            naive = COLLAB_REFERENCE.get(mode)
+            extra = [_spread(row["speedup"].get(naive)) if naive else "1" if mode in COLLAB_MODES else "-"]
             t.add_row(short[mode], _spread(row["tokens_per_s"], 1), _f(row["acceptance_rate"]),
                       _f(row["tokens_per_target_call"]),
-                      *["1" if b == mode else _spread(row["speedup"].get(b)) for b in bases])
+                      *["1" if b == mode else _spread(row["speedup"].get(b)) for b in bases],
+                      *(extra if collab else []))
         console.print(t)

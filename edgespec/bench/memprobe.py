@@ -20,7 +20,8 @@ from edgespec.runtime.errors import EdgespecError
 
 def probe(request: dict) -> dict:
     """request: pair, mode, target_device, draft_device, eos, text, ids, settings; optional draft2 (a draft
-    folder for the *-spec2 modes) and exact (SpeculativePipeline's, for the edgespec modes)."""
+    folder for the *-spec2 modes), exact (SpeculativePipeline's, for the edgespec modes), collab_weight and
+    collab_alpha (the collaborative modes)."""
     from edgespec.runtime.manifest import load_pair, read_model_entry
     from edgespec.runtime.hardware import peak_rss_bytes, rss_bytes
     from edgespec.bench.modes import load_mode
@@ -35,7 +36,8 @@ def probe(request: dict) -> dict:
     draft2 = request.get("draft2")
     draft2 = read_model_entry(Path(draft2), need_tokenizer=False) if draft2 else None
     mode = load_mode(request["mode"], pair, request["target_device"], request["draft_device"],
-                     set(request["eos"]), draft2=draft2, exact=request.get("exact"))
+                     set(request["eos"]), draft2=draft2, exact=request.get("exact"),
+                     collab_weight=request.get("collab_weight", 0.5), collab_alpha=request.get("collab_alpha", 0.1))
     loaded = rss_bytes()
     pp = PreparedPrompt(Prompt("probe", "0", request["text"], chat=False), request["text"], request["ids"])
     settings = GenerationConfig(**request["settings"])

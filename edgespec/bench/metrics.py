@@ -14,12 +14,17 @@ Conventions (the same for every mode):
   the output head) is left out, since a step reads one row of it (hardware.lookup_only_bytes). It is the
   speedup a device would see if every forward pass cost only the time to read the model's weights once.
 - achieved weight bandwidth = (target bytes * target calls + draft bytes * draft calls) / wall time.
+- collaborative modes: each CoS mode's speedup is also taken over the naive mode of its combination
+  (COLLAB_REFERENCE), and its greedy output compared with that mode's, not with target-only output
+  (collaborative decoding is another distribution by design).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+
+from edgespec.bench.modes import COLLAB_MODES, COLLAB_REFERENCE
 
 BASELINES = ("genai-target", "edgespec-target", "genai-spec")
 REFERENCES = ("genai-target", "edgespec-target")  # greedy outputs are compared with these
@@ -134,14 +139,16 @@ def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_by
             row["weight_bandwidth_fraction"] = bw / read_bandwidth if bw and read_bandwidth else None
             row["speedup"] = {}
             row["matches"] = {}
-            for base in BASELINES:
+            collab_base = COLLAB_REFERENCE.get(mode)
+            for base in BASELINES + ((collab_base,) if collab_base else ()):
                 base_recs = by_mode.get((base,), [])
                 if not base_recs or base == mode:
                     continue
                 base_tps = {rep[0]: tokens_per_s(rs) for rep, rs in _by(base_recs, "repeat").items()}
                 ratios = [tps[k] / base_tps[k] for k in tps if base_tps.get(k) and tps[k]]
                 row["speedup"][base] = spread(ratios)
-                if greedy and base in REFERENCES:
+                references = (collab_base,) if mode in COLLAB_MODES else REFERENCES
+                if greedy and base in references:
                     row["matches"][base] = output_match(recs, base_recs)
             table[mode] = row
         out[set_name] = table

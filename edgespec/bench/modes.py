@@ -6,6 +6,10 @@
   edgespec-spec    edgespec SpeculativePipeline with the draft
   genai-spec2, edgespec-spec2   the two speculative modes again with a second draft (`--draft2`)
                    in place of the pair's own
+  naive-ensemble, naive-contrastive   collaborative decoding of target and draft (edgespec.runtime.collab),
+                   both models on every token: the baseline of
+  cos-ensemble, cos-contrastive   the same combination made fast by speculation (CoS, alternate proposal)
+  cos-ensemble-extra, cos-contrastive-extra   CoS with one extra draft call for the bonus position instead
 
 Each mode gets the prompt as token ids prepared by the bench, stops on the same eos ids,
 and returns a RunRecord with its own counters. Wall time is measured here, around the call,
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgespec.bench.prompts import PreparedPrompt
-from edgespec.runtime.config import GenerationConfig
+from edgespec.runtime.config import CollabConfig, GenerationConfig
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.manifest import DRAFT_VOCAB, TOKENIZER_FILES, ModelEntry, Pair
 
@@ -32,7 +36,13 @@ MODES = ("genai-target", "genai-spec", "edgespec-target", "edgespec-spec")   # t
 DRAFT2_MODES = ("genai-spec2", "edgespec-spec2")                               # added by --draft2
 ALL_MODES = ("genai-target", "genai-spec", "genai-spec2", "edgespec-target", "edgespec-spec",
              "edgespec-spec2")                                                 # canonical order
-SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2"}
+# Collaborative decoding (edgespec only; on request): each CoS mode against the naive mode of its combination.
+COLLAB_MODES = ("naive-ensemble", "cos-ensemble", "cos-ensemble-extra", "naive-contrastive", "cos-contrastive",
+                "cos-contrastive-extra")
+COLLAB_REFERENCE = {"cos-ensemble": "naive-ensemble", "cos-ensemble-extra": "naive-ensemble",
+                    "cos-contrastive": "naive-contrastive", "cos-contrastive-extra": "naive-contrastive"}
+KNOWN_MODES = ALL_MODES + COLLAB_MODES                                         # canonical order of every mode
+SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2", *COLLAB_REFERENCE}
 LABELS = {
     "genai-target": "GenAI target only",
     "genai-spec": "GenAI speculative",
@@ -40,6 +50,12 @@ LABELS = {
     "edgespec-target": "edgespec target only",
     "edgespec-spec": "edgespec speculative",
     "edgespec-spec2": "edgespec speculative, draft 2",
+    "naive-ensemble": "naive ensemble",
+    "cos-ensemble": "CoS ensemble",
+    "cos-ensemble-extra": "CoS ensemble, extra draft call",
+    "naive-contrastive": "naive contrastive",
+    "cos-contrastive": "CoS contrastive",
+    "cos-contrastive-extra": "CoS contrastive, extra draft call",
 }
 
 
@@ -273,7 +289,7 @@ class EdgespecMode(Mode):
         return {
             "prompt_tokens": st.prompt_tokens, "new_tokens": len(ids), "wall_s": wall,
             "ttft_s": st.ttft_s, "tpot_s": st.tpot_s if len(ids) > 1 else None,
-            "target_calls": st.target_calls, "draft_calls": st.draft_calls if self.speculative else 0,
+            "target_calls": st.target_calls, "draft_calls": st.draft_calls,
             "drafted_tokens": st.drafted_tokens if self.speculative else None,
             "accepted_tokens": st.accepted_tokens if self.speculative else None,
             "token_ids": ids, "stop_reason": st.stop_reason,
@@ -281,6 +297,29 @@ class EdgespecMode(Mode):
 
     def close(self) -> None:
         self.pipe = None
+
+
+class CollabMode(EdgespecMode):
+    """Collaborative decoding of the pair's target and draft, naive or CoS (edgespec.runtime.collab). The draft's
+    logits enter the output, so both models compile exact (call-shape independent) unless exact=False
+    (--fast-kernels): greedy CoS then equals naive collaborative decoding token for token."""
+
+    def __init__(self, name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
+                 collab: CollabConfig, exact: bool | None = None, prefix_cache: bool = False):
+        super().__init__(pair, target_device, draft_device, use_draft=True, eos=eos,
+                         exact=True if exact is None else exact, name=name, prefix_cache=prefix_cache)
+        self.collab = collab
+        self.speculative = not collab.naive  # the naive modes draft nothing: no acceptance to report
+
+    def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
+        return super().generate(pp, dataclasses.replace(settings, collab=self.collab), draft_length)
+
+
+def collab_config(name: str, weight: float, alpha: float) -> CollabConfig:
+    """The CollabConfig of a collaborative mode: naive-METHOD, cos-METHOD or cos-METHOD-extra."""
+    kind, method = name.split("-")[:2]
+    return CollabConfig(method, weight=weight, alpha=alpha, naive=kind == "naive",
+                        bonus="extra-call" if name.endswith("-extra") else "alternate")
 
 
 def _edgespec_input(pipe, pp: PreparedPrompt):
@@ -302,8 +341,10 @@ def with_draft2(pair: Pair, draft2: ModelEntry | None) -> Pair:
 
 
 def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
-              draft2: ModelEntry | None = None, exact: bool | None = None, prefix_cache: bool = False) -> Mode:
-    """exact applies to the edgespec modes only (GenAI compiles with its own defaults); prefix_cache to all."""
+              draft2: ModelEntry | None = None, exact: bool | None = None, prefix_cache: bool = False,
+              collab_weight: float = 0.5, collab_alpha: float = 0.1) -> Mode:
+    """exact applies to the edgespec modes only (GenAI compiles with its own defaults); prefix_cache to all;
+    collab_weight (ensemble) and collab_alpha (contrastive) to the collaborative modes."""
     genai = {"prefix_cache": prefix_cache}
     edgespec = {"exact": exact, "prefix_cache": prefix_cache}
     if name == "genai-target":
@@ -319,4 +360,9 @@ def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos:
     if name == "edgespec-spec2":
         return EdgespecMode(with_draft2(pair, draft2), target_device, draft_device, use_draft=True, eos=eos,
                             name=name, **edgespec)
-    raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(ALL_MODES)}")
+    if name in COLLAB_MODES:
+        if pair.draft is None:
+            raise EdgespecError(f"{name} needs a pair with a draft model")
+        return CollabMode(name, pair, target_device, draft_device, eos,
+                          collab_config(name, collab_weight, collab_alpha), **edgespec)
+    raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(KNOWN_MODES)}")

@@ -8,7 +8,9 @@ from edgespec.runtime.errors import EdgespecError
 from edgespec.bench.modes import LABELS
 
 COLORS = {"genai-target": "#9e9e9e", "genai-spec": "#1f77b4", "genai-spec2": "#17becf",
-          "edgespec-target": "#555555", "edgespec-spec": "#d62728", "edgespec-spec2": "#ff7f0e"}
+          "edgespec-target": "#555555", "edgespec-spec": "#d62728", "edgespec-spec2": "#ff7f0e",
+          "naive-ensemble": "#8c6d31", "cos-ensemble": "#2ca02c", "cos-ensemble-extra": "#98df8a",
+          "naive-contrastive": "#7b4173", "cos-contrastive": "#9467bd", "cos-contrastive-extra": "#c5b0d5"}
 
 
 def pyplot():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from edgespec.bench.modes import LABELS
+from edgespec.bench.modes import COLLAB_MODES, COLLAB_REFERENCE, LABELS
 
 GB = 1e9
 
@@ -93,7 +93,33 @@ def _headline(results: dict) -> str:
     text = ("**Headline (all prompt sets, median over repeats, min-max in brackets):** edgespec speculative runs at "
             + "; ".join(parts) + ".") if parts else ""
     second = _draft2_sentence(summary)
-    return f"{text} {second}".strip() if second else text
+    text = f"{text} {second}".strip() if second else text
+    third = _collab_sentence(summary, results.get("collab") or {})
+    return f"{text}\n\n{third}".strip() if third else text
+
+
+def _collab_sentence(summary: dict, collab: dict) -> str:
+    """Each CoS mode over the naive collaborative mode of its combination, with its acceptance and block size."""
+    parts = []
+    for mode, naive in COLLAB_REFERENCE.items():
+        row = summary.get(mode)
+        sp = row["speedup"].get(naive) if row else None
+        if not sp:
+            continue
+        method = mode.split("-")[1]
+        what = (f"weight {collab['weight']:g}" if method == "ensemble" else f"alpha {collab['alpha']:g}") \
+            if collab else ""
+        part = f"{LABELS[mode]}{f' ({what})' if what else ''}: {_spread(sp)}x over {LABELS[naive]}"
+        part += (f", acceptance {_f(row['acceptance_rate'])}, {_f(row['tokens_per_target_call'])} tokens per "
+                 "target call")
+        match = row["matches"].get(naive)
+        if match:
+            part += f", output equal to naive in {_match(match)} runs"
+        parts.append(part)
+    if not parts:
+        return ""
+    return ("**Collaborative decoding (all prompt sets, median over repeats, min-max in brackets):** "
+            + "; ".join(parts) + ".")
 
 
 def _draft2_sentence(summary: dict) -> str:
@@ -167,6 +193,12 @@ def _settings(results: dict, add) -> None:
     add(f"- Decoding: {decoding}; at most {st['max_new_tokens']} new tokens; draft length {st['draft_length']}"
         f" ({'adaptive in edgespec' if st['adaptive_draft'] else 'fixed'}; GenAI: num_assistant_tokens fixed)")
     add(f"- Repeats: {results['repeats']}; prompts per set: at most {results['limit'] or 'all'}")
+    collab = results.get("collab")
+    if collab:
+        add(f"- Collaborative decoding: ensemble r = (1 - w) p + w q with w = {collab['weight']:g} (p and q warped "
+            f"first); contrastive r = softmax(z_target - a z_draft) with a = {collab['alpha']:g} (a reduced draft "
+            "head's missing logits taken as its lowest); naive modes run both models on every token, CoS modes "
+            "draft and verify against r; both models compile exact in these modes unless `--fast-kernels`")
     if "prefix_cache" in results:
         add("- KV cache between runs: " + ("kept (a repeated prompt reuses its prefix, in both runtimes)"
                                            if results["prefix_cache"] else
@@ -188,7 +220,9 @@ def _settings(results: dict, add) -> None:
     if eng:
         es = eng["edgespec"]
         if isinstance(es, dict) and "target" in es:
-            add(f"- edgespec compiles the target with {es['target']}, the drafts with {es['draft']}; "
+            collab = (f", the collaborative modes' draft with {es['collab_draft']} (its logits enter the output)"
+                      if es.get("collab_draft") else "")
+            add(f"- edgespec compiles the target with {es['target']}, the drafts with {es['draft']}{collab}; "
                 f"GenAI: {eng['genai']}")
         else:
             add(f"- edgespec compiles with {es}; GenAI: {eng['genai']}")
@@ -213,16 +247,22 @@ def _tables(results: dict, add) -> None:
         add("")
         bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in modes]
         refs = [b for b in ("genai-target", "edgespec-target") if b in modes]
+        collab = any(m in COLLAB_MODES for m in table)
         head = ["mode", "new tokens/s", "TTFT ms", "TPOT ms"] + [f"speedup vs {LABELS[b]}" for b in bases]
+        head += ["speedup vs naive collaborative"] if collab else []
         _head(add, head)
         for mode, row in table.items():
             cells = [LABELS[mode], _spread(row["tokens_per_s"], 1), _spread(row["ttft_s"], 0, 1000),
                      _spread(row["tpot_s"], 1, 1000)]
             cells += ["1" if b == mode else _spread(row["speedup"].get(b)) for b in bases]
+            if collab:
+                naive = COLLAB_REFERENCE.get(mode)
+                cells.append(_spread(row["speedup"].get(naive)) if naive else "1" if mode in COLLAB_MODES else "-")
             _row(add, cells)
         add("")
         head = (["mode", "acceptance", "tokens/target call", "drafted/call", "memory-bound speedup",
                  "weight GB/s (of measured)"] + [f"= {LABELS[r]} output" for r in refs])
+        head += ["= naive collaborative output"] if collab else []
         _head(add, head)
         for mode, row in table.items():
             frac = row["weight_bandwidth_fraction"]
@@ -231,6 +271,9 @@ def _tables(results: dict, add) -> None:
             cells = [LABELS[mode], _f(row["acceptance_rate"]), _f(row["tokens_per_target_call"]),
                      _f(row["drafted_per_call"]), _f(row["memory_bound_speedup"]), bw]
             cells += ["-" if r == mode else _match(row["matches"].get(r)) for r in refs]
+            if collab:
+                naive = COLLAB_REFERENCE.get(mode)
+                cells.append(_match(row["matches"].get(naive)) if naive else "-")
             _row(add, cells)
         add("")
 
@@ -355,3 +398,6 @@ def _definitions(add) -> None:
         "against the numpy-measured read bandwidth.")
     add("- '= output': prompts (x repeats) whose generated token ids equal the reference mode's, token for token "
         "(greedy runs only).")
+    add("- Collaborative modes: a CoS mode's speedup and '= naive collaborative output' are against the naive mode "
+        "of the same combination (ensemble or contrastive); acceptance counts the draft's proposals kept against "
+        "the combined distribution r, tokens/target call as above (the naive modes make one token per call).")

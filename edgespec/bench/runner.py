@@ -29,8 +29,8 @@ from edgespec.runtime import costs as costcurve
 from edgespec.runtime import hardware
 from edgespec.runtime.config import GenerationConfig
 from edgespec.bench.memprobe import run_probe
-from edgespec.bench.modes import (ALL_MODES, DRAFT2_MODES, MODES, SPECULATIVE, Mode, RunRecord,
-                                  load_mode)
+from edgespec.bench.modes import (ALL_MODES, COLLAB_MODES, DRAFT2_MODES, KNOWN_MODES, MODES, SPECULATIVE, Mode,
+                                  RunRecord, load_mode)
 from edgespec.bench.prompts import PreparedPrompt, load_prompt_set, prepare
 
 SCHEMA = 1
@@ -54,6 +54,8 @@ class BenchOptions:
     cost_curve: bool = True
     fast_kernels: bool = False       # edgespec on the device's default kernels (exact=False), target included
     prefix_cache: bool = False       # let both runtimes reuse the KV cache of a repeated prompt (default: cold runs)
+    collab_weight: float = 0.5       # the draft's weight in the *-ensemble modes: r = (1 - w) p + w q
+    collab_alpha: float = 0.1        # the *-contrastive modes: r = softmax(z_target - alpha z_draft)
     cost_past: int = 200
     cost_repeats: int = 5
     log: Path | None = None          # JSONL of raw runs, written as they finish
@@ -79,16 +81,16 @@ def check_modes(modes: list[str] | None, pair: Pair, draft2: ModelEntry | None =
         if draft2 is not None:
             chosen |= set(DRAFT2_MODES)
         return [m for m in ALL_MODES if m in chosen]
-    unknown = [m for m in modes if m not in ALL_MODES]
+    unknown = [m for m in modes if m not in KNOWN_MODES]
     if unknown:
-        raise EdgespecError(f"unknown mode {unknown[0]!r}; choose from {', '.join(ALL_MODES)}")
+        raise EdgespecError(f"unknown mode {unknown[0]!r}; choose from {', '.join(KNOWN_MODES)}")
     if not modes:
         raise EdgespecError("no modes to run")
-    if pair.draft is None and (SPECULATIVE - set(DRAFT2_MODES)) & set(modes):
+    if pair.draft is None and ((SPECULATIVE - set(DRAFT2_MODES)) | set(COLLAB_MODES)) & set(modes):
         raise EdgespecError(f"pair {pair.root} has no draft model; run with --modes genai-target,edgespec-target")
     if draft2 is None and set(DRAFT2_MODES) & set(modes):
         raise EdgespecError(f"modes {', '.join(DRAFT2_MODES)} need a second draft: pass --draft2 PATH")
-    return [m for m in ALL_MODES if m in modes]  # canonical order, no duplicates
+    return [m for m in KNOWN_MODES if m in modes]  # canonical order, no duplicates
 
 
 def load_draft2(path: Path, pair: Pair) -> ModelEntry:
@@ -182,6 +184,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                                for pp in pps] for name, pps in sets.items()},
         "machine": hardware.machine_info(), "versions": hardware.versions(), "notes": notes,
     }
+    if set(COLLAB_MODES) & set(modes):
+        results["collab"] = {"weight": opts.collab_weight, "alpha": opts.collab_alpha}
     results["engine_config"] = _engine_config(opts)
     console.print(f"[bold]edgespec bench[/] {pair.name}: modes {', '.join(modes)}; "
                   f"{len(all_prompts)} prompts x {opts.repeats} repeats, {settings.max_new_tokens} new tokens")
@@ -197,7 +201,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         console.print(f"loading {name} ...")
         t = time.perf_counter()
         loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos, draft2=draft2, exact=opts.exact,
-                                 prefix_cache=opts.prefix_cache)
+                                 prefix_cache=opts.prefix_cache, collab_weight=opts.collab_weight,
+                                 collab_alpha=opts.collab_alpha)
         results["load_s"][name] = time.perf_counter() - t
 
     spec_modes = [m for m in modes if m in SPECULATIVE]
@@ -260,7 +265,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     target_bytes = info["target"]["streamed_bytes"]
     # c of the memory-bound speedup and the weight bandwidth: the bytes a step of each mode's draft streams.
     draft_bytes = {m: (info["draft2"] if m in DRAFT2_MODES else info["draft"])["streamed_bytes"]
-                   for m in modes if m in SPECULATIVE}
+                   for m in modes if m in SPECULATIVE or m in COLLAB_MODES}
     results["summary"] = metrics.summarize(raw, modes, target_bytes, draft_bytes,
                                            results["bandwidth"]["read_bytes_per_s"], greedy)
     results["sweep"] = {"draft_lengths": opts.draft_lengths, "prompts_per_set": opts.sweep_limit,
@@ -276,11 +281,14 @@ def _engine_config(opts: BenchOptions) -> dict:
     """How each runtime compiles its models: the settings a reader needs to judge the comparison.
 
     edgespec's target gets call-shape-independent kernels (exact) unless --fast-kernels; its drafts keep the
-    device defaults either way (SpeculativePipeline with exact=None or False)."""
+    device defaults either way (SpeculativePipeline with exact=None or False), except in the collaborative
+    modes, where the draft's logits enter the output and it compiles like the target."""
     target_exact = not opts.fast_kernels
-    return {"edgespec": {"target": _edgespec_compile(opts.target_device, target_exact),
-                         "draft": _edgespec_compile(opts.draft_device, False),
-                         "exact_target": target_exact},
+    edgespec = {"target": _edgespec_compile(opts.target_device, target_exact),
+                "draft": _edgespec_compile(opts.draft_device, False), "exact_target": target_exact}
+    if opts.modes and set(COLLAB_MODES) & set(opts.modes):
+        edgespec["collab_draft"] = _edgespec_compile(opts.draft_device, target_exact)
+    return {"edgespec": edgespec,
             "genai": "LLMPipeline defaults (no properties passed); GenerationConfig apply_chat_template=False, "
                      "stop_token_ids = the pair's eos ids"}
 
@@ -313,7 +321,7 @@ def _memory_probes(pair: Pair, draft2: ModelEntry | None, modes: list[str], opts
         request = {"pair": str(pair.root), "mode": name, "target_device": opts.target_device,
                    "draft_device": opts.draft_device, "eos": sorted(eos), "text": pp.rendered, "ids": pp.ids,
                    "settings": asdict(opts.settings), "draft2": str(draft2.dir) if draft2 else None,
-                   "exact": opts.exact}
+                   "exact": opts.exact, "collab_weight": opts.collab_weight, "collab_alpha": opts.collab_alpha}
         out[name] = run_probe(request)
         if "error" in out[name]:
             console.print(f"[yellow]memory probe of {name} failed: {out[name]['error']}[/]")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import sys
 from pathlib import Path
@@ -13,9 +15,24 @@ from rich.table import Table
 from edgespec.export.presets import ensure_default_pair
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.npu import NPUConfig
-from edgespec.runtime.pipeline import GenerationConfig, SpeculativePipeline
+from edgespec.runtime.pipeline import CollabConfig, GenerationConfig, SpeculativePipeline
 
 err = Console(stderr=True)
+
+
+class CollabMethod(str, enum.Enum):
+    ensemble = "ensemble"
+    contrastive = "contrastive"
+
+
+class CollabBonusKind(str, enum.Enum):
+    alternate = "alternate"
+    extra_call = "extra-call"
+
+
+def _value(choice: enum.Enum | str | None) -> str | None:
+    return choice.value if isinstance(choice, enum.Enum) else choice
+
 
 ModelOption = typer.Option(None, "--model", "-m", help="Pair folder from `edgespec export` (default: the embedded "
                                                        "SmolLM2 pair, prepared on first use).")
@@ -37,6 +54,35 @@ FastKernels = typer.Option(False, "--fast-kernels", help="The device's default k
                            "too (faster on bf16/VNNI CPUs, and through an f16 KV cache on AVX2-only ones; greedy "
                            "speculative output may then differ from target-only).")
 
+Collab = typer.Option(None, "--collab", help="Collaborative decoding of target and draft: 'ensemble' "
+                      "(r = (1 - weight) p + weight q) or 'contrastive' (r = softmax(z_target - alpha z_draft)); "
+                      "made fast by speculation (CoS) unless --collab-naive. Both models compile exact.")
+Weight = typer.Option(None, "--weight", min=0.0, max=1.0, help="--collab ensemble: the draft's weight (default 0.5).")
+Alpha = typer.Option(None, "--alpha", min=0.0, help="--collab contrastive: the draft's logit factor (default 0.1).")
+CollabNaive = typer.Option(False, "--collab-naive", help="--collab: run both models on every token (the baseline "
+                           "CoS is measured against) instead of drafting and verifying.")
+CollabBonus = typer.Option("alternate", "--collab-bonus", help="--collab, CoS: the draft's distribution after the "
+                           "last drafted token from CoS's alternate proposal ('alternate': the target's own token is "
+                           "verified by the draft's next call) or from one more draft call ('extra-call').")
+
+
+def collab_config(collab: str | None, weight: float | None, alpha: float | None, naive: bool = False,
+                  bonus: str = "alternate") -> CollabConfig | None:
+    """The CollabConfig the collaborative options ask for (None without --collab); misplaced options are errors."""
+    if collab is None:
+        extra = [name for name, given in (("--weight", weight is not None), ("--alpha", alpha is not None),
+                                          ("--collab-naive", naive), ("--collab-bonus", bonus != "alternate")) if given]
+        if extra:
+            raise EdgespecError(f"{extra[0]} needs --collab ensemble or --collab contrastive")
+        return None
+    if collab == "ensemble" and alpha is not None:
+        raise EdgespecError("--alpha applies to --collab contrastive; --collab ensemble takes --weight")
+    if collab == "contrastive" and weight is not None:
+        raise EdgespecError("--weight applies to --collab ensemble; --collab contrastive takes --alpha")
+    defaults = CollabConfig()
+    return CollabConfig(collab, weight=defaults.weight if weight is None else weight,
+                        alpha=defaults.alpha if alpha is None else alpha, naive=naive, bonus=bonus)
+
 
 def resolve_model(model: Path | None) -> Path:
     return model if model is not None else ensure_default_pair()
@@ -44,26 +90,35 @@ def resolve_model(model: Path | None) -> Path:
 
 def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_draft: bool,
                   npu_max_prompt: int = 1024, npu_min_response: int = 128,
-                  fast_kernels: bool = False) -> SpeculativePipeline:
+                  fast_kernels: bool = False, collab: CollabConfig | None = None) -> SpeculativePipeline:
+    """collab: load for collaborative decoding: the draft's logits enter the output, so both models compile exact
+    (unless --fast-kernels)."""
+    if collab is not None and no_draft:
+        raise EdgespecError("--collab needs the draft: drop --no-draft")
     path = resolve_model(model)
     npu = NPUConfig(max_prompt_len=npu_max_prompt, min_response_len=npu_min_response)
+    exact = False if fast_kernels else (True if collab is not None else None)
     with err.status("loading models..."):
         pipe = SpeculativePipeline.from_manifest(path, target_device=target_device, draft_device=draft_device,
-                                                 use_draft=not no_draft, npu=npu,
-                                                 exact=False if fast_kernels else None)
+                                                 use_draft=not no_draft, npu=npu, exact=exact)
+    if collab is not None and pipe.draft is None:
+        raise EdgespecError(f"--collab needs a draft model: {pipe.pair.root} has none")
     mode = "target only" if pipe.draft is None else "speculative"
     if pipe.draft is None and not no_draft:
         mode += " (this pair has no draft)"
+    if collab is not None:
+        mode = f"collaborative {collab.describe()}"
     err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device}"
               + (f", draft on {draft_device}" if pipe.draft else "") + "[/dim]")
     return pipe
 
 
 def make_config(max_new_tokens: int, draft_length: int, fixed_draft_length: bool, sample: bool, temperature: float,
-                top_k: int, top_p: float, seed: int | None, stop: list[str] | None) -> GenerationConfig:
+                top_k: int, top_p: float, seed: int | None, stop: list[str] | None,
+                collab: CollabConfig | None = None) -> GenerationConfig:
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_k=top_k,
                             top_p=top_p, seed=seed, draft_length=draft_length,
-                            adaptive_draft=not fixed_draft_length, stop_strings=tuple(stop or ()))
+                            adaptive_draft=not fixed_draft_length, stop_strings=tuple(stop or ()), collab=collab)
 
 
 CHAT_HELP = "/reset clears the history, /stats shows the last answer's metrics, /help this, /exit quits; " \
@@ -82,6 +137,8 @@ def stats_table(stats) -> Table:
         ("acceptance rate", f"{stats.acceptance_rate:.2f}" if stats.drafted_tokens else "-"),
         ("tokens per target call", f"{stats.tokens_per_target_call:.2f}"),
     ]
+    if stats.alternate_tokens:  # CoS: the target's own tokens, verified by the draft
+        rows.append(("target's proposals kept", f"{stats.alternate_accepted}/{stats.alternate_tokens}"))
     for name, value in rows:
         table.add_row(f"[dim]{name}[/dim]", value)
     return table
@@ -101,16 +158,21 @@ def generate(
     raw: bool = typer.Option(False, "--raw", help="Continue the text as is, without the chat template."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streamed text."),
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
+    collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
+    collab_bonus: CollabBonusKind = CollabBonus,
 ) -> None:
     """Generate one answer, streamed, then its metrics."""
+    collab_cfg = collab_config(_value(collab), weight, alpha, collab_naive, _value(collab_bonus))
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
-                         fast_kernels)
+                         fast_kernels, collab_cfg)
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
-                         stop)
+                         stop, collab_cfg)
     result = pipe.generate(prompt, config, streamer=None if as_json else _stream_to_stdout,
                            chat=False if raw else None)
     if as_json:
-        print(json.dumps({"model": str(pipe.pair.root), "mode": "speculative" if pipe.draft else "target",
+        mode = ("collaborative" if collab_cfg else "speculative") if pipe.draft else "target"
+        print(json.dumps({"model": str(pipe.pair.root), "mode": mode,
+                          "collab": dataclasses.asdict(collab_cfg) if collab_cfg else None,
                           "target_device": target_device, "draft_device": draft_device if pipe.draft else None,
                           "text": result.text, "token_ids": result.token_ids, "stats": result.stats.as_dict()}))
         return
@@ -127,13 +189,16 @@ def chat(
     temperature: float = Temperature, top_k: int = TopK, top_p: float = TopP, seed: int = Seed,
     system: str = typer.Option(None, help="System message."),
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
+    collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
+    collab_bonus: CollabBonusKind = CollabBonus,
 ) -> None:
     """Interactive chat: /reset clears the history, /stats shows the last answer's metrics, /help lists the
     commands, /exit quits. Ctrl-C stops the current answer and keeps the session."""
+    collab_cfg = collab_config(_value(collab), weight, alpha, collab_naive, _value(collab_bonus))
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
-                         fast_kernels)
+                         fast_kernels, collab_cfg)
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
-                         None)
+                         None, collab_cfg)
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     last_stats = None
     err.print(f"[dim]{CHAT_HELP}[/dim]")

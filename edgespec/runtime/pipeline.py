@@ -82,8 +82,8 @@ class SpeculativePipeline:
         # Collaborative decoding (GenerationConfig.collab): its own draft-length policy, and an exact copy of the
         # draft when this one has fast kernels (compiled on first use; see _collab_draft).
         self.collab_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
-        self.collab_draft: StatefulLM | None = None
-        self._draft_load = (core, draft_device, exact, rollback, npu)
+        self.collab_draft: StatefulLM | PagedLM | None = None
+        self._draft_load = (core, draft_device, exact, rollback, npu, form)
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
                                 f"({self.target.vocab_size}): export the pair again with `edgespec export`")
@@ -106,7 +106,7 @@ class SpeculativePipeline:
         """
         return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu, form)
 
-    def _collab_draft(self) -> StatefulLM:
+    def _collab_draft(self) -> StatefulLM | PagedLM:
         """The draft collaborative decoding runs. Its logits enter the output, so unlike a speculative draft it
         needs call-shape-independent (exact) kernels for greedy CoS to equal naive collaborative decoding: with
         the default exact=None (fast draft) an exact copy is compiled once; exact=True has one already;
@@ -114,11 +114,11 @@ class SpeculativePipeline:
         if self.draft is None:
             raise EdgespecError("collaborative decoding needs a draft model: " + (
                 "this pair has none" if self.pair.draft is None else "the pipeline has use_draft=False"))
-        core, device, exact, rollback, npu = self._draft_load
+        core, device, exact, rollback, npu, form = self._draft_load
         if exact is not None or is_npu(device):
             return self.draft
         if self.collab_draft is None:
-            self.collab_draft = _load_lm(core, self.pair.draft, device, True, rollback, npu, draft=True)
+            self.collab_draft = _load_lm(core, self.pair.draft, device, True, rollback, npu, draft=True, form=form)
         return self.collab_draft
 
     def clear_cache(self) -> None:
