@@ -1,5 +1,5 @@
 """Shared helpers for the perf experiments (issue 18). Run with
-PYTHONPATH=/work/scratch/edgespec-ref-src:/work/scratch/perf /work/main/.venv/bin/python <script>"""
+EDGESPEC_REF=<checkout of ed165e2> EDGESPEC_PAIR=<pair folder> PYTHONPATH=$EDGESPEC_REF:scripts/perf python <script>"""
 import os, time, subprocess, statistics, inspect
 import numpy as np
 import openvino as ov
@@ -7,8 +7,10 @@ import openvino_genai
 import edgespec
 from edgespec.model import StatefulLM, slice_logits
 
-assert edgespec.__file__.startswith("/work/scratch/edgespec-ref-src"), edgespec.__file__
-TARGET = "/work/scratch/pair/target"
+REF = os.environ["EDGESPEC_REF"]  # the pre-layout tree these scripts import
+assert edgespec.__file__.startswith(REF), edgespec.__file__
+PAIR = os.environ["EDGESPEC_PAIR"]
+TARGET = PAIR + "/target"
 XML = TARGET + "/openvino_model.xml"
 EXACT = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_PRECISION_HINT": "f32",
          "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0", "KV_CACHE_PRECISION": "f32"}

@@ -7,7 +7,7 @@ from paged import load_paged
 from edgespec.speculative import decode, GenerationConfig, GenerationStats
 
 REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-DRAFT = "/work/scratch/pair/draft"
+DRAFT = PAIR + "/draft"
 vmap = np.load(DRAFT + "/draft_vocab.npy").astype(np.int64)
 
 
@@ -31,7 +31,7 @@ print("load before:", load(), flush=True)
 S = stateful(EXACT)
 P = load_paged(core, XML, EXACT)
 D = draft_lm()
-qs = [json.loads(l)["turns"][0] for l in open("/work/scratch/edgespec-ref-src/bench/data/mt_bench.jsonl")][10:14]
+qs = [json.loads(l)["turns"][0] for l in open(REF + "/bench/data/mt_bench.jsonl")][10:14]
 prompts = [encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n") for q in qs] + [chat_prompt(3)[1]]
 ok = True
 for ids in prompts:

@@ -5,7 +5,7 @@ from common import *
 from paged import load_paged
 
 N = 64
-qs = [json.loads(l) for l in open("/work/scratch/edgespec-ref-src/bench/data/mt_bench.jsonl")]
+qs = [json.loads(l) for l in open(REF + "/bench/data/mt_bench.jsonl")]
 prompts = [encode(f"<|im_start|>user\n{q['turns'][0] if 'turns' in q else q['prompt']}<|im_end|>\n<|im_start|>assistant\n")
            for q in qs[:6]]
 

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Runs the timing scripts back to back (never two at once), then exactness.
-cd /work/scratch/perf
-export PYTHONPATH=/work/scratch/edgespec-ref-src:/work/scratch/perf
-PY=/work/main/.venv/bin/python
+cd "$(dirname "$0")"
+export PYTHONPATH="$EDGESPEC_REF:$PWD"
+PY=${PY:-python}
 for s in "$@"; do
   name=${s%% *}
   echo "=== $s  $(date +%T) $(cat /proc/loadavg)"
