@@ -85,10 +85,20 @@ class Combination:
         return target_logits.astype(np.float64) - self.collab.alpha * self.draft_logits(draft_logits)
 
     def best(self, target_logits: np.ndarray, draft_logits: np.ndarray) -> int:
-        """argmax r (greedy)."""
+        """argmax r (greedy), of the unwarped distributions: the same in naive decoding and CoS."""
         if self.collab.method == "contrastive":
             return int(self.contrast(target_logits, draft_logits).argmax())
-        return int(self.combined(target_logits, draft_logits).argmax())
+        # (1 - w) softmax(z_t) + w softmax(z_d), in float64 without probabilities()' warping (half the time)
+        w = self.collab.weight
+        mix = np.exp(target_logits.astype(np.float64) - float(target_logits.max()))
+        mix *= (1.0 - w) / mix.sum()
+        q = np.exp(draft_logits.astype(np.float64) - float(draft_logits.max()))
+        q *= w / q.sum()
+        if self.vocab_map is None:
+            mix += q
+        else:
+            mix[self.vocab_map] += q
+        return int(mix.argmax())
 
     def draw(self, target_logits: np.ndarray, draft_logits: np.ndarray, rng: np.random.Generator) -> int:
         """A token from r: naive decoding, the prefill and the extra-call bonus position."""
