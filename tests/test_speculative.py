@@ -388,3 +388,20 @@ def test_draft_reads_a_window_of_a_long_prompt(tiny_pipes):
         assert result.stats.draft_calls > 0 and result.stats.prompt_tokens > 40
         read = spec.draft.cached  # what the draft's cache holds at the end: the window plus the answer, or all
         assert read <= (40 + 32 if draft_window else result.stats.prompt_tokens + 32)
+
+
+def test_lookup_is_chosen_by_expected_tokens_per_second():
+    """Lookup tokens replace a draft where they promise more tokens per second, counting the shape switch a call
+    of another width costs (there and back)."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    policy = DraftLength(3, 12, adaptive=True)
+    policy.steady_cost, policy.draft_cost = {1: 0.025, 4: 0.035}, 0.005
+    policy.switch_cost = {1: 0.037, 4: 0.046}
+    policy.lookup_kept, policy.lookup_seen = 8.0, 10.0  # lookup proposals mostly kept
+    assert policy.switch_seconds() > 0.01
+    assert policy.lookup_tokens(3, 3) == 3  # same width as the draft's call, no draft calls: lookup wins
+    assert policy.lookup_tokens(3, 0) == 0  # nothing to copy
+    assert policy.lookup_tokens(3, 1) == 0  # a 2-token call between 4-token ones pays two switches: draft
+    policy.lookup_kept, policy.lookup_seen = 0.0, 10.0  # lookup keeps failing: the draft goes on
+    assert policy.lookup_tokens(3, 3) == 0

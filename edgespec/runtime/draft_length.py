@@ -78,10 +78,18 @@ class DraftLength:
         top = min(available, self.maximum, longest) if k == 0 else min(available, k)
         best, best_rate = 0, draft_rate
         for m in range(1, top + 1):
-            rate = expected_tokens(self.lookup_acceptance, m) / self.target_seconds(m + 1)
+            # A call of another width than the held one pays the shape switch twice: there and back.
+            switches = 2 * self.switch_seconds() if m != k else 0.0
+            rate = expected_tokens(self.lookup_acceptance, m) / (self.target_seconds(m + 1) + switches)
             if rate > best_rate:
                 best, best_rate = m, rate
         return best
+
+    def switch_seconds(self) -> float:
+        """What a call whose width differs from the last one's costs more than the same call in a steady run
+        (the mean over widths measured both ways; 0 until there are such pairs)."""
+        extra = [self.switch_cost[n] - self.steady_cost[n] for n in self.switch_cost if n in self.steady_cost]
+        return max(0.0, sum(extra) / len(extra)) if extra else 0.0
 
     @property
     def acceptance(self) -> float:
