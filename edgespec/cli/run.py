@@ -137,6 +137,10 @@ def stats_table(stats) -> Table:
         ("acceptance rate", f"{stats.acceptance_rate:.2f}" if stats.drafted_tokens else "-"),
         ("tokens per target call", f"{stats.tokens_per_target_call:.2f}"),
     ]
+    if stats.lookup_tokens:  # prompt lookup: copied tokens proposed without a draft call
+        rows.append(("prompt-lookup tokens kept", f"{stats.lookup_accepted}/{stats.lookup_tokens}"))
+    if stats.draft_stopped_at:
+        rows.append(("draft sat out from", f"token {stats.draft_stopped_at} (past its context)"))
     if stats.alternate_tokens:  # CoS: the target's own tokens, verified by the draft
         rows.append(("target's proposals kept", f"{stats.alternate_accepted}/{stats.alternate_tokens}"))
     for name, value in rows:
