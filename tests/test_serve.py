@@ -181,6 +181,13 @@ def test_stop_strings_and_parts(server, reference):
                                           temperature=0).choices[0].message.content == full
 
 
+def test_an_answer_that_fills_the_context_ends_with_length(server):
+    prompt = ("word " * 240).strip()
+    answer = server.client().completions.create(model="tiny", prompt=prompt, max_tokens=100, temperature=0)
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage.prompt_tokens == 240 and answer.usage.total_tokens <= 257
+
+
 def test_sampling(server):
     client = server.client()
     answer = client.chat.completions.create(model="tiny", messages=user("Hello"), max_tokens=12, temperature=0.8,

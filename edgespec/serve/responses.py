@@ -37,7 +37,7 @@ def figures(stats: GenerationStats, speculative: bool) -> dict:
             "acceptance_rate": round(stats.acceptance_rate, 4),
             "tokens_per_target_call": round(stats.tokens_per_target_call, 4),
             "tokens_per_second": round(stats.new_tokens / stats.wall_s, 2) if stats.wall_s else 0.0,
-            "time_to_first_token_s": round(stats.ttft_s, 4),
+            "time_to_first_token_s": round(stats.ttft_s, 4), "generation_s": round(stats.wall_s, 4),
             "target_calls": stats.target_calls, "draft_calls": stats.draft_calls}
 
 
