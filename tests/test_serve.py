@@ -349,7 +349,12 @@ def test_a_client_that_leaves_the_queue_costs_nothing(server):
     server.scheduler.submit(gate.wait)
     with pytest.raises(httpx.ReadTimeout):
         server.post("/v1/chat/completions", chat_body(max_tokens=200), timeout=0.3)
-    time.sleep(0.1)  # the server notices the closed connection
+    queued = list(server.scheduler._line.queue)  # white-box: the job behind the gate
+    assert len(queued) == 1
+    deadline = time.monotonic() + 10
+    while not queued[0].cancelled:  # the server notices the closed connection
+        assert time.monotonic() < deadline, "the queued job was not cancelled"
+        time.sleep(0.01)
     gate.set()
     server.wait_idle()
     assert server.pipe.last_stats is before  # the queued job was skipped, not run

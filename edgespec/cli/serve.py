@@ -23,11 +23,12 @@ def serve(
     model_name: str = typer.Option(None, help="The model id clients send (default: the pair's name)."),
 ) -> None:
     """Serve the pair over OpenAI's API (/v1/chat/completions, /v1/completions, /v1/models) and /health;
-    one request at a time, in arrival order. Needs the serve extra: pip install 'edgespec[serve]'."""
+    one request at a time, in arrival order. Needs the `serve` extra (Starlette, uvicorn)."""
     try:
         from edgespec.serve import create_app, serve as run_server
     except ImportError as exc:
-        raise EdgespecError(f"edgespec serve needs the serve extra ({exc.name} is missing): "
+        missing = (exc.name or "a module").split(".")[0]
+        raise EdgespecError(f"edgespec serve needs the serve extra ({missing} is missing): "
                             f"pip install 'edgespec[serve]'") from None
     if not api_key and not _is_loopback(host):
         err.print(f"[yellow]warning: serving on {host} without --api-key: anyone who reaches it can use it[/yellow]")
