@@ -264,8 +264,9 @@ def test_draft_length_policy_benches_a_draft_that_does_not_pay():
         for _ in range(10):
             policy.record(drafted=n, kept=0, target_seconds=0.020 + 0.002 * n, draft_seconds=0.002 * n)
     choices = [policy.next() for _ in range(40)]
-    # the target alone in blocks of 16 steps, a 4-step probe with k = 1 after each: few changes of call shape
-    assert choices == [0] * 16 + [1] * 4 + [0] * 16 + [1] * 4
+    # the target alone in blocks of 16 steps, then a 4-step probe with k = 1; a failed probe doubles the next
+    # block: few changes of call shape
+    assert choices == [0] * 16 + [1] * 4 + [0] * 20
 
     for _ in range(20):  # the draft starts agreeing: speculation resumes with k > 1 at the next decision
         policy.record(drafted=4, kept=4, target_seconds=0.030, draft_seconds=0.008)
@@ -336,17 +337,21 @@ def test_draft_length_policy_grows_k_one_step_past_what_it_measured():
 
 
 def test_draft_length_policy_keeps_costs_across_generations(tiny_pair):
-    """The pipeline's policy carries measured call costs into the next generation; acceptance starts over."""
+    """The pipeline's policy carries measured call costs into the next generation; acceptance starts over, with
+    the last generation's counts as a weak prior."""
     spec = SpeculativePipeline.from_manifest(tiny_pair)
     cfg = GenerationConfig(max_new_tokens=24, draft_length=3)
     spec.generate("def add(a, b):", cfg, chat=False)
     costs = dict(spec.draft_policy.steady_cost | spec.draft_policy.switch_cost)
     assert costs and spec.draft_policy.draft_cost is not None
+    seen = spec.draft_policy.seen
     spec.draft_policy.restart(2, 8, True)
-    assert abs(spec.draft_policy.acceptance - 0.7) < 1e-9  # the prior again
+    assert spec.draft_policy.seen == pytest.approx(0.25 * seen) and seen > 0
     assert spec.draft_policy.steady_cost | spec.draft_policy.switch_cost == costs
-    # the new prompt's acceptance is measured at the initial k before the costs can rule the draft out
-    assert [spec.draft_policy.next() for _ in range(4)] == [2] * 4
+    # the new prompt's acceptance is measured over a 4-step probe at a k of at least 1, at most the initial one,
+    # before the costs can rule the draft out
+    probe = [spec.draft_policy.next() for _ in range(4)]
+    assert len(set(probe)) == 1 and 1 <= probe[0] <= 2
 
 
 def test_draft_sits_out_past_its_context(tiny_pair, tiny_pipes, tmp_path):

@@ -28,18 +28,21 @@ class DraftLength:
         self.switch_cost: dict[int, float] = {}
         self.draft_cost: float | None = None
         self.hold, self.probe = hold, probe
+        self.sit_out = hold  # steps the draft sits out after a failed probe: doubles while probes keep failing
+        self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
         self.restart(initial, maximum, adaptive)
         self.hold_left = 0  # nothing is measured yet: the first decision comes once the draft has a cost
 
     def restart(self, initial: int, maximum: int, adaptive: bool) -> None:
-        """A new generation: acceptance starts over (another prompt) and is first measured over `probe` steps
-        at the initial k; the measured costs are kept (the same models on the same devices), so a short
-        generation does not spend its few decisions re-learning them."""
+        """A new generation: acceptance is first measured over `probe` steps; the last generation's counts stay
+        as a weak prior (a quarter of their weight), so the probe runs at a k they support, not always the
+        initial one. Measured costs are kept (the same models on the same devices)."""
         self.initial, self.maximum, self.adaptive = initial, max(maximum, initial), adaptive
-        self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
-        self.lookup_kept = self.lookup_seen = 0.0  # the same for prompt-lookup proposals
+        self.kept, self.seen = 0.25 * self.kept, 0.25 * self.seen
+        self.lookup_kept = self.lookup_seen = 0.0  # the same counts for prompt-lookup proposals
         self.last_feed = 0
-        self.current, self.hold_left = initial, self.probe
+        probe_k = initial if self.draft_cost is None or not adaptive else max(1, min(initial, self.best()))
+        self.current, self.hold_left, self.sit_out = probe_k, self.probe, self.hold
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
         if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
@@ -123,7 +126,10 @@ class DraftLength:
         # (a 13-token verify priced like a 4-token one) would otherwise be held for a whole block.
         longest = max(self.steady_cost or self.switch_cost, default=1)
         top = min(self.maximum, longest)
-        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d) for k in range(0, top + 1)}
+        # Another width than the current one pays the shape switch into it and back out, once per held block.
+        moving = 2 * self.switch_seconds() / self.hold
+        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d + (moving if k != self.current else 0))
+                 for k in range(0, top + 1)}
         return max(rates, key=rates.get)
 
     def next(self) -> int:
@@ -137,7 +143,11 @@ class DraftLength:
             # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
             # agreeing again (code after prose, say) is noticed.
             k, self.hold_left = 1, self.probe - 1
+        elif k == 0:
+            # Sit out; each probe in a row that fails doubles the wait before the next (probes cost switches).
+            self.hold_left = self.sit_out - 1
+            self.sit_out = min(4 * self.hold, 2 * self.sit_out)
         else:
-            self.hold_left = self.hold - 1
+            self.hold_left, self.sit_out = self.hold - 1, self.hold
         self.current = k
         return k
