@@ -258,8 +258,8 @@ def test_greedy_cos_equals_naive(tiny_pipes, pair, collab):
         naive = GenerationConfig(max_new_tokens=40, ignore_eos=True, collab=dataclasses.replace(collab, naive=True))
         want = pipe.generate(prompt, naive, chat=False)
         assert want.stats.target_calls == want.stats.draft_calls == 40 and want.stats.drafted_tokens == 0
-        for bonus, k, adaptive in [("alternate", 1, False), ("alternate", 4, False), ("alternate", 3, True),
-                                   ("extra-call", 2, False), ("extra-call", 5, False)]:
+        for bonus, k, adaptive in [("alternate", 1, False), ("alternate", 4, False), ("extra-call", 2, False),
+                                   ("extra-call", 5, False), ("extra-call", 3, True)]:
             config = GenerationConfig(max_new_tokens=40, ignore_eos=True, draft_length=k, adaptive_draft=adaptive,
                                       collab=dataclasses.replace(collab, bonus=bonus))
             got = pipe.generate(prompt, config, chat=False)
@@ -305,7 +305,7 @@ def test_sampled_first_tokens_follow_r_on_tiny_models(tiny_pipes):
     """End to end through the pipeline (far pair, so r differs from p): the first token, which CoS's alternate
     proposal settles (the target proposes, the draft's first call verifies), follows r."""
     pipe = tiny_pipes["far"]
-    collab = CollabConfig("ensemble", weight=0.5)
+    collab = CollabConfig("ensemble", weight=0.5, bonus="alternate")
     warp = dict(temperature=1.5, top_k=6)
     ids = pipe.prompt_ids("The capital of France is", chat=False)
     draws = 300
@@ -396,7 +396,7 @@ def test_bench_collab_modes(tiny_pair, tmp_path):
     app = typer.Typer()
     app.command()(bench_command)
     out = tmp_path / "bench"
-    modes = "edgespec-target,naive-ensemble,cos-ensemble,naive-contrastive,cos-contrastive,cos-contrastive-extra"
+    modes = "edgespec-target,naive-ensemble,cos-ensemble,naive-contrastive,cos-contrastive,cos-contrastive-alt"
     args = [str(tiny_pair), "--modes", modes, "--prompts", "mtbench", "--limit", "1", "--max-new-tokens", "12",
             "--repeats", "2", "--collab-weight", "0.4", "--collab-alpha", "0.2", "--no-memory", "--no-cost-curve",
             "--no-plots", "--out", str(out)]
@@ -410,7 +410,7 @@ def test_bench_collab_modes(tiny_pair, tmp_path):
     assert len(main) == 2 * len(res["modes"])
     summary = res["summary"]["all"]
     for cos, naive in [("cos-ensemble", "naive-ensemble"), ("cos-contrastive", "naive-contrastive"),
-                       ("cos-contrastive-extra", "naive-contrastive")]:
+                       ("cos-contrastive-alt", "naive-contrastive")]:
         row = summary[cos]
         assert row["speedup"][naive]["n"] == 2 and row["matches"][naive]["fraction"] == 1.0
         assert "edgespec-target" not in row["matches"]  # collaborative output is not the target's
@@ -420,4 +420,4 @@ def test_bench_collab_modes(tiny_pair, tmp_path):
     assert all(r["draft_calls"] == r["target_calls"] for r in main if r["mode"] == "naive-ensemble")
     report = (out / "report.md").read_text()
     assert "**Collaborative decoding" in report and "speedup vs naive collaborative" in report
-    assert "CoS contrastive, extra draft call (alpha 0.2)" in report
+    assert "CoS contrastive, alternate proposal (alpha 0.2)" in report

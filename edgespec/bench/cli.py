@@ -34,8 +34,8 @@ def bench_command(
                                    "edgespec-spec, and with --draft2 genai-spec2, edgespec-spec2 (default: all "
                                    "four, six with --draft2; no pair-draft modes for a pair without draft). "
                                    "Collaborative decoding, on request only: naive-ensemble, cos-ensemble, "
-                                   "naive-contrastive, cos-contrastive (CoS with the alternate proposal), "
-                                   "cos-ensemble-extra, cos-contrastive-extra (CoS with one extra draft call)."),
+                                   "naive-contrastive, cos-contrastive (CoS, one extra draft call for the bonus "
+                                   "position), cos-ensemble-alt, cos-contrastive-alt (CoS, alternate proposal)."),
     draft2: Optional[Path] = typer.Option(None, "--draft2", show_default=False,
                                           help="A second draft model folder (same vocabulary as the target): "
                                                "adds genai-spec2 and edgespec-spec2, the speculative modes with "
@@ -146,8 +146,8 @@ def print_summary(results: dict, console) -> None:
 
     short = {"genai-target": "GenAI", "genai-spec": "GenAI spec", "genai-spec2": "GenAI spec d2",
              "edgespec-target": "edgespec", "edgespec-spec": "edgespec spec", "edgespec-spec2": "edgespec spec d2",
-             "naive-ensemble": "naive ens", "cos-ensemble": "CoS ens", "cos-ensemble-extra": "CoS ens +call",
-             "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-extra": "CoS con +call"}
+             "naive-ensemble": "naive ens", "cos-ensemble": "CoS ens", "cos-ensemble-alt": "CoS ens alt",
+             "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-alt": "CoS con alt"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
         bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in table]

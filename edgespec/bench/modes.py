@@ -8,8 +8,9 @@
                    in place of the pair's own
   naive-ensemble, naive-contrastive   collaborative decoding of target and draft (edgespec.runtime.collab),
                    both models on every token: the baseline of
-  cos-ensemble, cos-contrastive   the same combination made fast by speculation (CoS, alternate proposal)
-  cos-ensemble-extra, cos-contrastive-extra   CoS with one extra draft call for the bonus position instead
+  cos-ensemble, cos-contrastive   the same combination made fast by speculation (CoS; one extra draft call for
+                   the position after the last drafted token)
+  cos-ensemble-alt, cos-contrastive-alt   CoS with its alternate proposal for that position instead
 
 Each mode gets the prompt as token ids prepared by the bench, stops on the same eos ids,
 and returns a RunRecord with its own counters. Wall time is measured here, around the call,
@@ -37,10 +38,10 @@ DRAFT2_MODES = ("genai-spec2", "edgespec-spec2")                               #
 ALL_MODES = ("genai-target", "genai-spec", "genai-spec2", "edgespec-target", "edgespec-spec",
              "edgespec-spec2")                                                 # canonical order
 # Collaborative decoding (edgespec only; on request): each CoS mode against the naive mode of its combination.
-COLLAB_MODES = ("naive-ensemble", "cos-ensemble", "cos-ensemble-extra", "naive-contrastive", "cos-contrastive",
-                "cos-contrastive-extra")
-COLLAB_REFERENCE = {"cos-ensemble": "naive-ensemble", "cos-ensemble-extra": "naive-ensemble",
-                    "cos-contrastive": "naive-contrastive", "cos-contrastive-extra": "naive-contrastive"}
+COLLAB_MODES = ("naive-ensemble", "cos-ensemble", "cos-ensemble-alt", "naive-contrastive", "cos-contrastive",
+                "cos-contrastive-alt")
+COLLAB_REFERENCE = {"cos-ensemble": "naive-ensemble", "cos-ensemble-alt": "naive-ensemble",
+                    "cos-contrastive": "naive-contrastive", "cos-contrastive-alt": "naive-contrastive"}
 KNOWN_MODES = ALL_MODES + COLLAB_MODES                                         # canonical order of every mode
 SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2", *COLLAB_REFERENCE}
 LABELS = {
@@ -52,10 +53,10 @@ LABELS = {
     "edgespec-spec2": "edgespec speculative, draft 2",
     "naive-ensemble": "naive ensemble",
     "cos-ensemble": "CoS ensemble",
-    "cos-ensemble-extra": "CoS ensemble, extra draft call",
+    "cos-ensemble-alt": "CoS ensemble, alternate proposal",
     "naive-contrastive": "naive contrastive",
     "cos-contrastive": "CoS contrastive",
-    "cos-contrastive-extra": "CoS contrastive, extra draft call",
+    "cos-contrastive-alt": "CoS contrastive, alternate proposal",
 }
 
 
@@ -316,10 +317,10 @@ class CollabMode(EdgespecMode):
 
 
 def collab_config(name: str, weight: float, alpha: float) -> CollabConfig:
-    """The CollabConfig of a collaborative mode: naive-METHOD, cos-METHOD or cos-METHOD-extra."""
+    """The CollabConfig of a collaborative mode: naive-METHOD, cos-METHOD or cos-METHOD-alt."""
     kind, method = name.split("-")[:2]
     return CollabConfig(method, weight=weight, alpha=alpha, naive=kind == "naive",
-                        bonus="extra-call" if name.endswith("-extra") else "alternate")
+                        bonus="alternate" if name.endswith("-alt") else "extra-call")
 
 
 def _edgespec_input(pipe, pp: PreparedPrompt):

@@ -17,10 +17,13 @@ token x stays with probability min(1, r(x)/q(x)), the first rejected one is repl
 norm(max(0, r - q)): the speculative-sampling rule with r in place of p, so the output follows r exactly
 (greedy: drafted tokens stay while they equal argmax r). After k kept tokens the next position needs q as well,
 which the draft has not computed. Two ways (CollabConfig.bonus):
+  extra-call (the default): one more draft call on the last drafted token gives q there; the token is drawn
+    from r;
   alternate (CoS's alternate proposal): the target's own draw y ~ p there is a proposal; the draft's next call
     feeds the last drafted token and y, which gives q at y's position (and after it, where drafting goes on),
-    and y stays with probability min(1, r(y)/p(y)), else a draw from norm(max(0, r - p)) replaces it;
-  extra-call: one more draft call on the last drafted token gives q there, and the token is drawn from r.
+    and y stays with probability min(1, r(y)/p(y)), else a draw from norm(max(0, r - p)) replaces it.
+    It saves a draft call whenever y stays, but its 2-token draft call and the 1-token call after it cost
+    about as much more on a CPU (a change of call shape), so it measured no faster here (docs/collab.md).
 The draft's logits enter the output, so greedy CoS equals naive collaborative decoding token for token only
 when both models compute logits that do not depend on how many tokens a call feeds (exact kernels; the pipeline
 compiles an exact draft for collaborative decoding unless exact=False).

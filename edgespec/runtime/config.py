@@ -9,7 +9,7 @@ from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.sampling import Warp
 
 COLLAB_METHODS = ("ensemble", "contrastive")
-COLLAB_BONUS = ("alternate", "extra-call")
+COLLAB_BONUS = ("extra-call", "alternate")
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,15 @@ class CollabConfig:
       "contrastive", r = warp(z_target - alpha z_draft) (the combined logits warped).
     naive: run both models on every token (the baseline); otherwise CoS (Fu et al., ICML 2025): the draft
       proposes tokens from q and each is verified against r, so r comes at the cost of speculative decoding.
-    bonus: how CoS gets the draft's distribution at the position after the last drafted token:
-      "alternate" (CoS's alternate proposal: the target's own token there is a proposal the draft's next call
-      verifies) or "extra-call" (one more draft call, then a draw from r).
+    bonus: how CoS gets the draft's distribution at the position after the last drafted token: "extra-call"
+      (one more draft call, then a draw from r) or "alternate" (CoS's alternate proposal: the target's own token
+      there is a proposal the draft's next call verifies; fewer draft calls, no faster on a CPU: docs/collab.md).
     """
     method: str = "ensemble"
     weight: float = 0.5
     alpha: float = 0.1
     naive: bool = False
-    bonus: str = "alternate"
+    bonus: str = "extra-call"
 
     def __post_init__(self):
         if self.method not in COLLAB_METHODS:
@@ -39,7 +39,7 @@ class CollabConfig:
         if self.alpha < 0.0:
             raise EdgespecError(f"contrastive alpha must be 0 or more, got {self.alpha}")
         if self.bonus not in COLLAB_BONUS:
-            raise EdgespecError(f"unknown bonus handling {self.bonus!r} (alternate or extra-call)")
+            raise EdgespecError(f"unknown bonus handling {self.bonus!r} (extra-call or alternate)")
 
     def describe(self) -> str:
         what = f"weight {self.weight:g}" if self.method == "ensemble" else f"alpha {self.alpha:g}"
