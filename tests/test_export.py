@@ -386,7 +386,8 @@ def test_default_pair_attaches_shipped_draft(default_pair, tiny_pair, tmp_path, 
     models = tmp_path / "models"
     shutil.copytree(tiny_pair / "draft", models / "smollm2")
     monkeypatch.setattr(catalogue, "MODELS_DIR", models)
-    cache = default_pair.parent.parent
+    cache = tmp_path / "cache"  # a cache of its own: the session's default pair keeps its real draft
+    shutil.copytree(default_pair / "target", cache / "pairs" / default_pair.name / "target")
     pair = load_pair(ensure_default_pair(cache))
     assert pair.draft is not None and not (pair.root / "draft").is_symlink()
     assert (pair.draft.dir / "openvino_model.bin").read_bytes() == (models / "smollm2" / "openvino_model.bin").read_bytes()
