@@ -66,14 +66,30 @@ def slice_logits(model: ov.Model) -> bool:
     node = head_matmul(model)
     if node is None or node.input_value(0).get_partial_shape().rank.get_length() != 3:
         return False
-    count = ops.parameter([1], ov.Type.i64, name=LOGITS_COUNT)
-    count.output(0).get_tensor().set_names({LOGITS_COUNT})
-    hidden = node.input_value(0)
-    sliced = ops.slice(hidden, ops.negative(count), np.array([np.iinfo(np.int64).max]), np.array([1]), np.array([1]))
-    node.input(0).replace_source_output(sliced.output(0))
-    model.add_parameters([count])
+    slice_head_input(model, node, axis=1)
     model.validate_nodes_and_infer_types()
     return True
+
+
+def slice_head_input(model: ov.Model, head, axis: int) -> None:
+    """Feed the head only the last `logits_count` hidden states along `axis` (a new model input)."""
+    count = ops.parameter([1], ov.Type.i64, name=LOGITS_COUNT)
+    count.output(0).get_tensor().set_names({LOGITS_COUNT})
+    sliced = ops.slice(head.input_value(0), ops.negative(count), np.array([np.iinfo(np.int64).max]), np.array([1]),
+                       np.array([axis]))
+    head.input(0).replace_source_output(sliced.output(0))
+    model.add_parameters([count])
+
+
+def common_prefix(cached: list[int], sequence: list[int]) -> int:
+    """How many positions a cache holding `cached` can keep for `sequence`: their common prefix, leaving the last
+    token of `sequence` to be fed (its logits are needed)."""
+    common = 0
+    for cached_token, token in zip(cached, sequence):
+        if cached_token != token:
+            break
+        common += 1
+    return min(common, len(sequence) - 1)
 
 
 class StatefulLM:
@@ -130,12 +146,7 @@ class StatefulLM:
 
     def pending(self, sequence: list[int]) -> list[int]:
         """Roll back to the longest cached prefix of `sequence`; return the tokens still to feed."""
-        common = 0
-        for cached_token, token in zip(self.tokens, sequence):
-            if cached_token != token:
-                break
-            common += 1
-        common = min(common, len(sequence) - 1)  # the last token is always fed: its logits are needed
+        common = common_prefix(self.tokens, sequence)
         self.rollback(common)
         return sequence[common:]
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import openvino as ov
-import openvino.opset13 as ops
 from openvino._offline_transformations import paged_attention_transformation
 
 from edgespec.runtime.errors import EdgespecError
-from edgespec.runtime.model import LOGITS_COUNT, head_matmul
+from edgespec.runtime.model import LOGITS_COUNT, common_prefix, head_matmul, slice_head_input
 
 CACHE_INPUTS = ("key_cache.", "value_cache.")
 
@@ -27,16 +26,10 @@ def to_paged(model: ov.Model) -> bool:
     paged_attention_transformation(model)
     node = head_matmul(model)
     if node is not None:
-        hidden = node.input_value(0)
         # PA models put all tokens of a call on one axis: the first, or the second of [tokens, 1, hidden].
-        shape = hidden.get_partial_shape()
+        shape = node.input_value(0).get_partial_shape()
         axis = 0 if shape.rank.get_length() == 3 and shape[1].is_static and shape[1].get_length() == 1 else 1
-        count = ops.parameter([1], ov.Type.i64, name=LOGITS_COUNT)
-        count.output(0).get_tensor().set_names({LOGITS_COUNT})
-        sliced = ops.slice(hidden, ops.negative(count), np.array([np.iinfo(np.int64).max]), np.array([1]),
-                           np.array([axis]))
-        node.input(0).replace_source_output(sliced.output(0))
-        model.add_parameters([count])
+        slice_head_input(model, node, axis)
     model.validate_nodes_and_infer_types()
     return True
 
@@ -89,12 +82,7 @@ class PagedLM:
 
     def pending(self, sequence: list[int]) -> list[int]:
         """Roll back to the longest cached prefix of `sequence`; return the tokens still to feed."""
-        common = 0
-        for cached_token, token in zip(self.tokens, sequence):
-            if cached_token != token:
-                break
-            common += 1
-        common = min(common, len(sequence) - 1)  # the last token is always fed: its logits are needed
+        common = common_prefix(self.tokens, sequence)
         self.rollback(common)
         return sequence[common:]
 
