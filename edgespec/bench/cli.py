@@ -51,6 +51,9 @@ def bench_command(
     repeats: int = typer.Option(3, "--repeats", help="Times every prompt is run in every mode."),
     draft_length: int = typer.Option(GenerationConfig.draft_length, "--draft-length",
                                      help="Draft length k (GenAI: num_assistant_tokens)."),
+    lookup: bool = typer.Option(True, "--lookup/--no-lookup",
+                                help="edgespec's prompt lookup beside the draft (its default); --no-lookup drafts "
+                                     "only, as GenAI's speculative pipeline. The --draft-lengths sweep never looks up."),
     adaptive: bool = typer.Option(True, "--adaptive/--fixed-draft",
                                   help="Let edgespec adapt k while decoding (its default) or fix it like GenAI."),
     draft_lengths: str = typer.Option("", "--draft-lengths",
@@ -91,7 +94,7 @@ def bench_command(
         raise EdgespecError("--limit must be 0 (all) or more")
     settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
                                 top_p=top_p, top_k=top_k, seed=seed if sample else None, draft_length=draft_length,
-                                adaptive_draft=adaptive)
+                                adaptive_draft=adaptive, prompt_lookup=lookup)
     opts = BenchOptions(pair=pair, modes=_csv(modes) or None, target_device=target_device, draft_device=draft_device,
                         prompt_sets=_csv(prompts), limit=limit or None, repeats=repeats, settings=settings,
                         draft_lengths=_ints(draft_lengths, "--draft-lengths"), sweep_limit=sweep_limit or None,

@@ -237,7 +237,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                             progress.advance(task)
                         turn += 1
             if n_sweep:
-                fixed = dataclasses.replace(settings, adaptive_draft=False)
+                # The same loop as GenAI's at each k: a fixed draft length and no prompt lookup.
+                fixed = dataclasses.replace(settings, adaptive_draft=False, prompt_lookup=False)
                 task = progress.add_task("draft-length sweep", total=n_sweep)
                 for pps in sweep_sets.values():
                     for pp in pps:
