@@ -61,13 +61,15 @@ class DraftLength:
         self.catch_up_cost = per_token if old is None else 0.8 * old + 0.2 * per_token
 
     def gain_per_token(self) -> float:
-        """Seconds the draft saves per generated token at its best k (0 where it does not pay)."""
+        """Seconds the draft would save per generated token at its best k, at no less than the prior's acceptance
+        (0.7): before the draft has read this prompt its acceptance here is unknown, and the last answer's (carried
+        over) must not keep it from ever trying; the probe after it reads measures the real one."""
         if self.draft_cost is None:
             return 0.0
-        k = self.best()
-        if k == 0:
-            return 0.0
-        per_token = (self.target_seconds(k + 1) + k * self.draft_cost) / expected_tokens(self.acceptance, k)
+        a = max(self.acceptance, 0.7)
+        top = min(self.maximum, max(self.steady_cost or self.switch_cost, default=1))
+        per_token = min((self.target_seconds(k + 1) + k * self.draft_cost) / expected_tokens(a, k)
+                        for k in range(1, max(top, 1) + 1))
         return max(0.0, self.target_seconds(1) - per_token)
 
     def catch_up_pays(self, tokens: int, generated: int) -> bool:
