@@ -191,7 +191,8 @@ def _settings(results: dict, add) -> None:
     decoding = "greedy" if not st["do_sample"] else (f"sampling (temperature {st['temperature']}, top-p {st['top_p']}, "
                                                        f"top-k {st['top_k']}, seed {st['seed']})")
     add(f"- Decoding: {decoding}; at most {st['max_new_tokens']} new tokens; draft length {st['draft_length']}"
-        f" ({'adaptive in edgespec' if st['adaptive_draft'] else 'fixed'}; GenAI: num_assistant_tokens fixed);"
+        f" ({'adaptive in edgespec' if st['adaptive_draft'] else 'fixed'}; GenAI: num_assistant_tokens fixed at"
+        f" {results.get('genai_draft_length', st['draft_length'])});"
         f" edgespec prompt lookup {'on' if st.get('prompt_lookup', True) else 'off'}")
     add(f"- Repeats: {results['repeats']}; prompts per set: at most {results['limit'] or 'all'}")
     collab = results.get("collab")
