@@ -41,7 +41,7 @@ def user_jsonl(tmp_path_factory) -> Path:
 def bench_run(tiny_pair, user_jsonl, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_out")
     args = [str(tiny_pair), "--prompts", f"humaneval,{user_jsonl}", "--limit", "1", "--max-new-tokens", "6",
-            "--repeats", "2", "--draft-length", "2", "--draft-lengths", "1,2", "--sweep-limit", "0",
+            "--repeats", "2", "--draft-length", "2", "--fixed-draft", "--draft-lengths", "1,2", "--sweep-limit", "0",
             "--sweep-repeats", "2", "--out", str(out)]
     result = CliRunner().invoke(_app(), args)
     if result.exception:
@@ -144,7 +144,7 @@ def draft2_run(tiny_pair, tiny_pair_far, tmp_path_factory):
     """The tiny pair with the far pair's draft as draft 2 (same vocabulary, far worse drafts), fast kernels."""
     out = tmp_path_factory.mktemp("bench_draft2")
     args = [str(tiny_pair), "--draft2", str(tiny_pair_far / "draft"), "--fast-kernels", "--prompts", "humaneval",
-            "--limit", "1", "--max-new-tokens", "4", "--repeats", "1", "--draft-length", "2", "--draft-lengths", "2",
+            "--limit", "1", "--max-new-tokens", "4", "--repeats", "1", "--draft-length", "2", "--fixed-draft", "--draft-lengths", "2",
             "--out", str(out)]
     result = CliRunner().invoke(_app(), args)
     if result.exception:
