@@ -434,6 +434,41 @@ def test_draft_waits_to_read_a_long_prompt_until_the_answer_pays_for_it():
     assert policy.gain_per_token() == 0.0 and not policy.catch_up_pays(256, 1000)
 
 
+def test_catch_up_reads_at_once_when_answers_run_long_and_never_for_short_ones():
+    """After answers that ran to 128 tokens the draft reads a long prompt before its first proposal; after
+    10-token answers (retrieval) it does not, nor when the length limit leaves too little room to pay it back."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    policy = DraftLength(3, 8, adaptive=True)
+    policy.steady_cost = {1: 0.020, 2: 0.022, 3: 0.024, 4: 0.026}
+    policy.draft_cost, policy.kept, policy.seen = 0.002, 14.0, 20.0
+    policy.record_catch_up(256, 0.106)
+    policy.finish(128)
+    assert policy.catch_up_pays(256, 1, room=126)
+    assert not policy.catch_up_pays(256, 1, room=8)  # 8 tokens left cannot pay a 106 ms prefill
+    for _ in range(10):
+        policy.finish(10)
+    assert not any(policy.catch_up_pays(256, n, room=126 - n) for n in range(1, 10))
+
+
+def test_costs_of_widths_not_verified_lately_follow_the_load_and_a_stall_counts_little():
+    """A width the loop stopped verifying is priced at today's load (not at the load when it was last timed), and
+    one stalled call (another process took the cores) does not price a width out."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    policy = DraftLength(3, 8, adaptive=True)
+    for n, cost in ((1, 0.020), (1, 0.020), (3, 0.030), (3, 0.030)):
+        policy.record_target(n, cost)
+    assert policy.target_seconds(3) == pytest.approx(0.030)
+    policy.record_target(1, 0.020)
+    for _ in range(30):  # the machine got twice as slow; only single-token calls ran since
+        policy.record_target(1, 0.040)
+    assert policy.target_seconds(1) == pytest.approx(0.040, rel=0.02)
+    assert policy.target_seconds(3) == pytest.approx(0.060, rel=0.1)
+    policy.record_target(1, 0.400)  # a stall: ten times the cost
+    assert policy.target_seconds(1) < 1.25 * 0.040 and policy.target_seconds(3) < 1.25 * 0.060
+
+
 def test_draft_catch_up_is_timed_apart_and_keeps_greedy_exact(tiny_pipes):
     """The draft's prefill is measured on its own (per-token drafting costs stay what drafting costs) and a
     waiting draft leaves the output target-only's."""

@@ -28,6 +28,11 @@ class DraftLength:
         self.switch_cost: dict[int, float] = {}
         self.draft_cost: float | None = None
         self.catch_up_cost: float | None = None  # seconds per token the draft reads to catch up (its prefill)
+        # How much slower every call runs now than when each cost was last measured (other processes on the cores):
+        # a width not verified for a while is priced at its measured cost times the load's move since.
+        self.load = 1.0
+        self.load_at: dict[tuple[str, int], float] = {}
+        self.answer_tokens: float | None = None  # decayed mean length of finished answers
         self.hold, self.probe = hold, probe
         self.sit_out = hold  # steps the draft sits out after a failed probe: doubles while probes keep failing
         self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
@@ -72,14 +77,18 @@ class DraftLength:
                         for k in range(1, max(top, 1) + 1))
         return max(0.0, self.target_seconds(1) - per_token)
 
-    def catch_up_pays(self, tokens: int, generated: int) -> bool:
-        """Whether the draft should read `tokens` unseen tokens now, `generated` tokens into the answer.
-        The answer's length is unknown: taking what is left to be about as long as what came so far, the
-        catch-up pays once the tokens so far would have paid for it. Short answers after long prompts (a
-        retrieval answer of 10 tokens) then never pay the draft's prefill; long ones start drafting soon."""
+    def catch_up_pays(self, tokens: int, generated: int, room: int | None = None) -> bool:
+        """Whether the draft should read `tokens` unseen tokens now, `generated` tokens into the answer, `room`
+        tokens before the length limit. What is left of the answer is taken to be as long as the answers before
+        ran (less what came so far), and at least as long as what came so far: the catch-up is paid when that
+        many tokens at the draft's gain pay for it. Short answers after long prompts (a retrieval answer of 10
+        tokens) then never pay the draft's prefill; long answers read it at once."""
         if not self.adaptive or self.catch_up_cost is None or self.draft_cost is None:
             return True  # nothing measured yet: draft, and measure
-        return generated * self.gain_per_token() >= tokens * self.catch_up_cost
+        left = generated if self.answer_tokens is None else max(generated, self.answer_tokens - generated)
+        if room is not None:
+            left = min(left, room)
+        return left * self.gain_per_token() >= tokens * self.catch_up_cost
 
     def record_lookup(self, proposed: int, kept: int, target_seconds: float) -> None:
         """A step verified prompt-lookup tokens: its acceptance is the lookup's, its call cost the target's."""
@@ -88,10 +97,29 @@ class DraftLength:
         self.record_target(proposed + 1, target_seconds)
 
     def record_target(self, n: int, target_seconds: float) -> None:
-        costs = self.steady_cost if n == self.last_feed else self.switch_cost
-        old = costs.get(n)
-        costs[n] = target_seconds if old is None else 0.8 * old + 0.2 * target_seconds
+        kind = "steady" if n == self.last_feed else "switch"
+        costs = self.steady_cost if kind == "steady" else self.switch_cost
+        if n in costs:
+            expected = costs[n] * self.load / self.load_at.get((kind, n), self.load)
+            # A stall (another process took the cores) counts as at most twice the expected cost: one 170 ms
+            # call among 25 ms ones must not price a width out for good.
+            ratio = min(max(target_seconds / expected, 0.5), 2.0)
+            self.load *= ratio ** 0.2
+            costs[n] = expected * (0.8 + 0.2 * ratio)
+        else:
+            costs[n] = target_seconds
+        self.load_at[(kind, n)] = self.load
         self.last_feed = n
+
+    def scaled(self, kind: str) -> dict[int, float]:
+        """Measured costs of one kind ("steady" or "switch") as they would be at today's load."""
+        costs = self.steady_cost if kind == "steady" else self.switch_cost
+        return {n: c * self.load / self.load_at.get((kind, n), self.load) for n, c in costs.items()}
+
+    def finish(self, new_tokens: int) -> None:
+        """An answer ended after `new_tokens` tokens: the next one is expected to run about as long."""
+        old = self.answer_tokens
+        self.answer_tokens = float(new_tokens) if old is None else 0.7 * old + 0.3 * new_tokens
 
     @property
     def lookup_acceptance(self) -> float:
@@ -119,7 +147,8 @@ class DraftLength:
     def switch_seconds(self) -> float:
         """What a call whose width differs from the last one's costs more than the same call in a steady run
         (the mean over widths measured both ways; 0 until there are such pairs)."""
-        extra = [self.switch_cost[n] - self.steady_cost[n] for n in self.switch_cost if n in self.steady_cost]
+        steady, switch = self.scaled("steady"), self.scaled("switch")
+        extra = [switch[n] - steady[n] for n in switch if n in steady]
         return max(0.0, sum(extra) / len(extra)) if extra else 0.0
 
     @property
@@ -131,7 +160,7 @@ class DraftLength:
     def target_seconds(self, n: int) -> float:
         """Cost of an n-token target call in a run of equal calls: measured shapes as they are, straight lines
         between them, the nearest segment carried on outside them (never falling with more tokens)."""
-        points = self.steady_cost or self.switch_cost
+        points = self.scaled("steady") or self.scaled("switch")
         if n in points:
             return points[n]
         if not points:

@@ -199,6 +199,7 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
         if not stats.stop_reason:
             stats.stop_reason = "stopped"
         stats.finish(start)
+        policy.finish(stats.new_tokens)
 
 
 def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup | None, policy: DraftLength,
@@ -210,7 +211,7 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
     k = 0
     if draft is not None:
         unseen = unseen_by_draft(draft, draft_sequence)
-        if unseen <= CATCH_UP_ALONE or policy.catch_up_pays(unseen, generated):
+        if unseen <= CATCH_UP_ALONE or policy.catch_up_pays(unseen, generated, room):
             k = min(policy.next(), room, draft.context_length - len(draft_sequence))
     if lookup is not None:
         lookup.sync(sequence)
