@@ -71,7 +71,9 @@ def test_forward_in_one_call_equals_token_by_token_and_rollback_forgets(gguf_pai
     assert whole.shape == (len(ids), lm.vocab_size) and lm.cached == len(ids)
     lm.reset()
     steps = np.concatenate([lm.forward([t]) for t in ids])
-    np.testing.assert_allclose(whole, steps, atol=1e-3)
+    # Equal to float rounding with flash attention (the engine's default; bit for bit in most runs); its plain
+    # attention path differs by up to 1e-2 here and by 1.3 on SmolLM2 (docs/llamacpp.md).
+    np.testing.assert_allclose(whole, steps, atol=1e-4)
     assert (whole.argmax(-1) == steps.argmax(-1)).all()
     # Roll back over a wrong continuation: the cache must read as if it was never fed.
     keep = len(ids) - 4
@@ -80,18 +82,18 @@ def test_forward_in_one_call_equals_token_by_token_and_rollback_forgets(gguf_pai
     lm.forward([5, 6, 7])
     assert lm.pending(ids) == ids[keep:]  # common prefix kept, the wrong tokens dropped
     again = lm.forward(ids[keep:], last=2)
-    np.testing.assert_allclose(again, whole[-2:], atol=1e-3)
+    np.testing.assert_allclose(again, whole[-2:], atol=1e-4)
     with pytest.raises(EdgespecError, match="context length"):
         lm.forward(np.zeros(lm.context_length, dtype=np.int64))
-    assert lm.cached == 0  # a failed call leaves a clean cache
+    assert lm.cached == len(ids)  # refused before feeding anything: the cache is as it was
     lm.close()
 
 
 @needs_llama_cpp
 @pytest.mark.parametrize("draft_engine", ["openvino", "llamacpp"])
 def test_greedy_speculative_on_llamacpp_equals_target_only(gguf_pair, draft_engine):
-    """Exact on the tiny model (F16 weights, F32 activations): llama.cpp's batched and one-token kernels give the
-    same argmax here, so speculative greedy output must equal target-only output token for token."""
+    """Exact: with flash attention llama.cpp's k-token calls give the one-token calls' logits (to float rounding),
+    so speculative greedy output must equal target-only output token for token."""
     from edgespec.runtime.pipeline import SpeculativePipeline
 
     base = SpeculativePipeline.from_manifest(gguf_pair, use_draft=False, engine="llamacpp")
@@ -114,7 +116,9 @@ def test_sampling_on_llamacpp_is_seeded(gguf_pair):
     from edgespec.runtime.pipeline import SpeculativePipeline
 
     spec = SpeculativePipeline.from_manifest(gguf_pair, engine="llamacpp")
-    config = GenerationConfig(max_new_tokens=24, ignore_eos=True, do_sample=True, temperature=0.8, seed=3)
+    # A fixed draft length: an adaptive one carries measured costs into the next generation, which changes k.
+    config = GenerationConfig(max_new_tokens=24, ignore_eos=True, do_sample=True, temperature=0.8, seed=3,
+                              adaptive_draft=False)
     first = spec.generate("Once upon a time", config, chat=False)
     assert first.token_ids == spec.generate("Once upon a time", config, chat=False).token_ids
     assert first.stats.drafted_tokens > 0
@@ -149,8 +153,8 @@ SMOLLM2_PROMPTS = ["Write a Python function that checks whether a number is prim
 @needs_llama_cpp
 def test_real_smollm2_speculative_greedy_equals_llamacpp_target_only():
     """The SmolLM2 Q4_1 GGUF on llama.cpp with the shipped FastDraft draft on OpenVINO. Exact, not an agreement
-    rate: with the engine's settings (flash attention off, batch 512) llama.cpp's k-token verify calls pick the
-    same argmax as its one-token steps here (measured over the bench prompts in docs/llamacpp.md)."""
+    rate: with the engine's settings (flash attention on) llama.cpp's k-token verify calls give its one-token
+    steps' logits bit for bit on this CPU (measured over the bench prompts in docs/llamacpp.md)."""
     from edgespec.runtime.engines import load_llamacpp
     from edgespec.runtime.manifest import read_model_entry
     from edgespec.runtime.assets import DRAFTS

@@ -341,7 +341,8 @@ class CollabMode(EdgespecMode):
 
 class LlamaCppMode(Mode):
     """llama-cpp-python's own generation loop on the pair's GGUF: greedy (or its sampler chain), target only or with
-    its prompt-lookup decoding. Same threads, context and batch size as edgespec's llama.cpp engine."""
+    its prompt-lookup decoding. Same threads, context, batch size and flash attention (on) as edgespec's llama.cpp
+    engine, so greedy outputs compare kernel for kernel."""
 
     def __init__(self, pair: Pair, target_device: str, eos: set[int], lookup: bool, prefix_cache: bool = False):
         from edgespec.runtime.engines import llamacpp_usable
@@ -358,7 +359,8 @@ class LlamaCppMode(Mode):
             kwargs["draft_model"] = LlamaPromptLookupDecoding()
         threads = default_threads()
         self.llm = llama_cpp.Llama(str(pair.target.gguf), n_ctx=pair.target.context_length, n_batch=512,
-                                   n_threads=threads, n_threads_batch=threads, verbose=False, **kwargs)
+                                   n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False,
+                                   **kwargs)
         self.eos = eos
         self.prefix_cache = prefix_cache
 

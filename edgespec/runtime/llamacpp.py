@@ -63,9 +63,11 @@ class LlamaCppLM:
     max_feed = None  # NPU only (StatefulLM's "position" mode)
 
     def __init__(self, gguf: str | Path, context_length: int, vocab_map: np.ndarray | None = None,
-                 threads: int | None = None, batch: int = 512, ubatch: int = 512, flash_attn: bool = False):
+                 threads: int | None = None, batch: int = 512, ubatch: int = 512, flash_attn: bool = True):
         """batch/ubatch: llama.cpp's logical and physical batch sizes (longer feeds are split into calls of
-        `batch` tokens). flash_attn: llama.cpp's fused attention (off: the plain path, see docs/llamacpp.md)."""
+        `batch` tokens). flash_attn: llama.cpp's fused attention. On (the default) a k-token call gives the same
+        logits as k one-token calls, bit for bit, on this AVX2 CPU; off, its plain attention path moved logits by up to
+        1.3 between the two (docs/llamacpp.md), enough to flip near-ties in greedy speculative decoding."""
         llama_cpp = require_llama_cpp()
         self.lib = llama_cpp
         self.gguf = Path(gguf)
