@@ -357,6 +357,9 @@ class LlamaCppMode(Mode):
         if lookup:
             from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
             kwargs["draft_model"] = LlamaPromptLookupDecoding()
+            # With a draft model Llama keeps logits of every position, but sizes that buffer for all n_ctx of them
+            # only when logits_all is passed: without it a prompt longer than n_batch fails (0.3.36).
+            kwargs["logits_all"] = True
         threads = default_threads()
         self.llm = llama_cpp.Llama(str(pair.target.gguf), n_ctx=pair.target.context_length, n_batch=512,
                                    n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False,
