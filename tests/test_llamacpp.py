@@ -187,3 +187,18 @@ def test_real_smollm2_speculative_greedy_equals_llamacpp_target_only():
         kept += stats.accepted_tokens
     assert kept > 0
     target.close()
+
+
+def test_simulate_prices_calls_with_either_engines_curve(tmp_path):
+    from edgespec.draft.simulate import costs_from_bench
+
+    results = {"cost_curve": {"target": {"call_s": {"1": 0.030, "4": 0.040}}, "draft_token_s": 0.002},
+               "cost_curve_llamacpp": {"call_s": {"1": 0.014, "4": 0.041}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    assert costs_from_bench(path)[0] == {1: 0.030, 4: 0.040}
+    assert costs_from_bench(path, "llamacpp")[0] == {1: 0.014, 4: 0.041}
+    del results["cost_curve_llamacpp"]
+    path.write_text(json.dumps(results))
+    with pytest.raises(EdgespecError, match="cost_curve_llamacpp"):
+        costs_from_bench(path, "llamacpp")
