@@ -158,8 +158,9 @@ SMOLLM2_PROMPTS = ["Write a Python function that checks whether a number is prim
 @needs_llama_cpp
 def test_real_smollm2_speculative_greedy_equals_llamacpp_target_only():
     """The SmolLM2 Q4_1 GGUF on llama.cpp with the shipped FastDraft draft on OpenVINO. Exact, not an agreement
-    rate: with the engine's settings (flash attention on) llama.cpp's k-token verify calls give its one-token
-    steps' logits bit for bit on this CPU (measured over the bench prompts in docs/llamacpp.md)."""
+    rate, because prompt and answer stay under 257 positions: there llama.cpp's k-token verify calls give its
+    one-token steps' logits bit for bit (flash attention on). Longer sequences are not exact with 2 threads (its
+    one-token calls then split attention over threads): their agreement rate is measured in docs/llamacpp.md."""
     from edgespec.runtime.engines import load_llamacpp
     from edgespec.runtime.manifest import read_model_entry
     from edgespec.runtime.assets import DRAFTS
@@ -178,6 +179,7 @@ def test_real_smollm2_speculative_greedy_equals_llamacpp_target_only():
     kept = 0
     for text in SMOLLM2_PROMPTS:
         ids = target.tokenize(SMOLLM2_CHAT.format(text))
+        assert len(ids) + config.max_new_tokens <= 256
         target.reset()
         want = [t for step in decode(target, None, ids, config, {2}, GenerationStats()) for t in step]
         target.reset()

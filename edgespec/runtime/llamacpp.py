@@ -65,9 +65,10 @@ class LlamaCppLM:
     def __init__(self, gguf: str | Path, context_length: int, vocab_map: np.ndarray | None = None,
                  threads: int | None = None, batch: int = 512, ubatch: int = 512, flash_attn: bool = True):
         """batch/ubatch: llama.cpp's logical and physical batch sizes (longer feeds are split into calls of
-        `batch` tokens). flash_attn: llama.cpp's fused attention. On (the default) a k-token call gives the same
-        logits as k one-token calls, bit for bit, on this AVX2 CPU; off, its plain attention path moved logits by up to
-        1.3 between the two (docs/llamacpp.md), enough to flip near-ties in greedy speculative decoding."""
+        `batch` tokens). flash_attn: llama.cpp's fused attention. On (the default), a call of 2 to 63 tokens gives the
+        same logits as one-token calls while the cache holds at most 256 positions; past that, llama.cpp splits a
+        one-token call's attention over the threads (its split-KV path) and logits move by up to about 1 (one thread:
+        equal again). Off, its plain attention path differs by up to 1.3 at any length (docs/llamacpp.md)."""
         llama_cpp = require_llama_cpp()
         self.lib = llama_cpp
         self.gguf = Path(gguf)
