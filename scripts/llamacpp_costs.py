@@ -1,12 +1,14 @@
 """Target call cost by tokens fed, on OpenVINO and on llama.cpp under several settings (docs/llamacpp.md).
 
-    flock /tmp/edgespec-bench.lock python scripts/llamacpp_costs.py --out docs/results/llamacpp-costs.json
+    flock /tmp/edgespec-bench.lock python scripts/llamacpp_costs.py --ggufs Q8_0.gguf,Q4_0.gguf --out costs.json
+
+(--ggufs: the pair's GGUF rewritten to other weight types beforehand, e.g. with
+edgespec.export.gguf_tools.rewrite_gguf(src, "SmolLM2.Q8_0.gguf", "Q8_0"), so the lock is not held while converting.)
 
 Every call appends n tokens after a fixed past, asks for the logits of all n rows (as a verification does) and is
 rolled back; median of --repeats after one warm-up per shape. The llama.cpp variants change one thing each against
-the engine's defaults (the pair's GGUF, all CPUs as threads, batch 512, flash attention off): the GGUF's weight
-type (rewritten by edgespec.export.gguf_tools), threads, flash attention, and logits for the last row only (the
-output head's share of a call).
+the engine's defaults (the pair's GGUF, all CPUs as threads, batch 512, flash attention on): the GGUF's weight
+type, threads, flash attention, and logits for the last row only (the output head's share of a call).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,13 +48,12 @@ def main() -> None:
     parser.add_argument("--pair", default=None, help="pair folder (default: the default pair)")
     parser.add_argument("--past", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--types", default="Q8_0,Q4_0", help="GGUF weight types to rewrite the GGUF to and time")
+    parser.add_argument("--ggufs", default="", help="comma-separated GGUF files: the same model in other weight types")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     import openvino as ov
 
-    from edgespec.export.gguf_tools import rewrite_gguf
     from edgespec.export.presets import ensure_default_pair
     from edgespec.runtime.hardware import cpu_name, versions
     from edgespec.runtime.llamacpp import LlamaCppLM, default_threads
@@ -73,7 +73,7 @@ def main() -> None:
                                               args.repeats))
     threads = default_threads()
     variants = [("llama.cpp", {}), ("llama.cpp last row only", {"last_only": True}),
-                ("llama.cpp flash attention", {"flash_attn": True}),
+                ("llama.cpp flash attention off", {"flash_attn": False}),
                 ("llama.cpp 1 thread", {"threads": 1}), ("llama.cpp ubatch 8", {"ubatch": 8})]
     for name, opts in variants:
         last_only = opts.pop("last_only", False)
@@ -81,14 +81,12 @@ def main() -> None:
         record(f"{name} ({Path(target.gguf).stem.rsplit('.', 1)[-1]})", time_curve(lm, past, NS, args.repeats,
                                                                                     last_only))
         lm.close()
-    with tempfile.TemporaryDirectory() as scratch:
-        for kind in [t for t in args.types.split(",") if t]:
-            path = rewrite_gguf(target.gguf, Path(scratch) / f"target-{kind}.gguf", kind)
-            lm = LlamaCppLM(path, target.context_length, threads=threads)
-            record(f"llama.cpp ({kind})", time_curve(lm, past, NS, args.repeats))
-            record(f"llama.cpp last row only ({kind})", time_curve(lm, past, NS, args.repeats, last_only=True))
-            lm.close()
-            path.unlink()
+    for path in [Path(p) for p in args.ggufs.split(",") if p]:
+        kind = path.stem.rsplit(".", 1)[-1]
+        lm = LlamaCppLM(path, target.context_length, threads=threads)
+        record(f"llama.cpp ({kind})", time_curve(lm, past, NS, args.repeats))
+        record(f"llama.cpp last row only ({kind})", time_curve(lm, past, NS, args.repeats, last_only=True))
+        lm.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cpu": cpu_name(), "threads": threads, "past": args.past,
                                     "repeats": args.repeats, "gguf": str(target.gguf), "versions": versions(),
