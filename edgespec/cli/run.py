@@ -127,7 +127,7 @@ def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_
         mode += " (this pair has no draft)"
     if collab is not None:
         mode = f"collaborative {collab.describe()}"
-    chosen = " (auto: probe)" if pipe.engine_probe else ""
+    chosen = ", chosen by --engine auto" if pipe.engine_probe else ""
     err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device} ({pipe.engine}{chosen})"
               + (f", draft on {draft_device} ({pipe.draft_engine})" if pipe.draft else "") + "[/dim]")
     return pipe
