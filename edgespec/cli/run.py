@@ -20,6 +20,17 @@ from edgespec.runtime.pipeline import CollabConfig, GenerationConfig, Speculativ
 err = Console(stderr=True)
 
 
+class Engine(str, enum.Enum):
+    auto = "auto"
+    openvino = "openvino"
+    llamacpp = "llamacpp"
+
+
+class DraftEngine(str, enum.Enum):
+    openvino = "openvino"
+    llamacpp = "llamacpp"
+
+
 class CollabMethod(str, enum.Enum):
     ensemble = "ensemble"
     contrastive = "contrastive"
@@ -53,6 +64,11 @@ NpuResponse = typer.Option(128, "--npu-min-response", min=16, help="NPU: KV slot
 FastKernels = typer.Option(False, "--fast-kernels", help="The device's default kernels and KV cache for the target "
                            "too (faster on bf16/VNNI CPUs, and through an f16 KV cache on AVX2-only ones; greedy "
                            "speculative output may then differ from target-only).")
+EngineOption = typer.Option("auto", "--engine", help="The target's engine: openvino, llamacpp (the pair's GGUF on "
+                            "llama.cpp; needs the edgespec[llamacpp] extra), or auto: the faster here, from a short "
+                            "probe remembered in the cache (openvino when llama.cpp cannot run the target).")
+DraftEngineOption = typer.Option("openvino", "--draft-engine", help="The draft's engine: openvino, or llamacpp "
+                                 "(needs a GGUF of the draft recorded in the pair).")
 
 Collab = typer.Option(None, "--collab", help="Collaborative decoding of target and draft: 'ensemble' "
                       "(r = (1 - weight) p + weight q) or 'contrastive' (r = softmax(z_target - alpha z_draft)); "
@@ -91,7 +107,8 @@ def resolve_model(model: Path | None) -> Path:
 
 def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_draft: bool,
                   npu_max_prompt: int = 1024, npu_min_response: int = 128,
-                  fast_kernels: bool = False, collab: CollabConfig | None = None) -> SpeculativePipeline:
+                  fast_kernels: bool = False, collab: CollabConfig | None = None, engine: str = "auto",
+                  draft_engine: str = "openvino") -> SpeculativePipeline:
     """collab: load for collaborative decoding: the draft's logits enter the output, so both models compile exact
     (unless --fast-kernels)."""
     if collab is not None and no_draft:
@@ -101,7 +118,8 @@ def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_
     exact = False if fast_kernels else (True if collab is not None else None)
     with err.status("loading models..."):
         pipe = SpeculativePipeline.from_manifest(path, target_device=target_device, draft_device=draft_device,
-                                                 use_draft=not no_draft, npu=npu, exact=exact)
+                                                 use_draft=not no_draft, npu=npu, exact=exact,
+                                                 engine=engine, draft_engine=draft_engine)
     if collab is not None and pipe.draft is None:
         raise EdgespecError(f"--collab needs a draft model: {pipe.pair.root} has none")
     mode = "target only" if pipe.draft is None else "speculative"
@@ -109,8 +127,9 @@ def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_
         mode += " (this pair has no draft)"
     if collab is not None:
         mode = f"collaborative {collab.describe()}"
-    err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device}"
-              + (f", draft on {draft_device}" if pipe.draft else "") + "[/dim]")
+    chosen = ", chosen by --engine auto" if pipe.engine_probe else ""
+    err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device} ({pipe.engine}{chosen})"
+              + (f", draft on {draft_device} ({pipe.draft_engine})" if pipe.draft else "") + "[/dim]")
     return pipe
 
 
@@ -164,12 +183,12 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streamed text."),
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
     collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
-    collab_bonus: CollabBonusKind = CollabBonus,
+    collab_bonus: CollabBonusKind = CollabBonus, engine: Engine = EngineOption, draft_engine: DraftEngine = DraftEngineOption,
 ) -> None:
     """Generate one answer, streamed, then its metrics."""
     collab_cfg = collab_config(_value(collab), weight, alpha, collab_naive, _value(collab_bonus))
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
-                         fast_kernels, collab_cfg)
+                         fast_kernels, collab_cfg, _value(engine), _value(draft_engine))
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
                          stop, collab_cfg)
     result = pipe.generate(prompt, config, streamer=None if as_json else _stream_to_stdout,
@@ -179,6 +198,7 @@ def generate(
         print(json.dumps({"model": str(pipe.pair.root), "mode": mode,
                           "collab": dataclasses.asdict(collab_cfg) if collab_cfg else None,
                           "target_device": target_device, "draft_device": draft_device if pipe.draft else None,
+                          "engine": pipe.engine, "draft_engine": pipe.draft_engine if pipe.draft else None,
                           "text": result.text, "token_ids": result.token_ids, "stats": result.stats.as_dict()}))
         return
     print()
@@ -195,13 +215,13 @@ def chat(
     system: str = typer.Option(None, help="System message."),
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
     collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
-    collab_bonus: CollabBonusKind = CollabBonus,
+    collab_bonus: CollabBonusKind = CollabBonus, engine: Engine = EngineOption, draft_engine: DraftEngine = DraftEngineOption,
 ) -> None:
     """Interactive chat: /reset clears the history, /stats shows the last answer's metrics, /help lists the
     commands, /exit quits. Ctrl-C stops the current answer and keeps the session."""
     collab_cfg = collab_config(_value(collab), weight, alpha, collab_naive, _value(collab_bonus))
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
-                         fast_kernels, collab_cfg)
+                         fast_kernels, collab_cfg, _value(engine), _value(draft_engine))
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
                          None, collab_cfg)
     history: list[dict] = [{"role": "system", "content": system}] if system else []
