@@ -18,6 +18,7 @@ from edgespec.runtime.collab import collab_decode
 from edgespec.runtime.config import CollabConfig, GenerationConfig, GenerationStats
 from edgespec.runtime.draft_length import DraftLength
 from edgespec.runtime.speculative import decode
+from edgespec.runtime.tree_shape import TreeShape
 from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
 
 # A streamer gets each new piece of text; returning True asks generation to stop.
@@ -79,6 +80,7 @@ class SpeculativePipeline:
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         # Call costs measured while choosing draft lengths, carried from one generation to the next.
         self.draft_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        self.tree_shape: TreeShape | None = None  # the tree tuner's measurements, kept like the policy's
         # Collaborative decoding (GenerationConfig.collab): its own draft-length policy, and an exact copy of the
         # draft when this one has fast kernels (compiled on first use; see _collab_draft).
         self.collab_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
@@ -166,7 +168,10 @@ class SpeculativePipeline:
             steps = collab_decode(self.target, self._collab_draft(), ids, config, self.eos_ids, stats,
                                   self.collab_policy)
         else:
-            steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy)
+            if config.tree != "off" and (self.tree_shape is None or self.tree_shape.mode != config.tree):
+                self.tree_shape = TreeShape(config.tree)
+            steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy,
+                           self.tree_shape)
         # Detokenizing every step costs ~2 ms on this CPU; do it only when someone reads the pieces.
         incremental = streamer is not None or bool(config.stop_strings)
         try:
