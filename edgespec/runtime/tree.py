@@ -109,8 +109,8 @@ def grow_tree(draft, sequence: list[int], budget: int, width: int, branching: in
 
     push_children(ROOT, draft.forward(draft.pending(sequence), last=1)[0], 0.0)
     while len(tree) < budget and candidates:
-        added = []
-        while candidates and len(added) < min(width, budget - len(tree)):
+        added, quota = [], min(width, budget - len(tree))
+        while candidates and len(added) < quota:
             neg, parent, token, rank = heapq.heappop(candidates)
             added.append(tree.add(token, parent, -neg, rank))
         if len(tree) >= budget:
