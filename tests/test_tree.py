@@ -11,7 +11,7 @@ from edgespec.runtime.sampling import Warp, probabilities
 from edgespec.runtime.tree import ROOT, Tree, ancestor_mask, call_mask, feed_tree, grow_tree
 from edgespec.runtime.tree_shape import TreeShape, expected_tree_tokens, parse_tree
 
-PROMPTS = ["Hello there, how are", "def fibonacci(n):", "1, 2, 3, 4,", "Once upon a time", "SELECT * FROM"]
+PROMPTS = ["Hello there, how are", "def fibonacci(n):", "1, 2, 3, 4,"]
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +98,9 @@ def test_greedy_tree_equals_target_only(pipes, pair):
     spec = pipes[pair]
     kept = nodes = 0
     for prompt in PROMPTS:
-        want = baseline.generate(prompt, GenerationConfig(max_new_tokens=40, ignore_eos=True), chat=False)
-        for tree in (1, 3, 8, 16, "auto"):
-            got = spec.generate(prompt, GenerationConfig(max_new_tokens=40, ignore_eos=True, tree=tree), chat=False)
+        want = baseline.generate(prompt, GenerationConfig(max_new_tokens=32, ignore_eos=True), chat=False)
+        for tree in (1, 4, 16, "auto"):
+            got = spec.generate(prompt, GenerationConfig(max_new_tokens=32, ignore_eos=True, tree=tree), chat=False)
             assert got.token_ids == want.token_ids, (prompt, tree)
             assert got.stats.tree_steps > 0
             s = got.stats
@@ -110,16 +110,19 @@ def test_greedy_tree_equals_target_only(pipes, pair):
     assert kept > 0 and (pair == "far" or kept / nodes > 1.0)  # the near draft keeps more than a node per tree
 
 
-def test_trees_take_more_tokens_per_call_than_chains_of_the_same_width(pipes):
-    spec = pipes["far"]  # low acceptance: where a tree's siblings pay
-    tree = chain = 0.0
-    for prompt in PROMPTS:
-        tree += spec.generate(prompt, GenerationConfig(max_new_tokens=40, ignore_eos=True, tree=8),
-                              chat=False).stats.tokens_per_target_call
-        chain += spec.generate(prompt, GenerationConfig(max_new_tokens=40, ignore_eos=True, draft_length=8,
-                                                        adaptive_draft=False, prompt_lookup=False),
-                               chat=False).stats.tokens_per_target_call
-    assert tree > 1.1 * chain, (tree, chain)
+def test_greedy_tree_equals_target_only_on_the_default_pair(default_pair):
+    """The real SmolLM2 pair on two bench prompts (one MT-bench, one HumanEval): token for token."""
+    from edgespec.bench.prompts import load_prompt_set
+
+    spec = SpeculativePipeline.from_manifest(default_pair)
+    baseline = SpeculativePipeline.from_manifest(default_pair, use_draft=False)
+    for set_name in ("mtbench", "humaneval"):
+        prompt = load_prompt_set(set_name, 1)[0]
+        want = baseline.generate(prompt.text, GenerationConfig(max_new_tokens=48), chat=prompt.chat).token_ids
+        for tree in (15, "auto"):
+            got = spec.generate(prompt.text, GenerationConfig(max_new_tokens=48, tree=tree), chat=prompt.chat)
+            assert got.token_ids == want, (set_name, tree)
+            assert got.stats.tree_steps > 0 and got.stats.accepted_tokens > 0
 
 
 def test_tree_sampling_matches_target_distribution(pipes):
@@ -128,14 +131,14 @@ def test_tree_sampling_matches_target_distribution(pipes):
     spec = pipes["near"]
     warp = dict(temperature=1.5, top_k=6)
     pairs = []
-    for seed in range(1200):
+    for seed in range(1000):
         config = GenerationConfig(max_new_tokens=3, do_sample=True, seed=seed, ignore_eos=True, tree=4, **warp)
         ids = spec.generate(prompt, config, chat=False).token_ids
         pairs.append((ids[0], ids[1]))
     firsts, counts = np.unique([a for a, _ in pairs], return_counts=True)
     first = int(firsts[counts.argmax()])
     seconds = np.array([b for a, b in pairs if a == first])
-    assert len(seconds) >= 250
+    assert len(seconds) >= 200
     target = pipes["target"].target
     target.reset()
     p = probabilities(target.forward(spec.prompt_ids(prompt, chat=False) + [first])[-1][None], Warp(**warp))[0]
@@ -174,11 +177,10 @@ def test_auto_picks_no_tree_on_a_steep_curve_and_a_tree_on_a_flat_one():
     for costs, want_tree in ((steep, False), (flat, True)):
         shape = TreeShape("auto", probe=0)
         shape.round_cost = 0.001
-        for _ in range(50):  # rank 0 taken half the time, rank 1 a quarter
-            shape.record([0], [4, 4], 1, 0.001)
-            shape.record([1], [4, 4], 1, 0.001)
-            shape.record([], [4], 1, 0.001)
-            shape.record([0, 1], [4, 4, 4], 1, 0.001)
+        for _ in range(40):  # at each node: rank 0 taken half the time, rank 1 a quarter, none a quarter
+            shape.record([0, 1, 0], [4, 4, 4, 4], 1, 0.001)  # ranks 0, 1, 0 taken, then none at the fourth node
+        a = shape.rank_acceptance()
+        assert a[0] == pytest.approx(0.5, abs=0.02) and a[1] == pytest.approx(0.25, abs=0.02)
         assert (shape.budget(chain_policy(costs, 0.5)) > 0) == want_tree, shape.last_choice
 
 
@@ -196,3 +198,30 @@ def test_a_forced_tree_on_the_stateful_form_says_why(tiny_pair):
         pipe.generate("Hello", GenerationConfig(max_new_tokens=4, tree=4), chat=False)
     # auto falls back to the chain there
     assert pipe.generate("Hello", GenerationConfig(max_new_tokens=4, tree="auto"), chat=False).stats.tree_steps == 0
+
+
+def test_bench_runs_tree_modes_beside_chain_and_target(tiny_pair, tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from edgespec.bench.cli import bench_command
+
+    app = typer.Typer()
+    app.command()(bench_command)
+    out = tmp_path / "trees"
+    modes = "edgespec-target,edgespec-spec,edgespec-tree-auto,edgespec-tree8,edgespec-chain8"
+    args = [str(tiny_pair), "--modes", modes, "--prompts", "humaneval", "--limit", "1", "--max-new-tokens", "12",
+            "--repeats", "1", "--no-memory", "--no-cost-curve", "--no-plots", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    if result.exception:
+        raise result.exception
+    res = json.loads((out / "results.json").read_text())
+    main = [r for r in res["raw"] if r["phase"] == "main"]
+    assert {r["mode"] for r in main} == set(modes.split(","))
+    for mode in ("edgespec-tree8", "edgespec-chain8"):
+        row = res["summary"]["all"][mode]
+        assert row["matches"] and all(m["equal"] == m["total"] for m in row["matches"].values()), row["matches"]
+    tree8 = next(r for r in main if r["mode"] == "edgespec-tree8")
+    assert 0 < tree8["drafted_tokens"] <= 7 * (tree8["target_calls"] - 1)  # at most 7 nodes a step

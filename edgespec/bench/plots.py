@@ -10,7 +10,9 @@ from edgespec.bench.modes import LABELS
 COLORS = {"genai-target": "#9e9e9e", "genai-spec": "#1f77b4", "genai-spec2": "#17becf",
           "edgespec-target": "#555555", "edgespec-spec": "#d62728", "edgespec-spec2": "#ff7f0e",
           "naive-ensemble": "#8c6d31", "cos-ensemble": "#2ca02c", "cos-ensemble-alt": "#98df8a",
-          "naive-contrastive": "#7b4173", "cos-contrastive": "#9467bd", "cos-contrastive-alt": "#c5b0d5"}
+          "naive-contrastive": "#7b4173", "cos-contrastive": "#9467bd", "cos-contrastive-alt": "#c5b0d5",
+          "edgespec-tree-auto": "#e377c2", "edgespec-tree16": "#bcbd22", "edgespec-chain16": "#8c564b",
+          "edgespec-tree8": "#dbdb8d", "edgespec-chain8": "#c49c94"}
 
 
 def pyplot():
