@@ -147,7 +147,9 @@ def print_summary(results: dict, console) -> None:
     short = {"genai-target": "GenAI", "genai-spec": "GenAI spec", "genai-spec2": "GenAI spec d2",
              "edgespec-target": "edgespec", "edgespec-spec": "edgespec spec", "edgespec-spec2": "edgespec spec d2",
              "naive-ensemble": "naive ens", "cos-ensemble": "CoS ens", "cos-ensemble-alt": "CoS ens alt",
-             "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-alt": "CoS con alt"}
+             "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-alt": "CoS con alt",
+             "edgespec-tree-auto": "tree auto", "edgespec-tree16": "tree 16", "edgespec-chain16": "chain 16",
+             "edgespec-tree8": "tree 8", "edgespec-chain8": "chain 8"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
         bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in table]
