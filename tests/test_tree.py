@@ -218,7 +218,7 @@ def test_bench_runs_tree_modes_beside_chain_and_target(tiny_pair, tmp_path):
     if result.exception:
         raise result.exception
     res = json.loads((out / "results.json").read_text())
-    main = [r for r in res["raw"] if r["phase"] == "main"]
+    main = [r for r in res["runs"] if r["phase"] == "main"]
     assert {r["mode"] for r in main} == set(modes.split(","))
     for mode in ("edgespec-tree8", "edgespec-chain8"):
         row = res["summary"]["all"][mode]
