@@ -147,6 +147,8 @@ def stats_table(stats) -> Table:
         rows.append(("prompt-lookup tokens kept", f"{stats.lookup_accepted}/{stats.lookup_tokens}"))
     if stats.tree_steps:  # tree speculation: steps that verified a drafted tree
         rows.append(("tree steps", str(stats.tree_steps)))
+    if stats.tree_choice:
+        rows.append(("tree auto chose", stats.tree_choice))
     if stats.draft_stopped_at:
         rows.append(("draft sat out from", f"token {stats.draft_stopped_at} (past its context)"))
     if stats.alternate_tokens:  # CoS: the target's own tokens, verified by the draft

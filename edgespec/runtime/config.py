@@ -108,6 +108,7 @@ class GenerationStats:
     draft_s: float = 0.0  # time inside draft calls
     draft_lengths: list[int] = field(default_factory=list)
     tree_steps: int = 0  # steps that verified a drafted tree (their node counts are in draft_lengths)
+    tree_choice: str = ""  # --tree auto: what the tuner chose last and why
 
     def finish(self, start: float) -> None:
         self.wall_s = time.perf_counter() - start

@@ -192,6 +192,8 @@ class SpeculativePipeline:
                     break
         finally:
             steps.close()
+            if config.tree == "auto" and self.tree_shape is not None and config.collab is None:
+                stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
             final = self.tokenizer.decode(generated)  # the stream may still hold back a last piece
             if streamer is not None and final.startswith(text) and len(final) > len(text):
