@@ -196,8 +196,9 @@ def test_a_forced_tree_on_the_stateful_form_says_why(tiny_pair):
     pipe = SpeculativePipeline.from_manifest(tiny_pair, exact=True, form="stateful")
     with pytest.raises(EdgespecError, match="paged-attention"):
         pipe.generate("Hello", GenerationConfig(max_new_tokens=4, tree=4), chat=False)
-    # auto falls back to the chain there
-    assert pipe.generate("Hello", GenerationConfig(max_new_tokens=4, tree="auto"), chat=False).stats.tree_steps == 0
+    # auto falls back to the chain there, and says why
+    stats = pipe.generate("Hello", GenerationConfig(max_new_tokens=4, tree="auto"), chat=False).stats
+    assert stats.tree_steps == 0 and "no tree mask" in stats.tree_choice
 
 
 def test_bench_runs_tree_modes_beside_chain_and_target(tiny_pair, tmp_path):

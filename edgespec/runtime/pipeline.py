@@ -192,7 +192,7 @@ class SpeculativePipeline:
                     break
         finally:
             steps.close()
-            if config.tree == "auto" and self.tree_shape is not None and config.collab is None:
+            if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
             final = self.tokenizer.decode(generated)  # the stream may still hold back a last piece

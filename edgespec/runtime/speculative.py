@@ -149,6 +149,8 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
     lookup = PromptLookup() if config.prompt_lookup and draft is not None else None
     window = DraftWindow.for_prompt(len(prompt), config.draft_window)
     shape = tree_shape_for(config, target, draft, shape)
+    if config.tree == "auto" and shape is None and draft is not None:
+        stats.tree_choice = "the chain: this model form has no tree mask (NPU and stateful forms draft chains only)"
     try:
         while stats.new_tokens < config.max_new_tokens:
             # Each step yields at most k + 1 tokens and places k + 1 tokens from position len(sequence) - 1.
