@@ -66,6 +66,7 @@ class TreeShape:
         self.hits = [0.0] * BRANCHING  # decayed: walks that took the rank-r child
         self.visits = [0.0] * BRANCHING  # decayed: walk positions where a rank-r child was there to take
         self.round_cost: float | None = None  # seconds per draft round
+        self.call_cost: dict[int, float] = {}  # seconds of a tree verify call, by tokens fed (decayed)
         self.current, self.hold_left, self.probed = 0, 0, 0
         self.last_choice: dict = {}
 
@@ -77,8 +78,13 @@ class TreeShape:
         prior = [0.5, 0.15, 0.07, 0.04]
         return [(self.hits[r] + prior[r]) / (self.visits[r] + 1.0) for r in range(BRANCHING)]
 
-    def record(self, ranks: list[int], visited_children: list[int], draft_calls: int, draft_s: float) -> None:
-        """One tree step: the rank taken at each accepted node, the children count at each node walked on."""
+    def record(self, ranks: list[int], visited_children: list[int], draft_calls: int, draft_s: float,
+               fed: int = 0, target_s: float = 0.0) -> None:
+        """One tree step: the rank taken at each accepted node, the children count at each node walked on, and the
+        verify call's width (`fed` tokens) and seconds."""
+        if fed:
+            old = self.call_cost.get(fed)
+            self.call_cost[fed] = target_s if old is None else 0.8 * old + 0.2 * target_s
         for r in range(BRANCHING):
             self.hits[r] *= 0.95
             self.visits[r] *= 0.95
@@ -93,7 +99,10 @@ class TreeShape:
     def tree_rate(self, chain: DraftLength, budget: int) -> float:
         rounds = 1 + math.ceil(budget / tree_width(budget)) - 1
         draft = rounds * (self.round_cost if self.round_cost is not None else (chain.draft_cost or 0.0))
-        return expected_tree_tokens(self.rank_acceptance(), budget) / (chain.target_seconds(budget + 1) + draft)
+        # The chain's cost curve, raised by what measured tree calls cost over it (the mask, the wider call).
+        extra = [c - chain.target_seconds(n) for n, c in self.call_cost.items()]
+        verify = chain.target_seconds(budget + 1) + max(0.0, sum(extra) / len(extra) if extra else 0.0)
+        return expected_tree_tokens(self.rank_acceptance(), budget) / (verify + draft)
 
     def chain_rate(self, chain: DraftLength) -> tuple[int, float]:
         d = chain.draft_cost or 0.0

@@ -29,8 +29,8 @@ class Counting(TreeShape):
         self.total_hits, self.total_visits = [0] * BRANCHING, [0] * BRANCHING
         self.rounds = self.round_s = 0.0
 
-    def record(self, ranks, visited_children, draft_calls, draft_s):
-        super().record(ranks, visited_children, draft_calls, draft_s)
+    def record(self, ranks, visited_children, draft_calls, draft_s, *call):
+        super().record(ranks, visited_children, draft_calls, draft_s, *call)
         for depth, children in enumerate(visited_children):
             for r in range(min(children, BRANCHING)):
                 self.total_visits[r] += 1
