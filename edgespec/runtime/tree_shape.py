@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import statistics
 
 from edgespec.runtime.draft_length import DraftLength, expected_tokens
 from edgespec.runtime.errors import EdgespecError
@@ -66,7 +67,9 @@ class TreeShape:
         self.hits = [0.0] * BRANCHING  # decayed: walks that took the rank-r child
         self.visits = [0.0] * BRANCHING  # decayed: walk positions where a rank-r child was there to take
         self.round_cost: float | None = None  # seconds per draft round
-        self.call_cost: dict[int, float] = {}  # seconds of a tree verify call, by tokens fed (decayed)
+        self.call_cost: dict[int, float] = {}  # seconds of a tree verify call, by tokens fed
+        self.call_times: dict[int, list[float]] = {}
+        self.chain_blocks = 0  # decisions for the chain in a row: every fourth, trees are probed again
         self.current, self.hold_left, self.probed = 0, 0, 0
         self.last_choice: dict = {}
 
@@ -82,9 +85,10 @@ class TreeShape:
                fed: int = 0, target_s: float = 0.0) -> None:
         """One tree step: the rank taken at each accepted node, the children count at each node walked on, and the
         verify call's width (`fed` tokens) and seconds."""
-        if fed:
-            old = self.call_cost.get(fed)
-            self.call_cost[fed] = target_s if old is None else 0.8 * old + 0.2 * target_s
+        if fed:  # the median of the last 8 calls of this width: the first call of a new shape is slow
+            self.call_times.setdefault(fed, []).append(target_s)
+            del self.call_times[fed][:-8]
+            self.call_cost[fed] = statistics.median(self.call_times[fed])
         for r in range(BRANCHING):
             self.hits[r] *= 0.95
             self.visits[r] *= 0.95
@@ -126,6 +130,9 @@ class TreeShape:
         best = max(rates, key=rates.get)
         self.current = best if rates[best] > best_chain else 0
         self.hold_left = self.hold - 1
+        self.chain_blocks = self.chain_blocks + 1 if self.current == 0 else 0
+        if self.chain_blocks and self.chain_blocks % 4 == 0:
+            self.probed = 0  # acceptance by rank drifts with the text: measure it again now and then
         self.last_choice = {"chain_k": k, "chain_rate": best_chain, "tree_rates": rates, "budget": self.current,
                             "rank_acceptance": self.rank_acceptance()}
         return self.current
