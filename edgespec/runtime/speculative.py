@@ -234,7 +234,7 @@ def tree_next(target, draft, shape: TreeShape, policy: DraftLength, sequence: li
         return None
     warp = config.warp if config.do_sample else None
     done = tree_step(target, draft, sequence, budget, tree_width(budget), BRANCHING, warp, rng, draft_sequence)
-    # The tree's own costs stay with the tuner: in the chain policy's table they moved its held k (bench, docs/trees.md).
+    # A tree's costs stay with the tuner: in the chain policy's table they moved its held k (docs/trees.md).
     shape.record(done.ranks, done.visited_children, done.draft_calls, done.draft_s, len(done.drafted) + 1,
                  done.target_s)
     return Step(done.drafted, len(done.path), done.new_tokens, done.draft_s, done.target_s, source="tree",

@@ -40,8 +40,8 @@ def main() -> None:
         for width in WIDTHS:
             tree, chain = rows[f"tree{width}"], rows[f"chain{width}"]
             ratios = [t["tokens_per_call"] / c["tokens_per_call"] for t, c in zip(tree, chain)]
-            print(f"{set_name} width {width}: tokens/call tree {statistics.median(r['tokens_per_call'] for r in tree):.2f}"
-                  f" chain {statistics.median(r['tokens_per_call'] for r in chain):.2f};"
+            medians = [statistics.median(r["tokens_per_call"] for r in rows) for rows in (tree, chain)]
+            print(f"{set_name} width {width}: tokens/call tree {medians[0]:.2f} chain {medians[1]:.2f};"
                   f" tree/chain per prompt median {statistics.median(ratios):.2f} (min {min(ratios):.2f},"
                   f" max {max(ratios):.2f}); equal to target-only: tree {sum(r['equal'] for r in tree)}/{len(tree)},"
                   f" chain {sum(r['equal'] for r in chain)}/{len(chain)}", flush=True)
