@@ -388,6 +388,7 @@ def test_draft_reads_a_window_of_a_long_prompt(tiny_pipes):
     prompt = "Once upon a time there was a little robot who liked to count: one, two, three, four. " * 5
     for draft_window in (0, 40):
         config = GenerationConfig(max_new_tokens=32, ignore_eos=True, draft_window=draft_window)
+        spec.draft_policy.catch_up_cost = None  # unmeasured: the draft reads the prompt at once (see below)
         result = spec.generate(prompt, config, chat=False)
         assert result.token_ids == baseline.generate(prompt, config, chat=False).token_ids
         assert result.stats.draft_calls > 0 and result.stats.prompt_tokens > 40
@@ -410,3 +411,42 @@ def test_lookup_is_chosen_by_expected_tokens_per_second():
     assert policy.lookup_tokens(3, 1) == 0  # a 2-token call between 4-token ones pays two switches: draft
     policy.lookup_kept, policy.lookup_seen = 0.0, 10.0  # lookup keeps failing: the draft goes on
     assert policy.lookup_tokens(3, 3) == 0
+
+
+def test_draft_waits_to_read_a_long_prompt_until_the_answer_pays_for_it():
+    """The draft's prefill of a long prompt is paid back only by a long enough answer: it starts once the tokens
+    so far would have paid for it (SmolLM2 here: a 256-token draft prefill 106 ms, about five target steps)."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    policy = DraftLength(3, 8, adaptive=True)
+    assert policy.catch_up_pays(256, 0)  # nothing measured: draft, and measure the costs
+    policy.steady_cost = {1: 0.020, 2: 0.022, 3: 0.024, 4: 0.026}
+    policy.draft_cost, policy.kept, policy.seen = 0.002, 14.0, 20.0  # acceptance 0.7
+    policy.record_catch_up(256, 0.106)
+    gain = policy.gain_per_token()
+    assert 0.005 < gain < 0.020  # fewer seconds per token with the draft than the target's 20 ms alone
+    start = next(n for n in range(200) if policy.catch_up_pays(256, n))
+    assert start == round(0.106 / gain + 0.5)
+    assert policy.catch_up_pays(20, 2)  # a short prompt is read at once
+    policy.kept = 0.0  # the last answer's draft was rejected: this prompt's acceptance is still unknown, so the
+    assert policy.gain_per_token() == gain and policy.catch_up_pays(256, start)  # draft still reads (and probes)
+    policy.draft_cost = 0.050  # a draft slower than the target pays at no acceptance: never worth reading for
+    assert policy.gain_per_token() == 0.0 and not policy.catch_up_pays(256, 1000)
+
+
+def test_draft_catch_up_is_timed_apart_and_keeps_greedy_exact(tiny_pipes):
+    """The draft's prefill is measured on its own (per-token drafting costs stay what drafting costs) and a
+    waiting draft leaves the output target-only's."""
+    spec, baseline = tiny_pipes["near"], tiny_pipes["target"]
+    prompt = "Once upon a time there was a little robot who liked to count: one, two, three, four. " * 5
+    config = GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_window=0, prompt_lookup=False)
+    spec.draft_policy.catch_up_cost = None
+    spec.clear_cache()
+    first = spec.generate(prompt, config, chat=False)
+    assert spec.draft_policy.catch_up_cost is not None and first.stats.draft_calls > 0
+    spec.draft_policy.catch_up_cost = 1.0  # a draft prefill that an answer of 24 tokens never pays for
+    spec.clear_cache()  # (the draft's cache kept the prompt: a second run would have nothing to catch up)
+    waited = spec.generate(prompt, config, chat=False)
+    assert waited.stats.draft_calls == 0
+    assert waited.token_ids == first.token_ids == baseline.generate(prompt, config, chat=False).token_ids
+    spec.draft_policy.catch_up_cost = None

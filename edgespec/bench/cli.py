@@ -51,8 +51,14 @@ def bench_command(
     repeats: int = typer.Option(3, "--repeats", help="Times every prompt is run in every mode."),
     draft_length: int = typer.Option(GenerationConfig.draft_length, "--draft-length",
                                      help="Draft length k (GenAI: num_assistant_tokens)."),
+    lookup: bool = typer.Option(True, "--lookup/--no-lookup",
+                                help="edgespec's prompt lookup beside the draft (its default); --no-lookup drafts "
+                                     "only, as GenAI's speculative pipeline. The --draft-lengths sweep never looks up."),
     adaptive: bool = typer.Option(True, "--adaptive/--fixed-draft",
                                   help="Let edgespec adapt k while decoding (its default) or fix it like GenAI."),
+    genai_draft_length: int = typer.Option(0, "--genai-draft-length",
+                                           help="GenAI's num_assistant_tokens in the main runs, e.g. its best k from "
+                                                "a --draft-lengths sweep (default: --draft-length)."),
     draft_lengths: str = typer.Option("", "--draft-lengths",
                                       help="Also sweep these fixed draft lengths, e.g. 1,2,3,4,5,6 (default: none)."),
     sweep_limit: int = typer.Option(3, "--sweep-limit", help="Prompts per set in the sweep (0 = same as --limit)."),
@@ -91,10 +97,11 @@ def bench_command(
         raise EdgespecError("--limit must be 0 (all) or more")
     settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
                                 top_p=top_p, top_k=top_k, seed=seed if sample else None, draft_length=draft_length,
-                                adaptive_draft=adaptive)
+                                adaptive_draft=adaptive, prompt_lookup=lookup)
     opts = BenchOptions(pair=pair, modes=_csv(modes) or None, target_device=target_device, draft_device=draft_device,
                         prompt_sets=_csv(prompts), limit=limit or None, repeats=repeats, settings=settings,
                         draft_lengths=_ints(draft_lengths, "--draft-lengths"), sweep_limit=sweep_limit or None,
+                        genai_draft_length=genai_draft_length or None,
                         sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve, draft2=draft2,
                         fast_kernels=fast_kernels, prefix_cache=prefix_cache, collab_weight=collab_weight,
                         collab_alpha=collab_alpha)
@@ -114,7 +121,7 @@ def bench_command(
 
 def _command_line() -> list[str]:
     argv = list(sys.argv)
-    if argv and Path(argv[0]).name == "edgespec":
+    if argv and (Path(argv[0]).name == "edgespec" or Path(argv[0]).parts[-2:] == ("edgespec", "__main__.py")):
         argv[0] = "edgespec"
     return argv
 

@@ -191,7 +191,9 @@ def _settings(results: dict, add) -> None:
     decoding = "greedy" if not st["do_sample"] else (f"sampling (temperature {st['temperature']}, top-p {st['top_p']}, "
                                                        f"top-k {st['top_k']}, seed {st['seed']})")
     add(f"- Decoding: {decoding}; at most {st['max_new_tokens']} new tokens; draft length {st['draft_length']}"
-        f" ({'adaptive in edgespec' if st['adaptive_draft'] else 'fixed'}; GenAI: num_assistant_tokens fixed)")
+        f" ({'adaptive in edgespec' if st['adaptive_draft'] else 'fixed'}; GenAI: num_assistant_tokens fixed at"
+        f" {results.get('genai_draft_length', st['draft_length'])});"
+        f" edgespec prompt lookup {'on' if st.get('prompt_lookup', True) else 'off'}")
     add(f"- Repeats: {results['repeats']}; prompts per set: at most {results['limit'] or 'all'}")
     collab = results.get("collab")
     if collab:
@@ -306,7 +308,7 @@ def _sweep(results: dict, add) -> None:
     pred = (results.get("cost_curve") or {}).get("prediction") or {}
     ks = sorted({int(k) for rows in sweep.values() for k in rows})
     sw = results["sweep"]
-    add("## Draft length sweep (fixed k, all prompt sets)")
+    add("## Draft length sweep (fixed k, draft only: no prompt lookup; all prompt sets)")
     add("")
     add(f"{sw.get('prompts_per_set') or 'All'} prompts per set, {sw.get('repeats', 1)} repeat(s); spread over repeats.")
     add("")

@@ -48,6 +48,7 @@ class BenchOptions:
     repeats: int = 3
     settings: GenerationConfig = field(default_factory=GenerationConfig)
     draft_lengths: list[int] = field(default_factory=list)   # the sweep; empty = no sweep
+    genai_draft_length: int | None = None  # GenAI's num_assistant_tokens in the main runs (None: settings' k)
     sweep_limit: int | None = 3      # prompts per set in the sweep (None = as many as the main phase)
     sweep_repeats: int = 1
     memory: bool = True
@@ -158,7 +159,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         raise EdgespecError("--repeats and --sweep-repeats must be at least 1")
     if opts.settings.max_new_tokens < 1:
         raise EdgespecError("--max-new-tokens must be at least 1")
-    if any(k < 1 for k in opts.draft_lengths + [opts.settings.draft_length]):
+    if any(k < 1 for k in opts.draft_lengths + [opts.settings.draft_length, opts.genai_draft_length or 1]):
         raise EdgespecError("draft lengths must be at least 1")
     import openvino_genai as ov_genai
 
@@ -179,7 +180,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         "schema": SCHEMA, "command": command, "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "pair": pair_info(pair, draft2), "modes": modes,
         "devices": {"target": opts.target_device, "draft": opts.draft_device}, "fast_kernels": opts.fast_kernels,
-        "settings": asdict(settings), "prefix_cache": opts.prefix_cache, "repeats": opts.repeats, "limit": opts.limit,
+        "settings": asdict(settings), "genai_draft_length": opts.genai_draft_length or settings.draft_length,
+        "prefix_cache": opts.prefix_cache, "repeats": opts.repeats, "limit": opts.limit,
         "prompt_sets": {name: [{"id": pp.key, "prompt_tokens": len(pp.ids), "chat": pp.rendered != pp.prompt.text}
                                for pp in pps] for name, pps in sets.items()},
         "machine": hardware.machine_info(), "versions": hardware.versions(), "notes": notes,
@@ -225,7 +227,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         with _progress(console) as progress:
             task = progress.add_task("warm-up", total=len(modes))
             for name in modes:
-                record(_run(loaded[name], all_prompts[0], settings, settings.draft_length, 0, "warmup"))
+                record(_run(loaded[name], all_prompts[0], settings, _main_k(opts, name), 0, "warmup"))
                 progress.advance(task)
             task = progress.add_task("interleaved runs", total=n_main)
             turn = 0
@@ -233,11 +235,12 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                 for pp in pps:
                     for rep in range(opts.repeats):
                         for name in _rotated(modes, turn):
-                            record(_run(loaded[name], pp, settings, settings.draft_length, rep, "main"))
+                            record(_run(loaded[name], pp, settings, _main_k(opts, name), rep, "main"))
                             progress.advance(task)
                         turn += 1
             if n_sweep:
-                fixed = dataclasses.replace(settings, adaptive_draft=False)
+                # The same loop as GenAI's at each k: a fixed draft length and no prompt lookup.
+                fixed = dataclasses.replace(settings, adaptive_draft=False, prompt_lookup=False)
                 task = progress.add_task("draft-length sweep", total=n_sweep)
                 for pps in sweep_sets.values():
                     for pp in pps:
@@ -300,6 +303,12 @@ def _edgespec_compile(device: str, exact: bool) -> dict | str:
     if is_npu(device):
         return f"{device}: NPUW with edgespec.runtime.npu's static shapes (exact does not apply)"
     return {device: device_config(device, exact)}
+
+
+def _main_k(opts: BenchOptions, name: str) -> int:
+    """The draft length a mode runs with in the main phase (GenAI's may be set apart: its best fixed k)."""
+    return opts.genai_draft_length if name.startswith("genai-") and opts.genai_draft_length \
+        else opts.settings.draft_length
 
 
 def _run(mode: Mode, pp: PreparedPrompt, settings: GenerationConfig, k: int | None, rep: int, phase: str) -> RunRecord:

@@ -27,6 +27,7 @@ class DraftLength:
         self.steady_cost: dict[int, float] = {}
         self.switch_cost: dict[int, float] = {}
         self.draft_cost: float | None = None
+        self.catch_up_cost: float | None = None  # seconds per token the draft reads to catch up (its prefill)
         self.hold, self.probe = hold, probe
         self.sit_out = hold  # steps the draft sits out after a failed probe: doubles while probes keep failing
         self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
@@ -52,6 +53,33 @@ class DraftLength:
         if drafted:
             per_token = draft_seconds / drafted
             self.draft_cost = per_token if self.draft_cost is None else 0.8 * self.draft_cost + 0.2 * per_token
+
+    def record_catch_up(self, tokens: int, seconds: float) -> None:
+        """The draft read `tokens` tokens of text it had not seen (a prompt, or text verified without it)."""
+        per_token = seconds / tokens
+        old = self.catch_up_cost
+        self.catch_up_cost = per_token if old is None else 0.8 * old + 0.2 * per_token
+
+    def gain_per_token(self) -> float:
+        """Seconds the draft would save per generated token at its best k, at no less than the prior's acceptance
+        (0.7): before the draft has read this prompt its acceptance here is unknown, and the last answer's (carried
+        over) must not keep it from ever trying; the probe after it reads measures the real one."""
+        if self.draft_cost is None:
+            return 0.0
+        a = max(self.acceptance, 0.7)
+        top = min(self.maximum, max(self.steady_cost or self.switch_cost, default=1))
+        per_token = min((self.target_seconds(k + 1) + k * self.draft_cost) / expected_tokens(a, k)
+                        for k in range(1, max(top, 1) + 1))
+        return max(0.0, self.target_seconds(1) - per_token)
+
+    def catch_up_pays(self, tokens: int, generated: int) -> bool:
+        """Whether the draft should read `tokens` unseen tokens now, `generated` tokens into the answer.
+        The answer's length is unknown: taking what is left to be about as long as what came so far, the
+        catch-up pays once the tokens so far would have paid for it. Short answers after long prompts (a
+        retrieval answer of 10 tokens) then never pay the draft's prefill; long ones start drafting soon."""
+        if not self.adaptive or self.catch_up_cost is None or self.draft_cost is None:
+            return True  # nothing measured yet: draft, and measure
+        return generated * self.gain_per_token() >= tokens * self.catch_up_cost
 
     def record_lookup(self, proposed: int, kept: int, target_seconds: float) -> None:
         """A step verified prompt-lookup tokens: its acceptance is the lookup's, its call cost the target's."""

@@ -36,6 +36,7 @@ class Step:
     draft_s: float
     target_s: float
     source: str = "draft"  # who proposed: "draft" (the draft model), "lookup" (prompt lookup) or "tree"
+    catch_up_s: float = 0.0  # the draft reading text it had not seen, before it proposed (its prefill)
     draft_calls: int | None = None  # when not one per drafted token (a tree's rounds)
 
 
@@ -106,6 +107,26 @@ def speculative_step(target: StatefulLM, draft: StatefulLM | None, sequence: lis
     return Step(drafted, kept, drafted[:kept] + [next_token], t1 - t0, t2 - t1)
 
 
+# Below this many unseen tokens the draft reads them with its first proposal (one call less); above, in a call of
+# their own, so their cost is measured apart from the per-token cost of drafting.
+CATCH_UP_ALONE = 8
+
+
+def unseen_by_draft(draft: StatefulLM, draft_sequence: list[int]) -> int:
+    """Tokens of the text the draft has not read, less the last one (fed with its first proposal)."""
+    return max(0, len(draft.pending(draft_sequence)) - 1)
+
+
+def catch_up(draft: StatefulLM, draft_sequence: list[int]) -> tuple[int, float]:
+    """Feed the draft what it has not read of the text but the last token; return (tokens, seconds)."""
+    feed = draft.pending(draft_sequence)[:-1]
+    if len(feed) <= CATCH_UP_ALONE:
+        return 0, 0.0
+    t0 = time.perf_counter()
+    draft.forward(feed, last=1)
+    return len(feed), time.perf_counter() - t0
+
+
 def lookup_step(target: StatefulLM, draft: StatefulLM | None, sequence: list[int], proposed: list[int], rule: Rule,
                 rng: np.random.Generator, draft_sequence: list[int] | None = None) -> Step:
     """Verify prompt-lookup tokens in one target call; the draft is not called (it catches up when next used)."""
@@ -168,7 +189,7 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
                 step = (tree_next(target, draft, shape, policy, sequence, window.view(sequence), room, config, rng)
                         if shape is not None and draft is not None else None)
                 step = step or next_step(target, draft, lookup, policy, sequence, window.view(sequence), room, rule,
-                                         rng)
+                                         rng, generated=stats.new_tokens)
                 if draft is not None or lookup is not None:
                     stats.draft_lengths.append(len(step.drafted))
             record(stats, step)
@@ -192,10 +213,16 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
 
 
 def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup | None, policy: DraftLength,
-              sequence: list[int], draft_sequence: list[int], room: int, rule: Rule, rng: np.random.Generator) -> Step:
+              sequence: list[int], draft_sequence: list[int], room: int, rule: Rule, rng: np.random.Generator,
+              generated: int = 0) -> Step:
     """One step after the prefill: prompt-lookup tokens where they promise more tokens per second than the
-    draft's k (the policy's call), else the draft's k tokens (k = 0: the target alone)."""
-    k = 0 if draft is None else min(policy.next(), room, draft.context_length - len(draft_sequence))
+    draft's k (the policy's call), else the draft's k tokens (k = 0: the target alone). The draft waits while
+    reading what it has not seen (a long prompt) would cost more than the answer so far says it will save."""
+    k = 0
+    if draft is not None:
+        unseen = unseen_by_draft(draft, draft_sequence)
+        if unseen <= CATCH_UP_ALONE or policy.catch_up_pays(unseen, generated):
+            k = min(policy.next(), room, draft.context_length - len(draft_sequence))
     if lookup is not None:
         lookup.sync(sequence)
         candidate = lookup.propose(min(room, policy.maximum))
@@ -204,7 +231,11 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
             step = lookup_step(target, draft, sequence, candidate[:m], rule, rng, draft_sequence)
             policy.record_lookup(m, step.kept, step.target_s)
             return step
+    caught, catch_up_s = catch_up(draft, draft_sequence) if k else (0, 0.0)
+    if caught:
+        policy.record_catch_up(caught, catch_up_s)
     step = speculative_step(target, draft, sequence, k, rule, rng, draft_sequence)
+    step.catch_up_s = catch_up_s
     if draft is not None:
         policy.record(k, step.kept, step.target_s, step.draft_s)
     return step
@@ -244,7 +275,7 @@ def tree_next(target, draft, shape: TreeShape, policy: DraftLength, sequence: li
 def record(stats: GenerationStats, step: Step) -> None:
     stats.target_calls += 1
     stats.target_s += step.target_s
-    stats.draft_s += step.draft_s
+    stats.draft_s += step.draft_s + step.catch_up_s
     if step.drafted:
         stats.drafted_tokens += len(step.drafted)
         stats.accepted_tokens += step.kept
