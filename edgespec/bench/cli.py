@@ -161,7 +161,9 @@ def print_summary(results: dict, console) -> None:
              "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-alt": "CoS con alt",
              "llamacpp-target": "llama.cpp", "llamacpp-lookup": "llama.cpp lookup",
              "edgespec-llamacpp-target": "edgespec llama.cpp", "edgespec-llamacpp": "edgespec spec llama.cpp",
-             "edgespec-auto": "edgespec auto"}
+             "edgespec-auto": "edgespec auto",
+             "edgespec-tree-auto": "tree auto", "edgespec-tree16": "tree 16", "edgespec-chain16": "chain 16",
+             "edgespec-tree8": "tree 8", "edgespec-chain8": "chain 8"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
         bases = [b for b in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target") if b in table]

@@ -18,6 +18,10 @@
   edgespec-llamacpp-target, edgespec-llamacpp   edgespec's loop with the target on llama.cpp (the same GGUF),
                    without and with the draft (on OpenVINO)
   edgespec-auto    edgespec speculative with the target's engine chosen by the probe (`--engine auto`)
+  edgespec-tree-auto   tree speculation with --tree auto (edgespec.runtime.tree; a tree where it pays, else chain)
+  edgespec-tree16, edgespec-chain16, edgespec-tree8, edgespec-chain8   16 (or 8) verified tokens per target call:
+                   a tree of 15 (7) drafted nodes, and a fixed chain of 15 (7) drafted tokens (no prompt lookup),
+                   the equal-width comparison of tokens per call
 
 Each mode gets the prompt as token ids prepared by the bench, stops on the same eos ids,
 and returns a RunRecord with its own counters. Wall time is measured here, around the call,
@@ -53,7 +57,13 @@ COLLAB_REFERENCE = {"cos-ensemble": "naive-ensemble", "cos-ensemble-alt": "naive
 LLAMACPP_MODES = ("llamacpp-target", "llamacpp-lookup", "edgespec-llamacpp-target", "edgespec-llamacpp",
                   "edgespec-auto")
 ENGINE_OF = {"edgespec-llamacpp-target": "llamacpp", "edgespec-llamacpp": "llamacpp", "edgespec-auto": "auto"}
-KNOWN_MODES = ALL_MODES + COLLAB_MODES + LLAMACPP_MODES                        # canonical order of every mode
+# Tree speculation (edgespec only; on request): the GenerationConfig changes each mode makes.
+TREE_MODES = {"edgespec-tree-auto": {"tree": "auto"},
+              "edgespec-tree16": {"tree": 15}, "edgespec-chain16": {"draft_length": 15, "max_draft_length": 15,
+                                                                    "adaptive_draft": False, "prompt_lookup": False},
+              "edgespec-tree8": {"tree": 7}, "edgespec-chain8": {"draft_length": 7, "adaptive_draft": False,
+                                                                 "prompt_lookup": False}}
+KNOWN_MODES = ALL_MODES + COLLAB_MODES + LLAMACPP_MODES + tuple(TREE_MODES)     # canonical order of every mode
 SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2", "edgespec-llamacpp", "edgespec-auto",
                *COLLAB_REFERENCE}
 LABELS = {
@@ -74,6 +84,11 @@ LABELS = {
     "edgespec-llamacpp-target": "edgespec target only on llama.cpp",
     "edgespec-llamacpp": "edgespec speculative on llama.cpp",
     "edgespec-auto": "edgespec speculative, engine auto",
+    "edgespec-tree-auto": "edgespec tree auto",
+    "edgespec-tree16": "edgespec tree, 16 per call",
+    "edgespec-chain16": "edgespec chain, 16 per call",
+    "edgespec-tree8": "edgespec tree, 8 per call",
+    "edgespec-chain8": "edgespec chain, 8 per call",
 }
 
 
@@ -401,6 +416,17 @@ class LlamaCppMode(Mode):
         if getattr(self, "llm", None) is not None:
             self.llm.close()
         self.llm = None
+class TreeMode(EdgespecMode):
+    """The pair with a tree or a fixed-width chain (TREE_MODES): greedy output still equals target-only."""
+
+    def __init__(self, name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
+                 exact: bool | None = None, prefix_cache: bool = False):
+        super().__init__(pair, target_device, draft_device, use_draft=True, eos=eos, exact=exact, name=name,
+                         prefix_cache=prefix_cache)
+        self.changes = TREE_MODES[name]
+
+    def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
+        return super().generate(pp, dataclasses.replace(settings, **self.changes), None)
 
 
 def collab_config(name: str, weight: float, alpha: float) -> CollabConfig:
@@ -458,4 +484,8 @@ def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos:
             raise EdgespecError(f"{name} needs a pair with a draft model")
         return CollabMode(name, pair, target_device, draft_device, eos,
                           collab_config(name, collab_weight, collab_alpha), **edgespec)
+    if name in TREE_MODES:
+        if pair.draft is None:
+            raise EdgespecError(f"{name} needs a pair with a draft model")
+        return TreeMode(name, pair, target_device, draft_device, eos, **edgespec)
     raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(KNOWN_MODES)}")

@@ -52,6 +52,10 @@ DraftDevice = typer.Option("CPU", help="Device for the draft: CPU, GPU, NPU.")
 NoDraft = typer.Option(False, "--no-draft", help="Target only (the baseline), through the same loop.")
 MaxNew = typer.Option(128, "--max-new-tokens", "-n", min=1, help="Most tokens to generate (fewer at an end of turn).")
 DraftLength = typer.Option(GenerationConfig.draft_length, min=1, max=32, help="Drafted tokens per step (the start value when adaptive).")
+TreeOption = typer.Option("off", "--tree", help="Tree speculation (SpecExec): 'off' (chain drafts), 'auto' (a tree "
+                          "where the measured verify costs and acceptance say it pays, else the chain), or N (a tree "
+                          "of N drafted nodes every step). Needs the paged-attention form (CPU default); NPU drafts "
+                          "chains only.")
 FixedLength = typer.Option(False, "--fixed-draft-length", help="Keep the draft length; do not adapt it.")
 Sample = typer.Option(False, "--sample", help="Sample (lossless speculative sampling) instead of greedy.")
 Temperature = typer.Option(1.0, min=0.0, help="Sampling temperature (with --sample).")
@@ -135,10 +139,11 @@ def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_
 
 def make_config(max_new_tokens: int, draft_length: int, fixed_draft_length: bool, sample: bool, temperature: float,
                 top_k: int, top_p: float, seed: int | None, stop: list[str] | None,
-                collab: CollabConfig | None = None) -> GenerationConfig:
+                collab: CollabConfig | None = None, tree: str = "off") -> GenerationConfig:
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_k=top_k,
                             top_p=top_p, seed=seed, draft_length=draft_length,
-                            adaptive_draft=not fixed_draft_length, stop_strings=tuple(stop or ()), collab=collab)
+                            adaptive_draft=not fixed_draft_length, stop_strings=tuple(stop or ()), collab=collab,
+                            tree=tree)
 
 
 CHAT_HELP = "/reset clears the history, /stats shows the last answer's metrics, /help this, /exit quits; " \
@@ -159,6 +164,10 @@ def stats_table(stats) -> Table:
     ]
     if stats.lookup_tokens:  # prompt lookup: copied tokens proposed without a draft call
         rows.append(("prompt-lookup tokens kept", f"{stats.lookup_accepted}/{stats.lookup_tokens}"))
+    if stats.tree_steps:  # tree speculation: steps that verified a drafted tree
+        rows.append(("tree steps", str(stats.tree_steps)))
+    if stats.tree_choice:
+        rows.append(("tree auto chose", stats.tree_choice))
     if stats.draft_stopped_at:
         rows.append(("draft sat out from", f"token {stats.draft_stopped_at} (past its context)"))
     if stats.alternate_tokens:  # CoS: the target's own tokens, verified by the draft
@@ -184,13 +193,14 @@ def generate(
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
     collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
     collab_bonus: CollabBonusKind = CollabBonus, engine: Engine = EngineOption, draft_engine: DraftEngine = DraftEngineOption,
+    tree: str = TreeOption,
 ) -> None:
     """Generate one answer, streamed, then its metrics."""
     collab_cfg = collab_config(_value(collab), weight, alpha, collab_naive, _value(collab_bonus))
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
                          fast_kernels, collab_cfg, _value(engine), _value(draft_engine))
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
-                         stop, collab_cfg)
+                         stop, collab_cfg, tree)
     result = pipe.generate(prompt, config, streamer=None if as_json else _stream_to_stdout,
                            chat=False if raw else None)
     if as_json:
@@ -216,6 +226,7 @@ def chat(
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
     collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
     collab_bonus: CollabBonusKind = CollabBonus, engine: Engine = EngineOption, draft_engine: DraftEngine = DraftEngineOption,
+    tree: str = TreeOption,
 ) -> None:
     """Interactive chat: /reset clears the history, /stats shows the last answer's metrics, /help lists the
     commands, /exit quits. Ctrl-C stops the current answer and keeps the session."""
@@ -223,7 +234,7 @@ def chat(
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
                          fast_kernels, collab_cfg, _value(engine), _value(draft_engine))
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
-                         None, collab_cfg)
+                         None, collab_cfg, tree)
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     last_stats = None
     err.print(f"[dim]{CHAT_HELP}[/dim]")

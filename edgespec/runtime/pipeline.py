@@ -21,6 +21,7 @@ from edgespec.runtime.collab import collab_decode
 from edgespec.runtime.config import CollabConfig, GenerationConfig, GenerationStats
 from edgespec.runtime.draft_length import DraftLength
 from edgespec.runtime.speculative import decode
+from edgespec.runtime.tree_shape import TreeShape
 from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
 
 # A streamer gets each new piece of text; returning True asks generation to stop.
@@ -105,6 +106,7 @@ class SpeculativePipeline:
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         # Call costs measured while choosing draft lengths, carried from one generation to the next.
         self.draft_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        self.tree_shape: TreeShape | None = None  # the tree tuner's measurements, kept like the policy's
         # Collaborative decoding (GenerationConfig.collab): its own draft-length policy, and an exact copy of the
         # draft when this one has fast kernels (compiled on first use; see _collab_draft).
         self.collab_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
@@ -224,7 +226,10 @@ class SpeculativePipeline:
             steps = collab_decode(self.target, self._collab_draft(), ids, config, self.eos_ids, stats,
                                   self.collab_policy)
         else:
-            steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy)
+            if config.tree != "off" and (self.tree_shape is None or self.tree_shape.mode != config.tree):
+                self.tree_shape = TreeShape(config.tree)
+            steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy,
+                           self.tree_shape)
         # Detokenizing every step costs ~2 ms on this CPU; do it only when someone reads the pieces.
         incremental = streamer is not None or bool(config.stop_strings)
         try:
@@ -245,6 +250,8 @@ class SpeculativePipeline:
                     break
         finally:
             steps.close()
+            if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
+                stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
             final = self.tokenizer.decode(generated)  # the stream may still hold back a last piece
             if streamer is not None and final.startswith(text) and len(final) > len(text):
