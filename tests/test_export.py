@@ -279,6 +279,8 @@ def test_export_pair(tmp_path, tiny_gguf, tiny_ir):
     assert pair.target.eos_token_ids == [2] and pair.draft.vocab_size == TINY_SHAPE.vocab_size
     manifest = json.loads((out / "edgespec.json").read_text())
     assert manifest["target"]["weights"] == "gguf" and manifest["target"]["source"] == "tiny.gguf"
+    # the GGUF source is recorded for the llama.cpp engine; an IR draft has none
+    assert pair.target.gguf == tiny_gguf.resolve() and pair.draft.gguf is None
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
     # a draft without tokenizer IR (as FastDraft ships) gets the target's, which GenAI's draft_model needs
     bare = tmp_path / "bare-draft"
@@ -370,6 +372,7 @@ def test_default_pair_is_cached(default_pair, tmp_path):
     pair = load_pair(default_pair)
     assert pair.target.vocab_size == 49152 and pair.target.context_length == 8192
     assert pair.target.eos_token_ids == [2]
+    assert pair.target.gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and pair.target.gguf.is_file()  # llama.cpp's
     model_bin = default_pair / "target" / "openvino_model.bin"
     stamp = model_bin.stat().st_mtime_ns
     start = time.perf_counter()

@@ -26,11 +26,12 @@ def smollm2_gguf() -> Path:
 
 
 def build_tiny_model(folder: Path, weights: dict[str, np.ndarray], shape: LlamaShape = TINY_SHAPE,
-                     tokenizer_fields: dict | None = None) -> Path:
+                     tokenizer_fields: dict | None = None, keep_gguf: bool = False) -> Path:
     fields = tokenizer_fields or read_tokenizer_fields(smollm2_gguf())
     gguf_path = write_llama_gguf(folder / "model.gguf", shape, weights, fields, name=folder.name)
     convert_gguf(gguf_path, folder)
-    gguf_path.unlink()
+    if not keep_gguf:
+        gguf_path.unlink()
     write_model_info(folder, eos_token_ids=[2], context_length=shape.context, vocab_size=shape.vocab_size)
     return folder
 
@@ -49,4 +50,17 @@ def build_tiny_pair(root: Path, draft_noise: float = 0.3, seed: int = 0) -> Path
     build_tiny_model(root / "draft", perturbed(target_weights, draft_noise, seed + 1), tokenizer_fields=fields)
     write_manifest(root, "tiny", {"dir": "target", "source": "random", "weights": "fp16"},
                    {"dir": "draft", "source": "random", "weights": "fp16"})
+    return root
+
+
+def build_tiny_gguf_pair(root: Path, draft_noise: float = 0.02, seed: int = 0) -> Path:
+    """A tiny pair whose manifest records each model's GGUF (kept beside its IR): what the llama.cpp engine loads."""
+    target_weights = random_llama_weights(TINY_SHAPE, seed=seed)
+    fields = read_tokenizer_fields(smollm2_gguf())
+    build_tiny_model(root / "target", target_weights, tokenizer_fields=fields, keep_gguf=True)
+    build_tiny_model(root / "draft", perturbed(target_weights, draft_noise, seed + 1), tokenizer_fields=fields,
+                     keep_gguf=True)
+    write_manifest(root, "tiny-gguf", {"dir": "target", "source": "random", "weights": "fp16",
+                                       "gguf": "target/model.gguf"},
+                   {"dir": "draft", "source": "random", "weights": "fp16", "gguf": "draft/model.gguf"})
     return root

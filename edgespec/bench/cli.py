@@ -35,7 +35,11 @@ def bench_command(
                                    "four, six with --draft2; no pair-draft modes for a pair without draft). "
                                    "Collaborative decoding, on request only: naive-ensemble, cos-ensemble, "
                                    "naive-contrastive, cos-contrastive (CoS, one extra draft call for the bonus "
-                                   "position), cos-ensemble-alt, cos-contrastive-alt (CoS, alternate proposal)."),
+                                   "position), cos-ensemble-alt, cos-contrastive-alt (CoS, alternate proposal). "
+                                   "llama.cpp (needs the edgespec[llamacpp] extra and a pair exported from a GGUF): "
+                                   "llamacpp-target, llamacpp-lookup (llama-cpp-python's own loop, target only and "
+                                   "prompt lookup), edgespec-llamacpp-target, edgespec-llamacpp (edgespec's loop, "
+                                   "target on llama.cpp), edgespec-auto (the engine chosen by the probe)."),
     draft2: Optional[Path] = typer.Option(None, "--draft2", show_default=False,
                                           help="A second draft model folder (same vocabulary as the target): "
                                                "adds genai-spec2 and edgespec-spec2, the speculative modes with "
@@ -154,10 +158,15 @@ def print_summary(results: dict, console) -> None:
     short = {"genai-target": "GenAI", "genai-spec": "GenAI spec", "genai-spec2": "GenAI spec d2",
              "edgespec-target": "edgespec", "edgespec-spec": "edgespec spec", "edgespec-spec2": "edgespec spec d2",
              "naive-ensemble": "naive ens", "cos-ensemble": "CoS ens", "cos-ensemble-alt": "CoS ens alt",
-             "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-alt": "CoS con alt"}
+             "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-alt": "CoS con alt",
+             "llamacpp-target": "llama.cpp", "llamacpp-lookup": "llama.cpp lookup",
+             "edgespec-llamacpp-target": "edgespec llama.cpp", "edgespec-llamacpp": "edgespec spec llama.cpp",
+             "edgespec-auto": "edgespec auto",
+             "edgespec-tree-auto": "tree auto", "edgespec-tree16": "tree 16", "edgespec-chain16": "chain 16",
+             "edgespec-tree8": "tree 8", "edgespec-chain8": "chain 8"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
-        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in table]
+        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target") if b in table]
         collab = any(m in COLLAB_MODES for m in table)
         for col in ["mode", "tok/s", "accept", "tok/call"] + [f"x {short[b]}" for b in bases] + (
                 ["x naive"] if collab else []):

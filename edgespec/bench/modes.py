@@ -11,6 +11,17 @@
   cos-ensemble, cos-contrastive   the same combination made fast by speculation (CoS; one extra draft call for
                    the position after the last drafted token)
   cos-ensemble-alt, cos-contrastive-alt   CoS with its alternate proposal for that position instead
+  llamacpp-target  llama.cpp (llama-cpp-python's own generate loop, greedy sampler) on the pair's GGUF, target only
+  llamacpp-lookup  llama-cpp-python's prompt-lookup decoding (LlamaPromptLookupDecoding, its defaults) on the same
+                   GGUF; llama-cpp-python offers no second-model draft, so llama.cpp's own draft-model speculation
+                   (llama-speculative in llama.cpp's C++ tools) is not reachable from the package registries
+  edgespec-llamacpp-target, edgespec-llamacpp   edgespec's loop with the target on llama.cpp (the same GGUF),
+                   without and with the draft (on OpenVINO)
+  edgespec-auto    edgespec speculative with the target's engine chosen by the probe (`--engine auto`)
+  edgespec-tree-auto   tree speculation with --tree auto (edgespec.runtime.tree; a tree where it pays, else chain)
+  edgespec-tree16, edgespec-chain16, edgespec-tree8, edgespec-chain8   16 (or 8) verified tokens per target call:
+                   a tree of 15 (7) drafted nodes, and a fixed chain of 15 (7) drafted tokens (no prompt lookup),
+                   the equal-width comparison of tokens per call
 
 Each mode gets the prompt as token ids prepared by the bench, stops on the same eos ids,
 and returns a RunRecord with its own counters. Wall time is measured here, around the call,
@@ -42,8 +53,19 @@ COLLAB_MODES = ("naive-ensemble", "cos-ensemble", "cos-ensemble-alt", "naive-con
                 "cos-contrastive-alt")
 COLLAB_REFERENCE = {"cos-ensemble": "naive-ensemble", "cos-ensemble-alt": "naive-ensemble",
                     "cos-contrastive": "naive-contrastive", "cos-contrastive-alt": "naive-contrastive"}
-KNOWN_MODES = ALL_MODES + COLLAB_MODES                                         # canonical order of every mode
-SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2", *COLLAB_REFERENCE}
+# llama.cpp beside OpenVINO (on request; they need the edgespec[llamacpp] extra and a pair that records its GGUF).
+LLAMACPP_MODES = ("llamacpp-target", "llamacpp-lookup", "edgespec-llamacpp-target", "edgespec-llamacpp",
+                  "edgespec-auto")
+ENGINE_OF = {"edgespec-llamacpp-target": "llamacpp", "edgespec-llamacpp": "llamacpp", "edgespec-auto": "auto"}
+# Tree speculation (edgespec only; on request): the GenerationConfig changes each mode makes.
+TREE_MODES = {"edgespec-tree-auto": {"tree": "auto"},
+              "edgespec-tree16": {"tree": 15}, "edgespec-chain16": {"draft_length": 15, "max_draft_length": 15,
+                                                                    "adaptive_draft": False, "prompt_lookup": False},
+              "edgespec-tree8": {"tree": 7}, "edgespec-chain8": {"draft_length": 7, "adaptive_draft": False,
+                                                                 "prompt_lookup": False}}
+KNOWN_MODES = ALL_MODES + COLLAB_MODES + LLAMACPP_MODES + tuple(TREE_MODES)     # canonical order of every mode
+SPECULATIVE = {"genai-spec", "edgespec-spec", "genai-spec2", "edgespec-spec2", "edgespec-llamacpp", "edgespec-auto",
+               *COLLAB_REFERENCE}
 LABELS = {
     "genai-target": "GenAI target only",
     "genai-spec": "GenAI speculative",
@@ -57,6 +79,16 @@ LABELS = {
     "naive-contrastive": "naive contrastive",
     "cos-contrastive": "CoS contrastive",
     "cos-contrastive-alt": "CoS contrastive, alternate proposal",
+    "llamacpp-target": "llama.cpp target only",
+    "llamacpp-lookup": "llama.cpp prompt lookup",
+    "edgespec-llamacpp-target": "edgespec target only on llama.cpp",
+    "edgespec-llamacpp": "edgespec speculative on llama.cpp",
+    "edgespec-auto": "edgespec speculative, engine auto",
+    "edgespec-tree-auto": "edgespec tree auto",
+    "edgespec-tree16": "edgespec tree, 16 per call",
+    "edgespec-chain16": "edgespec chain, 16 per call",
+    "edgespec-tree8": "edgespec tree, 8 per call",
+    "edgespec-chain8": "edgespec chain, 8 per call",
 }
 
 
@@ -262,9 +294,11 @@ def _last_line(exc: Exception) -> str:
 
 class EdgespecMode(Mode):
     def __init__(self, pair: Pair, target_device: str, draft_device: str, use_draft: bool, eos: set[int],
-                 exact: bool | None = None, name: str | None = None, prefix_cache: bool = False):
+                 exact: bool | None = None, name: str | None = None, prefix_cache: bool = False,
+                 engine: str = "openvino"):
         """exact: as SpeculativePipeline's (None: exact target kernels, fast draft; False: device defaults).
-        prefix_cache: keep the KV cache between runs (a repeated prompt is not prefilled again) or start cold."""
+        prefix_cache: keep the KV cache between runs (a repeated prompt is not prefilled again) or start cold.
+        engine: the target's engine (SpeculativePipeline's)."""
         from edgespec.runtime.pipeline import SpeculativePipeline
 
         self.name = name or ("edgespec-spec" if use_draft else "edgespec-target")
@@ -272,7 +306,8 @@ class EdgespecMode(Mode):
             raise EdgespecError(f"{self.name} needs a pair with a draft model")
         self.eos = eos
         self.speculative = use_draft
-        self.pipe = SpeculativePipeline(pair, target_device, draft_device, use_draft=use_draft, exact=exact)
+        self.pipe = SpeculativePipeline(pair, target_device, draft_device, use_draft=use_draft, exact=exact,
+                                        engine=engine)
         self.prefix_cache = prefix_cache
 
     def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
@@ -314,6 +349,84 @@ class CollabMode(EdgespecMode):
 
     def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
         return super().generate(pp, dataclasses.replace(settings, collab=self.collab), draft_length)
+
+
+# ----------------------------------------------------------------------------- llama.cpp
+
+
+class LlamaCppMode(Mode):
+    """llama-cpp-python's own generation loop on the pair's GGUF: greedy (or its sampler chain), target only or with
+    its prompt-lookup decoding. Same threads, context, batch size and flash attention (on) as edgespec's llama.cpp
+    engine, so greedy outputs compare kernel for kernel."""
+
+    def __init__(self, pair: Pair, target_device: str, eos: set[int], lookup: bool, prefix_cache: bool = False):
+        from edgespec.runtime.engines import llamacpp_usable
+        from edgespec.runtime.llamacpp import default_threads, require_llama_cpp
+
+        self.name = "llamacpp-lookup" if lookup else "llamacpp-target"
+        why = llamacpp_usable(pair.target, target_device)
+        if why:
+            raise EdgespecError(f"{self.name}: {why}")
+        llama_cpp = require_llama_cpp()
+        kwargs = {}
+        if lookup:
+            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+            kwargs["draft_model"] = LlamaPromptLookupDecoding()
+            # With a draft model Llama keeps logits of every position, but sizes that buffer for all n_ctx of them
+            # only when logits_all is passed: without it a prompt longer than n_batch fails (0.3.36).
+            kwargs["logits_all"] = True
+        threads = default_threads()
+        self.llm = llama_cpp.Llama(str(pair.target.gguf), n_ctx=pair.target.context_length, n_batch=512,
+                                   n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False,
+                                   **kwargs)
+        self.eos = eos
+        self.prefix_cache = prefix_cache
+
+    def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
+        if not self.prefix_cache:
+            self.llm.reset()  # generate() then prefills the whole prompt (no prefix kept from the last run)
+        sampling = {"temp": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
+                    "min_p": 0.0} if settings.do_sample else {"temp": 0.0}  # temp 0: llama.cpp's greedy sampler
+        if settings.do_sample and settings.seed is not None:
+            self.llm.set_seed(settings.seed)
+        ids: list[int] = []
+        ttft = None
+        stop = None
+        t0 = time.perf_counter()
+        for token in self.llm.generate(pp.ids, repeat_penalty=1.0, **sampling):
+            if ttft is None:
+                ttft = time.perf_counter() - t0
+            ids.append(int(token))
+            if int(token) in self.eos:
+                stop = "eos"
+                break
+            if len(ids) >= settings.max_new_tokens:
+                stop = "length"
+                break
+        wall = time.perf_counter() - t0
+        ids = strip_eos(ids, self.eos)
+        lookup = self.name == "llamacpp-lookup"
+        return {"prompt_tokens": len(pp.ids), "new_tokens": len(ids), "wall_s": wall, "ttft_s": ttft,
+                "tpot_s": (wall - ttft) / (len(ids) - 1) if ttft is not None and len(ids) > 1 else None,
+                # Target-only: one call per token (the first is the prefill); the lookup loop's calls are not counted.
+                "target_calls": None if lookup else len(ids), "draft_calls": None if lookup else 0,
+                "drafted_tokens": None, "accepted_tokens": None, "token_ids": ids, "stop_reason": stop}
+
+    def close(self) -> None:
+        if getattr(self, "llm", None) is not None:
+            self.llm.close()
+        self.llm = None
+class TreeMode(EdgespecMode):
+    """The pair with a tree or a fixed-width chain (TREE_MODES): greedy output still equals target-only."""
+
+    def __init__(self, name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
+                 exact: bool | None = None, prefix_cache: bool = False):
+        super().__init__(pair, target_device, draft_device, use_draft=True, eos=eos, exact=exact, name=name,
+                         prefix_cache=prefix_cache)
+        self.changes = TREE_MODES[name]
+
+    def generate(self, pp: PreparedPrompt, settings: GenerationConfig, draft_length: int | None) -> dict:
+        return super().generate(pp, dataclasses.replace(settings, **self.changes), None)
 
 
 def collab_config(name: str, weight: float, alpha: float) -> CollabConfig:
@@ -361,9 +474,18 @@ def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos:
     if name == "edgespec-spec2":
         return EdgespecMode(with_draft2(pair, draft2), target_device, draft_device, use_draft=True, eos=eos,
                             name=name, **edgespec)
+    if name in ("llamacpp-target", "llamacpp-lookup"):
+        return LlamaCppMode(pair, target_device, eos, lookup=name == "llamacpp-lookup", prefix_cache=prefix_cache)
+    if name in ENGINE_OF:
+        return EdgespecMode(pair, target_device, draft_device, use_draft=name != "edgespec-llamacpp-target", eos=eos,
+                            name=name, engine=ENGINE_OF[name], **edgespec)
     if name in COLLAB_MODES:
         if pair.draft is None:
             raise EdgespecError(f"{name} needs a pair with a draft model")
         return CollabMode(name, pair, target_device, draft_device, eos,
                           collab_config(name, collab_weight, collab_alpha), **edgespec)
+    if name in TREE_MODES:
+        if pair.draft is None:
+            raise EdgespecError(f"{name} needs a pair with a draft model")
+        return TreeMode(name, pair, target_device, draft_device, eos, **edgespec)
     raise EdgespecError(f"unknown mode {name!r}; choose from {', '.join(KNOWN_MODES)}")

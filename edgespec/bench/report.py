@@ -86,7 +86,7 @@ def _headline(results: dict) -> str:
     summary = results["summary"].get("all", {})
     row = summary.get("edgespec-spec")
     parts = []
-    for base in ("genai-target", "edgespec-target", "genai-spec"):
+    for base in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target"):
         sp = row["speedup"].get(base) if row else None
         if sp:
             parts.append(f"{_spread(sp)}x over {LABELS[base]}")
@@ -247,8 +247,8 @@ def _tables(results: dict, add) -> None:
     for set_name, table in results["summary"].items():
         add(f"## Results: {set_name}")
         add("")
-        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec") if b in modes]
-        refs = [b for b in ("genai-target", "edgespec-target") if b in modes]
+        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target") if b in modes]
+        refs = [b for b in ("genai-target", "edgespec-target", "llamacpp-target") if b in modes]
         collab = any(m in COLLAB_MODES for m in table)
         head = ["mode", "new tokens/s", "TTFT ms", "TPOT ms"] + [f"speedup vs {LABELS[b]}" for b in bases]
         head += ["speedup vs naive collaborative"] if collab else []
@@ -331,7 +331,29 @@ def _sweep(results: dict, add) -> None:
     add("")
 
 
+def _llamacpp_cost(results: dict, add) -> None:
+    """The llama.cpp engine's target call costs beside OpenVINO's (edgespec-llamacpp runs)."""
+    curve = results.get("cost_curve_llamacpp")
+    if not curve:
+        return
+    ov = {int(k): v for k, v in ((results.get("cost_curve") or {}).get("target") or {}).get("call_s", {}).items()}
+    call_s = {int(k): v for k, v in curve["call_s"].items()}
+    engine = curve.get("engine", {})
+    add(f"## Target call cost on llama.cpp ({curve['past_tokens']}-token past, median of repeats; "
+        f"{engine.get('threads')} threads, batch {engine.get('batch')}, ubatch {engine.get('ubatch')}, "
+        f"flash attention {'on' if engine.get('flash_attn') else 'off'})")
+    add("")
+    add("| n new tokens | llama.cpp call ms | vs one step | OpenVINO call ms | vs one step |")
+    add("|---|---|---|---|---|")
+    t1, o1 = call_s[min(call_s)], ov.get(min(ov)) if ov else None
+    for n in sorted(call_s):
+        other = (f"{ov[n] * 1000:.1f} | {ov[n] / o1:.2f}x" if n in ov else "- | -")
+        add(f"| {n} | {call_s[n] * 1000:.1f} | {call_s[n] / t1:.2f}x | {other} |")
+    add("")
+
+
 def _cost(results: dict, add) -> None:
+    _llamacpp_cost(results, add)
     curve = results.get("cost_curve")
     if not curve:
         return

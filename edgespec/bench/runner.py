@@ -256,6 +256,11 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                 except Exception as exc:  # an hour of runs must not be lost to the last, optional step
                     results["notes"].append(f"cost curve failed: {exc.__class__.__name__}: {exc}")
                     console.print(f"[yellow]cost curve failed: {exc}[/]")
+                llama = next((loaded[m].pipe.target for m in ("edgespec-llamacpp", "edgespec-llamacpp-target",
+                                                               "edgespec-auto")
+                              if m in loaded and loaded[m].pipe.engine == "llamacpp"), None)
+                if llama is not None:
+                    results["cost_curve_llamacpp"] = _llamacpp_cost_curve(llama, opts, all_prompts[0].ids)
     finally:
         for mode in loaded.values():
             mode.close()
@@ -360,6 +365,17 @@ def _cost_curve(pair: Pair, loaded: dict[str, Mode], opts: BenchOptions, seed_id
     curve = costcurve.measure(pipe.target, pipe.draft, seed_ids, ns, past=past, repeats=opts.cost_repeats,
                               progress=lambda: progress.advance(task), draft2=draft2)
     curve["devices"] = {"target": opts.target_device, "draft": opts.draft_device}
+    return curve
+
+
+def _llamacpp_cost_curve(target, opts: BenchOptions, seed_ids: list[int]) -> dict:
+    """The same target call costs on the llama.cpp engine (the target edgespec-llamacpp decodes with)."""
+    past = min(opts.cost_past, target.context_length - 64 - 1)
+    ns = [n for n in costcurve.curve_points(opts.draft_lengths or [opts.settings.draft_length], 64)
+          if n <= target.context_length - past]
+    curve = costcurve.time_calls(target, costcurve._past_tokens(seed_ids, past), ns, opts.cost_repeats)
+    curve["engine"] = {"threads": target.threads, "batch": target.batch_size, "ubatch": target.ubatch,
+                       "flash_attn": target.flash_attn, "gguf": str(target.gguf)}
     return curve
 
 

@@ -20,6 +20,17 @@ from edgespec.runtime.pipeline import CollabConfig, GenerationConfig, Speculativ
 err = Console(stderr=True)
 
 
+class Engine(str, enum.Enum):
+    auto = "auto"
+    openvino = "openvino"
+    llamacpp = "llamacpp"
+
+
+class DraftEngine(str, enum.Enum):
+    openvino = "openvino"
+    llamacpp = "llamacpp"
+
+
 class CollabMethod(str, enum.Enum):
     ensemble = "ensemble"
     contrastive = "contrastive"
@@ -41,6 +52,10 @@ DraftDevice = typer.Option("CPU", help="Device for the draft: CPU, GPU, NPU.")
 NoDraft = typer.Option(False, "--no-draft", help="Target only (the baseline), through the same loop.")
 MaxNew = typer.Option(128, "--max-new-tokens", "-n", min=1, help="Most tokens to generate (fewer at an end of turn).")
 DraftLength = typer.Option(GenerationConfig.draft_length, min=1, max=32, help="Drafted tokens per step (the start value when adaptive).")
+TreeOption = typer.Option("off", "--tree", help="Tree speculation (SpecExec): 'off' (chain drafts), 'auto' (a tree "
+                          "where the measured verify costs and acceptance say it pays, else the chain), or N (a tree "
+                          "of N drafted nodes every step). Needs the paged-attention form (CPU default); NPU drafts "
+                          "chains only.")
 FixedLength = typer.Option(False, "--fixed-draft-length", help="Keep the draft length; do not adapt it.")
 Sample = typer.Option(False, "--sample", help="Sample (lossless speculative sampling) instead of greedy.")
 Temperature = typer.Option(1.0, min=0.0, help="Sampling temperature (with --sample).")
@@ -53,6 +68,11 @@ NpuResponse = typer.Option(128, "--npu-min-response", min=16, help="NPU: KV slot
 FastKernels = typer.Option(False, "--fast-kernels", help="The device's default kernels and KV cache for the target "
                            "too (faster on bf16/VNNI CPUs, and through an f16 KV cache on AVX2-only ones; greedy "
                            "speculative output may then differ from target-only).")
+EngineOption = typer.Option("auto", "--engine", help="The target's engine: openvino, llamacpp (the pair's GGUF on "
+                            "llama.cpp; needs the edgespec[llamacpp] extra), or auto: the faster here, from a short "
+                            "probe remembered in the cache (openvino when llama.cpp cannot run the target).")
+DraftEngineOption = typer.Option("openvino", "--draft-engine", help="The draft's engine: openvino, or llamacpp "
+                                 "(needs a GGUF of the draft recorded in the pair).")
 
 Collab = typer.Option(None, "--collab", help="Collaborative decoding of target and draft: 'ensemble' "
                       "(r = (1 - weight) p + weight q) or 'contrastive' (r = softmax(z_target - alpha z_draft)); "
@@ -91,7 +111,8 @@ def resolve_model(model: Path | None) -> Path:
 
 def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_draft: bool,
                   npu_max_prompt: int = 1024, npu_min_response: int = 128,
-                  fast_kernels: bool = False, collab: CollabConfig | None = None) -> SpeculativePipeline:
+                  fast_kernels: bool = False, collab: CollabConfig | None = None, engine: str = "auto",
+                  draft_engine: str = "openvino") -> SpeculativePipeline:
     """collab: load for collaborative decoding: the draft's logits enter the output, so both models compile exact
     (unless --fast-kernels)."""
     if collab is not None and no_draft:
@@ -101,7 +122,8 @@ def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_
     exact = False if fast_kernels else (True if collab is not None else None)
     with err.status("loading models..."):
         pipe = SpeculativePipeline.from_manifest(path, target_device=target_device, draft_device=draft_device,
-                                                 use_draft=not no_draft, npu=npu, exact=exact)
+                                                 use_draft=not no_draft, npu=npu, exact=exact,
+                                                 engine=engine, draft_engine=draft_engine)
     if collab is not None and pipe.draft is None:
         raise EdgespecError(f"--collab needs a draft model: {pipe.pair.root} has none")
     mode = "target only" if pipe.draft is None else "speculative"
@@ -109,17 +131,19 @@ def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_
         mode += " (this pair has no draft)"
     if collab is not None:
         mode = f"collaborative {collab.describe()}"
-    err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device}"
-              + (f", draft on {draft_device}" if pipe.draft else "") + "[/dim]")
+    chosen = ", chosen by --engine auto" if pipe.engine_probe else ""
+    err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device} ({pipe.engine}{chosen})"
+              + (f", draft on {draft_device} ({pipe.draft_engine})" if pipe.draft else "") + "[/dim]")
     return pipe
 
 
 def make_config(max_new_tokens: int, draft_length: int, fixed_draft_length: bool, sample: bool, temperature: float,
                 top_k: int, top_p: float, seed: int | None, stop: list[str] | None,
-                collab: CollabConfig | None = None) -> GenerationConfig:
+                collab: CollabConfig | None = None, tree: str = "off") -> GenerationConfig:
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_k=top_k,
                             top_p=top_p, seed=seed, draft_length=draft_length,
-                            adaptive_draft=not fixed_draft_length, stop_strings=tuple(stop or ()), collab=collab)
+                            adaptive_draft=not fixed_draft_length, stop_strings=tuple(stop or ()), collab=collab,
+                            tree=tree)
 
 
 CHAT_HELP = "/reset clears the history, /stats shows the last answer's metrics, /help this, /exit quits; " \
@@ -140,6 +164,10 @@ def stats_table(stats) -> Table:
     ]
     if stats.lookup_tokens:  # prompt lookup: copied tokens proposed without a draft call
         rows.append(("prompt-lookup tokens kept", f"{stats.lookup_accepted}/{stats.lookup_tokens}"))
+    if stats.tree_steps:  # tree speculation: steps that verified a drafted tree
+        rows.append(("tree steps", str(stats.tree_steps)))
+    if stats.tree_choice:
+        rows.append(("tree auto chose", stats.tree_choice))
     if stats.draft_stopped_at:
         rows.append(("draft sat out from", f"token {stats.draft_stopped_at} (past its context)"))
     if stats.alternate_tokens:  # CoS: the target's own tokens, verified by the draft
@@ -164,14 +192,15 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streamed text."),
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
     collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
-    collab_bonus: CollabBonusKind = CollabBonus,
+    collab_bonus: CollabBonusKind = CollabBonus, engine: Engine = EngineOption, draft_engine: DraftEngine = DraftEngineOption,
+    tree: str = TreeOption,
 ) -> None:
     """Generate one answer, streamed, then its metrics."""
     collab_cfg = collab_config(_value(collab), weight, alpha, collab_naive, _value(collab_bonus))
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
-                         fast_kernels, collab_cfg)
+                         fast_kernels, collab_cfg, _value(engine), _value(draft_engine))
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
-                         stop, collab_cfg)
+                         stop, collab_cfg, tree)
     result = pipe.generate(prompt, config, streamer=None if as_json else _stream_to_stdout,
                            chat=False if raw else None)
     if as_json:
@@ -179,6 +208,7 @@ def generate(
         print(json.dumps({"model": str(pipe.pair.root), "mode": mode,
                           "collab": dataclasses.asdict(collab_cfg) if collab_cfg else None,
                           "target_device": target_device, "draft_device": draft_device if pipe.draft else None,
+                          "engine": pipe.engine, "draft_engine": pipe.draft_engine if pipe.draft else None,
                           "text": result.text, "token_ids": result.token_ids, "stats": result.stats.as_dict()}))
         return
     print()
@@ -195,15 +225,16 @@ def chat(
     system: str = typer.Option(None, help="System message."),
     npu_max_prompt: int = NpuPrompt, npu_min_response: int = NpuResponse, fast_kernels: bool = FastKernels,
     collab: CollabMethod = Collab, weight: float = Weight, alpha: float = Alpha, collab_naive: bool = CollabNaive,
-    collab_bonus: CollabBonusKind = CollabBonus,
+    collab_bonus: CollabBonusKind = CollabBonus, engine: Engine = EngineOption, draft_engine: DraftEngine = DraftEngineOption,
+    tree: str = TreeOption,
 ) -> None:
     """Interactive chat: /reset clears the history, /stats shows the last answer's metrics, /help lists the
     commands, /exit quits. Ctrl-C stops the current answer and keeps the session."""
     collab_cfg = collab_config(_value(collab), weight, alpha, collab_naive, _value(collab_bonus))
     pipe = load_pipeline(model, target_device, draft_device, no_draft, npu_max_prompt, npu_min_response,
-                         fast_kernels, collab_cfg)
+                         fast_kernels, collab_cfg, _value(engine), _value(draft_engine))
     config = make_config(max_new_tokens, draft_length, fixed_draft_length, sample, temperature, top_k, top_p, seed,
-                         None, collab_cfg)
+                         None, collab_cfg, tree)
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     last_stats = None
     err.print(f"[dim]{CHAT_HELP}[/dim]")

@@ -208,6 +208,9 @@ def simulate(
                                               "draft, and note that in the decode loop it is often higher "
                                               "than alone)"),
     switch_ms: float = typer.Option(0.0, help="extra ms of a target call whose shape differs from the last"),
+    engine: str = typer.Option("openvino", help="price target calls with the bench's OpenVINO cost curve or its "
+                                                "llama.cpp one (a bench that ran edgespec-llamacpp): what each "
+                                                "engine's curve gives the same draft"),
     draft_lengths: str = typer.Option("1,2,3,4,5", help="fixed draft lengths to compare"),
     initial: int = typer.Option(None, help="the adaptive policy's first draft length (default: the runtime's)"),
     max_new_tokens: int = typer.Option(128),
@@ -223,7 +226,9 @@ def simulate(
 
     rows = _read_evalset(evalset_path)
     lengths = _parse_lengths(draft_lengths)
-    call_s, draft_s, catch_up_s = costs_from_bench(bench)
+    if engine not in ("openvino", "llamacpp"):
+        raise EdgespecError(f"unknown engine {engine!r} (openvino or llamacpp)")
+    call_s, draft_s, catch_up_s = costs_from_bench(bench, engine)
     if draft_ms is not None:
         draft_s, catch_up_s = [draft_ms / 1000], None
     start = GenerationConfig.draft_length if initial is None else initial

@@ -114,13 +114,16 @@ def simulate(match_lists: list[np.ndarray], call_s: dict[int, float], draft_s: f
     return rows
 
 
-def costs_from_bench(results_json: Path) -> tuple[dict[int, float], list[float], list[float] | None]:
-    """From an `edgespec bench` results.json: the target's call costs per shape, the draft's cost per call after
-    a target call (one per call position where the bench measured them), and those when the first call catches up
-    (None from older benches)."""
+def costs_from_bench(results_json: Path, engine: str = "openvino") -> tuple[dict[int, float], list[float],
+                                                                            list[float] | None]:
+    """From an `edgespec bench` results.json: the target's call costs per shape (on OpenVINO, or on llama.cpp from
+    a bench that ran edgespec-llamacpp), the draft's cost per call after a target call (one per call position where
+    the bench measured them), and those when the first call catches up (None from older benches)."""
     try:
-        curve = json.loads(results_json.read_text())["cost_curve"]
-        call_s = {int(n): float(s) for n, s in curve["target"]["call_s"].items()}
+        results = json.loads(results_json.read_text())
+        curve = results["cost_curve"]
+        target = results["cost_curve_llamacpp"] if engine == "llamacpp" else curve["target"]
+        call_s = {int(n): float(s) for n, s in target["call_s"].items()}
         if curve.get("draft_calls_s"):
             calls = curve["draft_calls_s"]
             return call_s, [float(t) for t in calls["plain"]], [float(t) for t in calls["catch_up"]]

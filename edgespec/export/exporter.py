@@ -233,8 +233,11 @@ def check_gguf_tokenizers(target: Source, draft: Source) -> None:
                                 f"(target {a!r}, draft {b!r})")
 
 
-def _entry(model: ExportedModel, dirname: str, device: str = "CPU") -> dict:
-    return {"dir": dirname, "source": model.source, "weights": model.weights, "device": device}
+def _entry(model: ExportedModel, dirname: str, source: Source, device: str = "CPU") -> dict:
+    entry = {"dir": dirname, "source": model.source, "weights": model.weights, "device": device}
+    if source.kind == "gguf":
+        entry["gguf"] = str(source.path.resolve())  # what the llama.cpp engine loads (--engine llamacpp)
+    return entry
 
 
 def _check_out(out: Path) -> None:
@@ -291,8 +294,8 @@ def export_pair(target: Source, draft: Source | None, out: str | Path, target_we
             for tokenizer_file in TOKENIZER_FILES:
                 if not (staging / "draft" / tokenizer_file).is_file():
                     shutil.copyfile(staging / "target" / tokenizer_file, staging / "draft" / tokenizer_file)
-        write_manifest(staging, name or out.name, _entry(exported_target, "target"),
-                       _entry(exported_draft, "draft") if exported_draft else None)
+        write_manifest(staging, name or out.name, _entry(exported_target, "target", target),
+                       _entry(exported_draft, "draft", draft) if exported_draft else None)
         _replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -22,20 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from edgespec.runtime.cache import cache_root
 from edgespec.runtime.errors import EdgespecError
 from edgespec.export.catalogue import GgufFile
 
 CHUNK = 1 << 22
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """~/.cache/edgespec unless EDGESPEC_CACHE or XDG_CACHE_HOME say otherwise."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("EDGESPEC_CACHE"):
-        return Path(os.environ["EDGESPEC_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edgespec"
 
 
 def sha256_of(path: Path) -> str:

@@ -142,7 +142,8 @@ def ensure_default_pair(cache_dir: str | Path | None = None, console: Console | 
         _convert_default_target(preset.target, target_dir, console)
     draft_entry = _attach_draft(root, preset)
     target_entry = {"dir": "target", "source": f"{preset.target.name} ({preset.target.gguf.file})",
-                    "weights": DEFAULT_TARGET_WEIGHTS, "device": "CPU"}
+                    "weights": DEFAULT_TARGET_WEIGHTS, "device": "CPU",
+                    "gguf": str(locate_gguf(preset.target.gguf, cache_dir, fetch=False))}  # for --engine llamacpp
     wanted = {"format": 1, "name": preset.name, "target": target_entry, "draft": draft_entry}
     manifest = root / MANIFEST
     current = None

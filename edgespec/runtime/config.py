@@ -63,8 +63,12 @@ class GenerationConfig:
     prompt_lookup: bool = True  # copy n-grams from the prompt and the text so far when they match
     collab: CollabConfig | None = None  # collaborative decoding of target and draft (None: the target's output)
     draft_window: int = 256  # the draft reads at most this many prompt tokens (its head and tail; 0: all)
+    tree: str | int = "off"  # tree speculation (tree.py): "off", "auto" (tuned budget, or chain), or a node budget
 
     def __post_init__(self):
+        from edgespec.runtime.tree_shape import parse_tree
+
+        self.tree = parse_tree(self.tree)
         if isinstance(self.collab, dict):  # a config read back from JSON (asdict flattens the nested one)
             self.collab = CollabConfig(**self.collab)
 
@@ -103,6 +107,8 @@ class GenerationStats:
     target_s: float = 0.0  # time inside target calls
     draft_s: float = 0.0  # time inside draft calls
     draft_lengths: list[int] = field(default_factory=list)
+    tree_steps: int = 0  # steps that verified a drafted tree (their node counts are in draft_lengths)
+    tree_choice: str = ""  # --tree auto: what the tuner chose last and why
 
     def finish(self, start: float) -> None:
         self.wall_s = time.perf_counter() - start

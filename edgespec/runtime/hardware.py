@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGES = ("edgespec", "openvino", "openvino-genai", "openvino-tokenizers", "numpy")
+PACKAGES = ("edgespec", "openvino", "openvino-genai", "openvino-tokenizers", "numpy", "llama-cpp-python")
 
 
 def cpu_name() -> str:

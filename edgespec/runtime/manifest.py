@@ -9,7 +9,8 @@ A pair folder holds `edgespec.json` and one sub-folder per model:
       draft/                   the same; a draft with a reduced output head adds draft_vocab.npy
 
 Each model entry in edgespec.json: {"dir": "target", "source": "<where it came from>",
-"weights": "int4|int8|fp16|gguf", "device": "CPU"}.
+"weights": "int4|int8|fp16|gguf", "device": "CPU"}, and "gguf": the GGUF file the model was exported from
+(absolute, or relative to the pair folder) when there is one: the llama.cpp engine loads that file.
 edgespec_model.json: {"eos_token_ids": [...], "context_length": N, "vocab_size": N}.
 A bare model folder (no edgespec.json) is accepted as a target-only pair.
 """
@@ -42,6 +43,7 @@ class ModelEntry:
     eos_token_ids: list[int] = field(default_factory=list)
     context_length: int = 2048
     vocab_size: int = 0
+    gguf: Path | None = None  # the GGUF this model was exported from (what the llama.cpp engine loads)
 
     @property
     def xml(self) -> Path:
@@ -74,7 +76,8 @@ def _check_files(folder: Path, names: tuple[str, ...]) -> None:
             raise EdgespecError(f"empty model file: {path}")
 
 
-def read_model_entry(folder: Path, entry: dict | None = None, need_tokenizer: bool = True) -> ModelEntry:
+def read_model_entry(folder: Path, entry: dict | None = None, need_tokenizer: bool = True,
+                     root: Path | None = None) -> ModelEntry:
     folder = folder.resolve()
     if not folder.is_dir():
         raise EdgespecError(f"model folder not found: {folder}")
@@ -91,6 +94,7 @@ def read_model_entry(folder: Path, entry: dict | None = None, need_tokenizer: bo
         eos_token_ids=[int(i) for i in info.get("eos_token_ids", [])],
         context_length=int(info.get("context_length", 2048)),
         vocab_size=int(info.get("vocab_size", 0)),
+        gguf=(Path(root or folder) / Path(entry["gguf"]).expanduser()) if entry.get("gguf") else None,
     )
 
 
@@ -119,10 +123,10 @@ def load_pair(path: str | Path) -> Pair:
         raise EdgespecError(f"{manifest_path}: unsupported manifest format {manifest.get('format')!r}")
     if not isinstance(manifest.get("target"), dict) or "dir" not in manifest["target"]:
         raise EdgespecError(f"{manifest_path}: no target entry")
-    target = read_model_entry(root / manifest["target"]["dir"], manifest["target"])
+    target = read_model_entry(root / manifest["target"]["dir"], manifest["target"], root=root)
     draft = None
     if manifest.get("draft"):
-        draft = read_model_entry(root / manifest["draft"]["dir"], manifest["draft"], need_tokenizer=False)
+        draft = read_model_entry(root / manifest["draft"]["dir"], manifest["draft"], need_tokenizer=False, root=root)
     return Pair(root=root, name=manifest.get("name", root.name), target=target, draft=draft)
 
 

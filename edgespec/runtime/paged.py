@@ -16,6 +16,8 @@ from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.model import LOGITS_COUNT, common_prefix, head_matmul, slice_head_input
 
 CACHE_INPUTS = ("key_cache.", "value_cache.")
+TREE_INPUTS = ("qq_bias", "qq_bias_begins")  # the PA op's query-to-query mask: tree verification (tree.py)
+NO_TREE = {"qq_bias": np.zeros(0, np.uint8), "qq_bias_begins": np.zeros(0, np.int32)}  # empty: plain causal
 
 
 def to_paged(model: ov.Model) -> bool:
@@ -23,7 +25,8 @@ def to_paged(model: ov.Model) -> bool:
     Returns False (model unchanged) when the model is not a stateful LLM the transformation knows."""
     if not model.get_sinks():
         return False
-    paged_attention_transformation(model)
+    # qq_bias: an [n, n] mask between the tokens of one call, so a call can verify a tree (empty for a chain).
+    paged_attention_transformation(model, allow_qq_bias=True)
     node = head_matmul(model)
     if node is not None:
         # PA models put all tokens of a call on one axis: the first, or the second of [tokens, 1, hidden].
@@ -47,6 +50,7 @@ class PagedLM:
         self.context_length = context_length
         self.vocab_map = vocab_map  # a reduced draft head predicts indices into this map of target ids
         self.input_names = {port.any_name for port in compiled.inputs}
+        self.tree = set(TREE_INPUTS) <= self.input_names  # can a call take a tree mask (forward_tree)
         self.cache_ports = [port for port in compiled.inputs if port.any_name.startswith(CACHE_INPUTS)]
         # CPU cache layout: [blocks, kv_heads, block_size, head_size (+ scales for u8)].
         self.block_size = self.cache_ports[0].get_partial_shape()[2].get_length()
@@ -93,6 +97,32 @@ class PagedLM:
     def forward(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
         """Append `tokens` to the cache; return the logits of the last `last` of them (all by default)."""
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        return self._run(tokens, np.arange(self.cached, self.cached + len(tokens), dtype=np.int64), None, last)
+
+    def forward_tree(self, tokens: list[int], positions: np.ndarray, mask: np.ndarray,
+                     last: int | None = None) -> np.ndarray:
+        """Feed `tokens` into the next cache slots with their own position ids and an [n, n] mask of which of them
+        each one sees (every token also sees all cached ones); return the logits of the last `last`. The cache then
+        holds them in slot order: `keep_slots` makes it a sequence again."""
+        if not self.tree:
+            raise EdgespecError("this model cannot verify a tree (its paged-attention op has no qq_bias input)")
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        return self._run(tokens, np.asarray(positions, dtype=np.int64), mask, last)
+
+    def keep_slots(self, keep: int, slots: list[int]) -> None:
+        """Keep the first `keep` cached positions, then the given slots (ascending, all >= keep) moved to follow
+        them: a verified tree path becomes a plain sequence in the cache."""
+        moved = [(s, keep + i) for i, s in enumerate(slots) if s != keep + i]
+        if moved:
+            src, dst = np.array(moved).T
+            for port in self.cache_ports:
+                data = self.request.get_tensor(port.any_name).data  # [blocks, kv_heads, block, size]: a view
+                data[dst // self.block_size, :, dst % self.block_size] = \
+                    data[src // self.block_size, :, src % self.block_size]
+        self.tokens = self.tokens[:keep] + [self.tokens[s] for s in slots]
+
+    def _run(self, tokens: np.ndarray, positions: np.ndarray, mask: np.ndarray | None,
+             last: int | None) -> np.ndarray:
         n, past = len(tokens), self.cached
         if past + n > self.context_length:
             raise EdgespecError(f"context length {self.context_length} reached ({past} cached + {n} new tokens)")
@@ -101,7 +131,7 @@ class PagedLM:
         blocks = -(-(past + n) // self.block_size)
         inputs = {
             "input_ids": tokens,
-            "position_ids": np.arange(past, past + n, dtype=np.int64),
+            "position_ids": positions,
             "past_lens": np.array([past], np.int32),
             "subsequence_begins": np.array([0, n], np.int32),
             "block_indices": self.block_ids[:blocks],
@@ -110,6 +140,10 @@ class PagedLM:
         }
         if LOGITS_COUNT in self.input_names:
             inputs[LOGITS_COUNT] = np.array([rows], np.int64)
+        if self.tree:
+            inputs |= NO_TREE if mask is None else {
+                "qq_bias": np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1),
+                "qq_bias_begins": np.array([0, n * n], np.int32)}
         try:
             self.request.start_async(inputs, share_inputs=True)
             self.request.wait()

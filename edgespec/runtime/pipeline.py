@@ -9,7 +9,10 @@ from pathlib import Path
 import openvino as ov
 
 from edgespec.runtime.devices import compile_model, is_cpu, is_npu
+from edgespec.runtime.engines import (check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls, probe_draft,
+                                      probe_file, probe_key, remember, remembered)
 from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.llamacpp import LlamaCppLM
 from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
 from edgespec.runtime.model import StatefulLM, read_ir, slice_logits
 from edgespec.runtime.paged import PagedLM, to_paged
@@ -18,6 +21,7 @@ from edgespec.runtime.collab import collab_decode
 from edgespec.runtime.config import CollabConfig, GenerationConfig, GenerationStats
 from edgespec.runtime.draft_length import DraftLength
 from edgespec.runtime.speculative import decode
+from edgespec.runtime.tree_shape import TreeShape
 from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
 
 # A streamer gets each new piece of text; returning True asks generation to stop.
@@ -62,36 +66,87 @@ def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollbac
     return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)
 
 
+LM = StatefulLM | PagedLM | LlamaCppLM
+# Token ids the engine probe feeds (any ids in the vocabulary: the values do not change a call's cost).
+PROBE_SEED = list(range(1000, 1064))
+
+
 class SpeculativePipeline:
     def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
                  exact: bool | None = None, rollback: str = "mask", npu: NPUConfig | None = None,
-                 form: str = "auto"):
+                 form: str = "auto", engine: str = "openvino", draft_engine: str = "openvino"):
         self.pair = pair
+        check_engine(engine)
+        if check_engine(draft_engine) == "auto":
+            raise EdgespecError("the draft's engine is openvino or llamacpp (auto chooses the target's)")
         core = ov.Core()
         self.tokenizer = TextTokenizer(pair.target.dir)
+        # The draft's numerics only move acceptance, so it keeps the fast device defaults unless exact=True asks
+        # for both (comparisons in tests).
+        self.draft_engine = draft_engine
+        self.draft: LM | None = None
+        if use_draft and pair.draft:
+            self.draft = (load_llamacpp(pair.draft, "draft") if draft_engine == "llamacpp" else
+                          _load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True, form=form))
         # The target's logits must not depend on how many tokens a call feeds, or greedy speculative output
-        # drifts from target-only output; the draft's numerics only move acceptance, so it keeps the fast
-        # device defaults unless exact=True asks for both (comparisons in tests).
-        self.target = _load_lm(core, pair.target, target_device, exact is not False, rollback, npu, form=form)
-        self.draft = (_load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True, form=form)
-                      if use_draft and pair.draft else None)
+        # drifts from target-only output (OpenVINO: exact kernels; llama.cpp: measured in docs/llamacpp.md).
+        self.engine_probe: dict | None = None  # what auto measured (or remembered) to choose the target's engine
+        probed: dict[str, LM] = {}  # targets the probe loaded, reused rather than loaded again
+
+        def load_openvino_target() -> LM:
+            if "openvino" not in probed:
+                probed["openvino"] = _load_lm(core, pair.target, target_device, exact is not False, rollback, npu,
+                                              form=form)
+            return probed["openvino"]
+
+        self.engine = self._target_engine(engine, target_device, draft_device, load_openvino_target)
+        self.target = load_llamacpp(pair.target) if self.engine == "llamacpp" else load_openvino_target()
+        probed.clear()
         self.last_stats: GenerationStats | None = None
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         # Call costs measured while choosing draft lengths, carried from one generation to the next.
         self.draft_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        self.tree_shape: TreeShape | None = None  # the tree tuner's measurements, kept like the policy's
         # Collaborative decoding (GenerationConfig.collab): its own draft-length policy, and an exact copy of the
         # draft when this one has fast kernels (compiled on first use; see _collab_draft).
         self.collab_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
-        self.collab_draft: StatefulLM | PagedLM | None = None
+        self.collab_draft: LM | None = None
         self._draft_load = (core, draft_device, exact, rollback, npu, form)
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
                                 f"({self.target.vocab_size}): export the pair again with `edgespec export`")
 
+    def _target_engine(self, engine: str, target_device: str, draft_device: str,
+                       load_openvino_target: Callable[[], LM]) -> str:
+        """The target's engine: as asked, or for auto the one the probe (run now or remembered) finds faster."""
+        if engine != "auto":
+            if engine == "llamacpp" and (why := llamacpp_usable(self.pair.target, target_device)):
+                raise EdgespecError(f"--engine llamacpp: {why}")
+            return engine
+        if llamacpp_usable(self.pair.target, target_device):
+            return "openvino"
+        key = probe_key(self.pair.target, self.pair.draft if self.draft is not None else None, target_device,
+                        f"{draft_device}/{self.draft_engine}")
+        verdict = remembered(key)
+        if verdict is None:
+            verdict = self._probe_engines(load_openvino_target())
+            remember(probe_file(), key, verdict)
+        self.engine_probe = verdict
+        return verdict["engine"]
+
+    def _probe_engines(self, ov_target: LM) -> dict:
+        """Time the target on both engines, and the draft's step."""
+        llama_target = load_llamacpp(self.pair.target)
+        draft_s = probe_draft(self.draft, PROBE_SEED) if self.draft is not None else None
+        verdict = decide(probe_calls(ov_target, PROBE_SEED), probe_calls(llama_target, PROBE_SEED), draft_s)
+        llama_target.close()
+        return verdict
+
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
                       use_draft: bool = True, exact: bool | None = None, rollback: str = "mask",
-                      npu: NPUConfig | None = None, form: str = "auto") -> SpeculativePipeline:
+                      npu: NPUConfig | None = None, form: str = "auto", engine: str = "openvino",
+                      draft_engine: str = "openvino") -> SpeculativePipeline:
         """Load a pair folder (edgespec.json) or a bare model folder.
 
         exact: None (default) compiles the target with call-shape-independent kernels (f32, no dynamic
@@ -103,10 +158,15 @@ class SpeculativePipeline:
         npu: static shapes for a model on device NPU (emulated on the CPU when there is none; see edgespec.runtime.npu).
         form: "paged" (OpenVINO's paged-attention form, PagedLM), "stateful" (StatefulLM), or "auto": paged on
         CPU, stateful elsewhere (NPU always runs stateful through NPUW).
+        engine: the target's engine: "openvino", "llamacpp" (the GGUF the pair records, on llama.cpp; needs the
+        edgespec[llamacpp] extra), or "auto": the faster of the two on this machine, from a short probe kept in
+        the cache (OpenVINO when llama.cpp cannot run the target). draft_engine: the draft's, "openvino" or
+        "llamacpp" (needs a GGUF of the draft).
         """
-        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu, form)
+        return cls(load_pair(path), target_device, draft_device, use_draft, exact, rollback, npu, form, engine,
+                   draft_engine)
 
-    def _collab_draft(self) -> StatefulLM | PagedLM:
+    def _collab_draft(self) -> LM:
         """The draft collaborative decoding runs. Its logits enter the output, so unlike a speculative draft it
         needs call-shape-independent (exact) kernels for greedy CoS to equal naive collaborative decoding: with
         the default exact=None (fast draft) an exact copy is compiled once; exact=True has one already;
@@ -115,7 +175,7 @@ class SpeculativePipeline:
             raise EdgespecError("collaborative decoding needs a draft model: " + (
                 "this pair has none" if self.pair.draft is None else "the pipeline has use_draft=False"))
         core, device, exact, rollback, npu, form = self._draft_load
-        if exact is not None or is_npu(device):
+        if exact is not None or is_npu(device) or self.draft_engine == "llamacpp":
             return self.draft
         if self.collab_draft is None:
             self.collab_draft = _load_lm(core, self.pair.draft, device, True, rollback, npu, draft=True, form=form)
@@ -166,7 +226,10 @@ class SpeculativePipeline:
             steps = collab_decode(self.target, self._collab_draft(), ids, config, self.eos_ids, stats,
                                   self.collab_policy)
         else:
-            steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy)
+            if config.tree != "off" and (self.tree_shape is None or self.tree_shape.mode != config.tree):
+                self.tree_shape = TreeShape(config.tree)
+            steps = decode(self.target, self.draft, ids, config, self.eos_ids, stats, self.draft_policy,
+                           self.tree_shape)
         # Detokenizing every step costs ~2 ms on this CPU; do it only when someone reads the pieces.
         incremental = streamer is not None or bool(config.stop_strings)
         try:
@@ -187,6 +250,8 @@ class SpeculativePipeline:
                     break
         finally:
             steps.close()
+            if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
+                stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
             final = self.tokenizer.decode(generated)  # the stream may still hold back a last piece
             if streamer is not None and final.startswith(text) and len(final) > len(text):

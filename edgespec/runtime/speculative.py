@@ -20,6 +20,9 @@ from edgespec.runtime.config import GenerationConfig, GenerationStats
 from edgespec.runtime.draft_length import DraftLength
 from edgespec.runtime.lookup import PromptLookup
 from edgespec.runtime.model import StatefulLM
+from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.tree import tree_step
+from edgespec.runtime.tree_shape import BRANCHING, TreeShape, tree_width
 
 Rule = GreedyRule | SamplingRule
 
@@ -32,8 +35,9 @@ class Step:
     new_tokens: list[int]
     draft_s: float
     target_s: float
-    source: str = "draft"  # who proposed: "draft" (the draft model) or "lookup" (prompt lookup)
+    source: str = "draft"  # who proposed: "draft" (the draft model), "lookup" (prompt lookup) or "tree"
     catch_up_s: float = 0.0  # the draft reading text it had not seen, before it proposed (its prefill)
+    draft_calls: int | None = None  # when not one per drafted token (a tree's rounds)
 
 
 def propose(draft: StatefulLM, sequence: list[int], k: int, rule: Rule, rng: np.random.Generator,
@@ -144,9 +148,11 @@ def cut_at_eos(tokens: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
 
 
 def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], config: GenerationConfig,
-           eos_ids: set[int], stats: GenerationStats, policy: DraftLength | None = None) -> Iterator[list[int]]:
+           eos_ids: set[int], stats: GenerationStats, policy: DraftLength | None = None,
+           shape: TreeShape | None = None) -> Iterator[list[int]]:
     """Yield new tokens as the target confirms them. The caller stops the generator to end early.
-    `policy` carries call costs measured in earlier generations with the same models (it is restarted)."""
+    `policy` carries call costs measured in earlier generations with the same models (it is restarted);
+    `shape` the tree tuner's measurements (config.tree)."""
     rng = np.random.default_rng(config.seed)
     rule = rule_for(config.do_sample, config.warp)
     longest = config.max_draft_length
@@ -163,6 +169,9 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
     # Prompt lookup is a second proposer for speculative runs; target-only (no draft) stays the plain baseline.
     lookup = PromptLookup() if config.prompt_lookup and draft is not None else None
     window = DraftWindow.for_prompt(len(prompt), config.draft_window)
+    shape = tree_shape_for(config, target, draft, shape)
+    if config.tree == "auto" and shape is None and draft is not None:
+        stats.tree_choice = "the chain: this model form has no tree mask (NPU and stateful forms draft chains only)"
     try:
         while stats.new_tokens < config.max_new_tokens:
             # Each step yields at most k + 1 tokens and places k + 1 tokens from position len(sequence) - 1.
@@ -177,8 +186,10 @@ def decode(target: StatefulLM, draft: StatefulLM | None, prompt: list[int], conf
             if stats.new_tokens == 0:
                 step = prefill(target, sequence, rule, rng)
             else:
-                step = next_step(target, draft, lookup, policy, sequence, window.view(sequence), room, rule, rng,
-                                 generated=stats.new_tokens)
+                step = (tree_next(target, draft, shape, policy, sequence, window.view(sequence), room, config, rng)
+                        if shape is not None and draft is not None else None)
+                step = step or next_step(target, draft, lookup, policy, sequence, window.view(sequence), room, rule,
+                                         rng, generated=stats.new_tokens)
                 if draft is not None or lookup is not None:
                     stats.draft_lengths.append(len(step.drafted))
             record(stats, step)
@@ -231,6 +242,37 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
     return step
 
 
+def tree_shape_for(config: GenerationConfig, target, draft, shape: TreeShape | None) -> TreeShape | None:
+    """The tree tuner for this generation, or None (chain steps only)."""
+    if config.tree == "off" or draft is None:
+        return None
+    if not (getattr(target, "tree", False) and getattr(draft, "tree", False)):
+        if config.tree == "auto":
+            return None  # auto means "a tree where it pays": on a form without tree masks, the chain
+        where = "NPU (NPUW static shapes)" if target.max_feed or draft.max_feed else "the stateful model form"
+        raise EdgespecError(f"--tree {config.tree}: tree verification needs the paged-attention model form (CPU "
+                            f"default); {where} runs chain speculation only: use --tree off or auto")
+    if shape is None or shape.mode != config.tree:
+        return TreeShape(config.tree)
+    shape.restart()
+    return shape
+
+
+def tree_next(target, draft, shape: TreeShape, policy: DraftLength, sequence: list[int], draft_sequence: list[int],
+              room: int, config: GenerationConfig, rng: np.random.Generator) -> Step | None:
+    """A tree step when the tuner asks for one (None: take a chain step)."""
+    budget = min(shape.budget(policy), room, draft.context_length - len(draft_sequence) - 1)
+    if budget < 1:
+        return None
+    warp = config.warp if config.do_sample else None
+    done = tree_step(target, draft, sequence, budget, tree_width(budget), BRANCHING, warp, rng, draft_sequence)
+    # A tree's costs stay with the tuner: in the chain policy's table they moved its held k (docs/trees.md).
+    shape.record(done.ranks, done.visited_children, done.draft_calls, done.draft_s, len(done.drafted) + 1,
+                 done.target_s)
+    return Step(done.drafted, len(done.path), done.new_tokens, done.draft_s, done.target_s, source="tree",
+                draft_calls=done.draft_calls)
+
+
 def record(stats: GenerationStats, step: Step) -> None:
     stats.target_calls += 1
     stats.target_s += step.target_s
@@ -241,5 +283,8 @@ def record(stats: GenerationStats, step: Step) -> None:
         if step.source == "lookup":
             stats.lookup_tokens += len(step.drafted)
             stats.lookup_accepted += step.kept
+        elif step.source == "tree":
+            stats.tree_steps += 1
+            stats.draft_calls += step.draft_calls
         else:
             stats.draft_calls += len(step.drafted)
