@@ -459,6 +459,21 @@ def test_recipe_end_to_end(tmp_path, tiny_corpus, tiny_pair):
     for kind, rows in sim2["results"].items():
         assert rows["k=5"]["tokens_per_target_call"] == sim[kind]["k=5"]["tokens_per_target_call"]
         assert rows["k=5"]["tokens_per_s"] < sim[kind]["k=5"]["tokens_per_s"]
+    # trees replayed with the real draft: a 1-node tree is the draft's argmax, i.e. the k = 1 chain, call for call
+    run("simulate", "--draft", draft, "--target", target, "--evalset", evalset, "--bench", bench_json,
+        "--max-new-tokens", 8, "--draft-lengths", "2", "--tree", "1,4", "--out", tmp_path / "tree.json")
+    trees = json.loads((tmp_path / "tree.json").read_text())
+    assert trees["budgets"] == [1, 4] and set(trees["results"]) == set(sim2["results"])
+    for kind, r in trees["results"].items():
+        assert set(r["chains"]["measured"]) >= {"target-only", "k=1", "k=2", "k=4"}
+        assert r["trees"]["tree 1"]["tokens_per_target_call"] == r["chains"]["flat"]["k=1"]["tokens_per_target_call"]
+        flat = r["trees"]["tree 4"]["flat"]
+        # on a flat curve a call costs the 1-token step whatever its width; the draft's rounds are what is added
+        assert flat["seconds"] > flat["target_calls"] * 0.01
+        assert r["best"]["flat"]["tree"] in ("tree 1", "tree 4") and r["best"]["measured"]["tree_over_chain"] > 0
+    with pytest.raises(AssertionError, match="training checkpoint"):
+        run("simulate", "--draft", tmp_path / "align" / "last.pt", "--target", target, "--evalset", evalset,
+            "--bench", bench_json, "--max-new-tokens", 8, "--tree", "4")
 
     # the runtime loads the exported draft (reduced head) beside its target and reports the same kind of numbers
     pair = tmp_path / "pair"

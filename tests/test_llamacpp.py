@@ -164,7 +164,7 @@ def test_real_smollm2_speculative_greedy_equals_llamacpp_target_only():
     from edgespec.runtime.engines import load_llamacpp
     from edgespec.runtime.manifest import read_model_entry
     from edgespec.runtime.assets import DRAFTS
-    from edgespec.runtime.pipeline import _load_lm
+    from edgespec.runtime.pipeline import load_lm
     from edgespec.runtime.speculative import decode
     from edgespec.runtime.draft_length import DraftLength
     from tiny import smollm2_gguf
@@ -173,8 +173,8 @@ def test_real_smollm2_speculative_greedy_equals_llamacpp_target_only():
     target_entry = read_model_entry(DRAFTS / "smollm2", need_tokenizer=False)  # context and eos as the target's
     target_entry.gguf = smollm2_gguf()
     target = load_llamacpp(target_entry)
-    draft = _load_lm(ov.Core(), read_model_entry(DRAFTS / "smollm2", need_tokenizer=False), "CPU", False, "mask",
-                     draft=True)
+    draft = load_lm(ov.Core(), read_model_entry(DRAFTS / "smollm2", need_tokenizer=False), "CPU", False, "mask",
+                    draft=True)
     config = GenerationConfig(max_new_tokens=48)
     kept = 0
     for text in SMOLLM2_PROMPTS:

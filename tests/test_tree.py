@@ -226,3 +226,27 @@ def test_bench_runs_tree_modes_beside_chain_and_target(tiny_pair, tmp_path):
         assert row["matches"] and all(m["equal"] == m["total"] for m in row["matches"].values()), row["matches"]
     tree8 = next(r for r in main if r["mode"] == "edgespec-tree8")
     assert 0 < tree8["drafted_tokens"] <= 7 * (tree8["target_calls"] - 1)  # at most 7 nodes a step
+
+
+def test_replayed_trees_accept_the_drafts_own_text(pipes):
+    """`draft simulate --tree` replays cached answers: on the draft's own greedy text every tree holds the draft's
+    argmax child of the root, so a 1-node tree keeps 2 tokens per call; bigger trees keep at least as many over
+    the answer, and the draft's calls are logged by tokens fed (one token, then the tree so far per round)."""
+    from edgespec.draft.simulate_tree import CountedCalls, answer_path, replay_answer
+
+    draft = pipes["near"].draft
+    prompt = pipes["near"].prompt_ids("def fibonacci(n):", chat=False)
+    draft.reset()
+    answer = []
+    for _ in range(9):
+        answer.append(int(draft.forward(prompt + answer if not answer else answer[-1:], last=1)[0].argmax()))
+    counted = CountedCalls(draft)
+    one = replay_answer(counted, prompt, answer, 1)
+    assert [c.new_tokens for c in one] == [2, 2, 2, 2, 1] and [c.nodes for c in one] == [1, 1, 1, 1, 0]
+    # budget 1: the root's scores only (no round after), so the kept node is fed with the next token
+    assert [c.draft_fed for c in one[:-1]] == [[1], [2], [2], [2]]
+    eight = replay_answer(counted, prompt, answer, 8)
+    assert sum(c.new_tokens for c in eight) == len(answer) and len(eight) <= len(one)
+    assert all(c.draft_fed[0] in (1, 2) and c.draft_fed[1:] == list(range(1, len(c.draft_fed))) for c in eight[:-1])
+    tree = tree_of([[5, 6, 7], [5, 8]])
+    assert answer_path(tree, [5, 8, 9]) == [0, 3] and answer_path(tree, [6]) == []

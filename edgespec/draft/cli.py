@@ -214,10 +214,14 @@ def simulate(
     draft_lengths: str = typer.Option("1,2,3,4,5", help="fixed draft lengths to compare"),
     initial: int = typer.Option(None, help="the adaptive policy's first draft length (default: the runtime's)"),
     max_new_tokens: int = typer.Option(128),
+    tree: str = typer.Option(None, help="also replay trees of these node budgets (e.g. 4,8,16,32; up to 63), "
+                                        "grown by the draft as the runtime grows them, beside chains of the same "
+                                        "widths, on the bench's cost curve and on a flat one"),
     out: Path = typer.Option(None, help="write the results as JSON here"),
 ) -> None:
     """Speed of each fixed draft length and of the runtime's adaptive policy, simulated on cached target
-    answers (greedy, exact per-position matches; time from the bench's cost curve, without CPU noise)."""
+    answers (greedy, exact per-position matches; time from the bench's cost curve, without CPU noise).
+    With --tree, trees too, and the best tree over the best chain per set on the measured and a flat curve."""
     from rich.table import Table
 
     from edgespec.runtime.config import GenerationConfig
@@ -232,6 +236,10 @@ def simulate(
     if draft_ms is not None:
         draft_s, catch_up_s = [draft_ms / 1000], None
     start = GenerationConfig.draft_length if initial is None else initial
+    if tree:
+        _simulate_trees(draft, rows, target, max_new_tokens, call_s, draft_s, lengths, start, _parse_lengths(tree),
+                        switch_ms / 1000, catch_up_s, bench, out)
+        return
     results = simulation_by_kind(draft, rows, target, max_new_tokens, call_s, draft_s, lengths, start,
                                  switch_s=switch_ms / 1000, catch_up_s=catch_up_s)
     draft_text = " / ".join(f"{t * 1000:.2f}" for t in draft_s) + (" (catch-up: " + " / ".join(
@@ -246,6 +254,35 @@ def simulate(
         console.print(table)
     _write_json(out, {"bench": str(bench), "draft_s": draft_s, "catch_up_s": catch_up_s, "switch_s": switch_ms / 1000,
                       "results": {kind: policies for kind, (_, policies) in results.items()}})
+
+
+def _simulate_trees(draft: Path, rows: list[dict], target: Path, max_new_tokens: int, call_s: dict[int, float],
+                    draft_s: list[float], lengths: list[int], start: int, budgets: list[int], switch_s: float,
+                    catch_up_s: list[float] | None, bench: Path, out: Path | None) -> None:
+    from rich.table import Table
+
+    from edgespec.draft.evaluation import tree_simulation_by_kind
+
+    results = tree_simulation_by_kind(draft, rows, target, max_new_tokens, call_s, draft_s, lengths, start, budgets,
+                                      switch_s=switch_s, catch_up_s=catch_up_s)
+    for kind, r in results.items():
+        table = Table(title=f"{kind} ({r['answers']} answers): trees and chains, measured and flat target curve")
+        for col in ("policy", "tokens/call", "speedup (measured)", "speedup (flat)"):
+            table.add_column(col, justify="left" if col == "policy" else "right")
+        base = {name: chains["target-only"]["tokens_per_s"] for name, chains in r["chains"].items()}
+        for name, row in r["chains"]["measured"].items():
+            table.add_row(f"chain {name}", f"{row['tokens_per_target_call']:.2f}", f"{row['speedup']:.3f}",
+                          f"{r['chains']['flat'][name]['speedup']:.3f}")
+        for name, row in r["trees"].items():
+            table.add_row(name, f"{row['tokens_per_target_call']:.2f}",
+                          f"{row['measured']['tokens_per_s'] / base['measured']:.3f}",
+                          f"{row['flat']['tokens_per_s'] / base['flat']:.3f}")
+        console.print(table)
+        for name, best in r["best"].items():
+            console.print(f"  {name} curve: best tree ({best['tree']}) over best fixed chain ({best['chain']}): "
+                          f"{best['tree_over_chain']:.3f}x")
+    _write_json(out, {"bench": str(bench), "draft_s": draft_s, "catch_up_s": catch_up_s, "switch_s": switch_s,
+                      "budgets": budgets, "results": results})
 
 
 @app.command()

@@ -41,8 +41,10 @@ class GenerationResult:
 MODEL_FORMS = ("auto", "paged", "stateful")
 
 
-def _load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str,
-             npu: NPUConfig | None = None, draft: bool = False, form: str = "auto") -> StatefulLM | PagedLM:
+def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str,
+            npu: NPUConfig | None = None, draft: bool = False, form: str = "auto") -> StatefulLM | PagedLM:
+    """One model of a pair compiled for `device`: NPU through NPUW (StatefulLM, position rollback), CPU in the paged
+    form by default (PagedLM: trees, free rollback), else the stateful form with sliced logits (StatefulLM)."""
     if form not in MODEL_FORMS:
         raise EdgespecError(f"unknown model form {form!r} (choose from {', '.join(MODEL_FORMS)})")
     model = read_ir(entry.xml)
@@ -87,7 +89,7 @@ class SpeculativePipeline:
         self.draft: LM | None = None
         if use_draft and pair.draft:
             self.draft = (load_llamacpp(pair.draft, "draft") if draft_engine == "llamacpp" else
-                          _load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True, form=form))
+                          load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True, form=form))
         # The target's logits must not depend on how many tokens a call feeds, or greedy speculative output
         # drifts from target-only output (OpenVINO: exact kernels; llama.cpp: measured in docs/llamacpp.md).
         self.engine_probe: dict | None = None  # what auto measured (or remembered) to choose the target's engine
@@ -95,8 +97,8 @@ class SpeculativePipeline:
 
         def load_openvino_target() -> LM:
             if "openvino" not in probed:
-                probed["openvino"] = _load_lm(core, pair.target, target_device, exact is not False, rollback, npu,
-                                              form=form)
+                probed["openvino"] = load_lm(core, pair.target, target_device, exact is not False, rollback, npu,
+                                             form=form)
             return probed["openvino"]
 
         self.engine = self._target_engine(engine, target_device, draft_device, load_openvino_target)
@@ -178,7 +180,7 @@ class SpeculativePipeline:
         if exact is not None or is_npu(device) or self.draft_engine == "llamacpp":
             return self.draft
         if self.collab_draft is None:
-            self.collab_draft = _load_lm(core, self.pair.draft, device, True, rollback, npu, draft=True, form=form)
+            self.collab_draft = load_lm(core, self.pair.draft, device, True, rollback, npu, draft=True, form=form)
         return self.collab_draft
 
     def clear_cache(self) -> None:
