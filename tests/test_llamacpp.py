@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgespec.runtime.config import GenerationConfig, GenerationStats
-from edgespec.runtime.engines import decide, predicted_rate
+from edgespec.runtime.engines import choose_engine, decide, expected_seconds, predicted_rate
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import available
 
@@ -64,6 +64,25 @@ def test_engine_choice_from_costs():
     # a free draft: the flat curve verifies 3 tokens for little more than one step
     verdict = decide({1: 0.016, 2: 0.017, 4: 0.019}, steep, 0.0005)
     assert verdict["engine"] == "openvino" and verdict["predicted_k"]["openvino"] == 3
+    assert not verdict["per_prompt"]  # no prefill measured: one engine
+
+
+def test_engine_per_prompt_when_the_faster_decoder_prefills_slower():
+    flat = {1: 0.030, 2: 0.033, 4: 0.040}
+    steep = {1: 0.014, 2: 0.023, 4: 0.041}
+    # llama.cpp-like: faster steps, prefill at half OpenVINO's speed (as SmolLM2 Q4_1 on the AVX2 EPYC)
+    verdict = decide(flat, steep, None, {"openvino": 0.30, "llamacpp": 0.60})
+    assert verdict["engine"] == "llamacpp" and verdict["per_prompt"]
+    # each 256 prompt tokens cost 0.3 s more on llama.cpp, each answer token 16 ms less: ~19 answer tokens pay it
+    assert expected_seconds(verdict, "llamacpp", 256, 0) == pytest.approx(0.60)
+    assert expected_seconds(verdict, "openvino", 128, 10) == pytest.approx(0.15 + 10 * 0.030)
+    assert choose_engine(verdict, {"openvino": 800, "llamacpp": 800}, 16) == "openvino"
+    assert choose_engine(verdict, {"openvino": 800, "llamacpp": 800}, 128) == "llamacpp"
+    assert choose_engine(verdict, {"openvino": 2000, "llamacpp": 2000}, 128) == "openvino"
+    assert choose_engine(verdict, {"openvino": 40, "llamacpp": 40}, 16) == "llamacpp"
+    # a chat whose history llama.cpp holds: only the new turn is prefilled there
+    assert choose_engine(verdict, {"openvino": 800, "llamacpp": 30}, 128) == "llamacpp"
+    assert not decide(flat, steep, None, {"openvino": 0.6, "llamacpp": 0.3})["per_prompt"]
 
 
 @needs_llama_cpp
@@ -142,12 +161,41 @@ def test_auto_engine_probes_once_and_remembers(gguf_pair, tmp_path, monkeypatch)
     (verdict,) = probes.values()
     assert set(verdict["call_s"]) == {"openvino", "llamacpp"}
     assert {int(n) for n in verdict["call_s"]["llamacpp"]} == set(PROBE_NS) and verdict["draft_token_s"] > 0
+    assert set(verdict["prefill_s"]) == {"openvino", "llamacpp"} and min(verdict["prefill_s"].values()) > 0
+    assert set(pipe.targets) == ({"openvino", "llamacpp"} if verdict["per_prompt"] else {pipe.engine})
     # Remembered: a second pipeline takes the verdict from the cache (a changed verdict there is obeyed).
     other = "openvino" if pipe.engine == "llamacpp" else "llamacpp"
     (key,) = probes
-    probes[key]["engine"] = other
+    probes[key].update(engine=other, per_prompt=False)
     (tmp_path / PROBE_FILE).write_text(json.dumps(probes))
-    assert SpeculativePipeline.from_manifest(gguf_pair, engine="auto").engine == other
+    again = SpeculativePipeline.from_manifest(gguf_pair, engine="auto")
+    assert again.engine == other and list(again.targets) == [other]
+
+
+@needs_llama_cpp
+def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_path, monkeypatch):
+    """A verdict where llama.cpp decodes faster and OpenVINO prefills faster keeps both targets: each generation
+    runs where it is expected to finish first, and the output is the same greedy text on either."""
+    from edgespec.runtime.engines import PROBE_FILE, probe_key
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.pipeline import SpeculativePipeline
+
+    monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path))
+    pair = load_pair(gguf_pair)
+    verdict = decide({1: 0.030, 2: 0.033, 4: 0.040}, {1: 0.014, 2: 0.023, 4: 0.041}, 0.002,
+                     {"openvino": 0.30, "llamacpp": 0.60})
+    key = probe_key(pair.target, pair.draft, "CPU", "CPU/openvino")
+    (tmp_path / PROBE_FILE).write_text(json.dumps({key: verdict}))
+    pipe = SpeculativePipeline.from_manifest(gguf_pair, engine="auto")
+    assert set(pipe.targets) == {"openvino", "llamacpp"}
+    config = GenerationConfig(max_new_tokens=8)
+    short = pipe.generate("Hello there", config, chat=False)
+    assert short.stats.engine == "llamacpp"
+    long_prompt = list(range(5, 205))  # 200 prompt tokens: 0.23 s more to prefill on llama.cpp than 8 tokens save
+    long_run = pipe.generate(long_prompt, config)
+    assert long_run.stats.engine == "openvino"
+    on_llama = SpeculativePipeline.from_manifest(gguf_pair, engine="llamacpp", use_draft=False)
+    assert long_run.token_ids == on_llama.generate(long_prompt, config).token_ids
 
 
 SMOLLM2_CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"

@@ -256,9 +256,9 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                 except Exception as exc:  # an hour of runs must not be lost to the last, optional step
                     results["notes"].append(f"cost curve failed: {exc.__class__.__name__}: {exc}")
                     console.print(f"[yellow]cost curve failed: {exc}[/]")
-                llama = next((loaded[m].pipe.target for m in ("edgespec-llamacpp", "edgespec-llamacpp-target",
-                                                               "edgespec-auto")
-                              if m in loaded and loaded[m].pipe.engine == "llamacpp"), None)
+                llama = next((loaded[m].pipe.targets["llamacpp"] for m in ("edgespec-llamacpp",
+                                                                            "edgespec-llamacpp-target", "edgespec-auto")
+                              if m in loaded and "llamacpp" in loaded[m].pipe.targets), None)
                 if llama is not None:
                     results["cost_curve_llamacpp"] = _llamacpp_cost_curve(llama, opts, all_prompts[0].ids)
     finally:

@@ -132,7 +132,8 @@ def load_pipeline(model: Path | None, target_device: str, draft_device: str, no_
     if collab is not None:
         mode = f"collaborative {collab.describe()}"
     chosen = ", chosen by --engine auto" if pipe.engine_probe else ""
-    err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device} ({pipe.engine}{chosen})"
+    engines = " or ".join(pipe.targets) + " per prompt" if len(pipe.targets) > 1 else pipe.engine
+    err.print(f"[dim]{pipe.pair.name}: {mode}, target on {target_device} ({engines}{chosen})"
               + (f", draft on {draft_device} ({pipe.draft_engine})" if pipe.draft else "") + "[/dim]")
     return pipe
 
@@ -164,6 +165,8 @@ def stats_table(stats) -> Table:
     ]
     if stats.lookup_tokens:  # prompt lookup: copied tokens proposed without a draft call
         rows.append(("prompt-lookup tokens kept", f"{stats.lookup_accepted}/{stats.lookup_tokens}"))
+    if stats.engine:
+        rows.append(("target engine", stats.engine))
     if stats.tree_steps:  # tree speculation: steps that verified a drafted tree
         rows.append(("tree steps", str(stats.tree_steps)))
     if stats.tree_choice:

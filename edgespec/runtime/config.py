@@ -109,6 +109,7 @@ class GenerationStats:
     draft_lengths: list[int] = field(default_factory=list)
     tree_steps: int = 0  # steps that verified a drafted tree (their node counts are in draft_lengths)
     tree_choice: str = ""  # --tree auto: what the tuner chose last and why
+    engine: str = ""  # the target's engine for this generation (auto may choose per generation)
 
     def finish(self, start: float) -> None:
         self.wall_s = time.perf_counter() - start

@@ -1,8 +1,11 @@
 """Which engine runs a model: OpenVINO, llama.cpp, or the faster of the two on this machine (auto).
 
-auto times both engines on the target (calls of 1, 2 and 4 tokens after a short past, as verification makes them)
-and the draft's one-token step, predicts the tokens per second each engine would give with the draft at a prior
-acceptance (and alone), and picks the higher. The choice is kept in the cache, keyed by the model files, the
+auto times both engines on the target (calls of 1, 2 and 4 tokens after a short past, as verification makes them,
+and a prompt's prefill) and the draft's one-token step, predicts the tokens per second each engine would decode at
+with the draft at a prior acceptance (and alone), and picks the higher. Where the other engine prefills faster
+(llama.cpp decodes SmolLM2 Q4_1 faster here but prefills it at half OpenVINO's speed), both stay loaded and each
+generation takes the engine with the least expected time: the prompt tokens its cache lacks at its prefill rate
+plus the expected answer at its decode rate. The verdict is kept in the cache, keyed by the model files, the
 library versions, the CPU and the thread count, so it is measured again only when one of those changes.
 """
 
@@ -12,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -32,7 +36,8 @@ PROBE_REPEATS = 3
 # token match is 0.56 on MT-bench and 0.73 on HumanEval); the adaptive policy corrects k once decoding runs.
 PRIOR_ACCEPTANCE = 0.6
 PROBE_FILE = "engine-probes.json"
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # 2: prefill timed too
+PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
 
 
 def check_engine(engine: str) -> str:
@@ -111,14 +116,43 @@ def probe_draft(draft, seed_ids: list[int]) -> float:
     return costs.time_calls(draft, past, [1], PROBE_REPEATS)["call_s"][1]
 
 
-def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], draft_token_s: float | None) -> dict:
-    """The probe's verdict from measured costs: each engine's predicted rate and the faster engine."""
+def probe_prefill(lm, seed_ids: list[int]) -> float:
+    """Median seconds of a PREFILL_TOKENS-token prompt fed to an empty cache (the first is a warm-up)."""
+    ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - 1))
+    times = []
+    for _ in range(PROBE_REPEATS + 1):
+        lm.reset()
+        start = time.perf_counter()
+        lm.forward(ids, last=1)
+        times.append(time.perf_counter() - start)
+    lm.reset()
+    return statistics.median(times[1:])
+
+
+def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], draft_token_s: float | None,
+           prefill_s: dict[str, float] | None = None) -> dict:
+    """The probe's verdict from measured costs: each engine's predicted decode rate, the faster engine, and whether
+    the other one prefills faster (per_prompt: keep both, choose per generation with choose_engine)."""
     rates = {"openvino": predicted_rate(openvino_calls, draft_token_s),
              "llamacpp": predicted_rate(llamacpp_calls, draft_token_s)}
     engine = max(rates, key=lambda e: rates[e][0])
+    per_prompt = bool(prefill_s) and min(prefill_s, key=prefill_s.get) != engine
     return {"engine": engine, "predicted_tokens_per_s": {e: r for e, (r, _) in rates.items()},
             "predicted_k": {e: k for e, (_, k) in rates.items()}, "acceptance_prior": PRIOR_ACCEPTANCE,
-            "call_s": {"openvino": openvino_calls, "llamacpp": llamacpp_calls}, "draft_token_s": draft_token_s}
+            "call_s": {"openvino": openvino_calls, "llamacpp": llamacpp_calls}, "draft_token_s": draft_token_s,
+            "prefill_s": prefill_s, "prefill_tokens": PREFILL_TOKENS, "per_prompt": per_prompt}
+
+
+def expected_seconds(verdict: dict, engine: str, prompt_tokens: int, answer_tokens: float) -> float:
+    """A generation's expected time on `engine`: the prompt tokens its cache lacks at the probed prefill rate,
+    then the answer at the predicted decode rate."""
+    prefill = verdict["prefill_s"][engine] * prompt_tokens / verdict["prefill_tokens"]
+    return prefill + answer_tokens / verdict["predicted_tokens_per_s"][engine]
+
+
+def choose_engine(verdict: dict, pending: dict[str, int], answer_tokens: float) -> str:
+    """The engine (of those in `pending`: engine -> prompt tokens its cache lacks) that should run a generation."""
+    return min(pending, key=lambda e: expected_seconds(verdict, e, pending[e], answer_tokens))
 
 
 def read_probes(path: Path) -> dict:

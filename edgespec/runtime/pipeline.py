@@ -9,12 +9,12 @@ from pathlib import Path
 import openvino as ov
 
 from edgespec.runtime.devices import compile_model, is_cpu, is_npu
-from edgespec.runtime.engines import (check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls, probe_draft,
-                                      probe_file, probe_key, remember, remembered)
+from edgespec.runtime.engines import (check_engine, choose_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
+                                      probe_draft, probe_file, probe_key, probe_prefill, remember, remembered)
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import LlamaCppLM
 from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
-from edgespec.runtime.model import StatefulLM, read_ir, slice_logits
+from edgespec.runtime.model import StatefulLM, common_prefix, read_ir, slice_logits
 from edgespec.runtime.paged import PagedLM, to_paged
 from edgespec.runtime.npu import NPUConfig
 from edgespec.runtime.collab import collab_decode
@@ -95,31 +95,51 @@ class SpeculativePipeline:
         self.engine_probe: dict | None = None  # what auto measured (or remembered) to choose the target's engine
         probed: dict[str, LM] = {}  # targets the probe loaded, reused rather than loaded again
 
-        def load_openvino_target() -> LM:
-            if "openvino" not in probed:
-                probed["openvino"] = load_lm(core, pair.target, target_device, exact is not False, rollback, npu,
-                                             form=form)
-            return probed["openvino"]
+        def load_target(name: str) -> LM:
+            if name not in probed:
+                probed[name] = (load_llamacpp(pair.target) if name == "llamacpp" else
+                                load_lm(core, pair.target, target_device, exact is not False, rollback, npu, form=form))
+            return probed[name]
 
-        self.engine = self._target_engine(engine, target_device, draft_device, load_openvino_target)
-        self.target = load_llamacpp(pair.target) if self.engine == "llamacpp" else load_openvino_target()
+        self.engine = self._target_engine(engine, target_device, draft_device, load_target)
+        # auto, where one engine decodes faster and the other prefills faster: both stay, chosen per generation.
+        names = ("openvino", "llamacpp") if (self.engine_probe or {}).get("per_prompt") else (self.engine,)
+        self.targets: dict[str, LM] = {name: load_target(name) for name in names}
+        for name, lm in probed.items():
+            if name not in self.targets and hasattr(lm, "close"):
+                lm.close()
         probed.clear()
         self.last_stats: GenerationStats | None = None
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
-        # Call costs measured while choosing draft lengths, carried from one generation to the next.
-        self.draft_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        # Call costs measured while choosing draft lengths, carried from one generation to the next (per engine:
+        # each target has its own cost curve). Collaborative decoding has its own policies.
+        self.policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+                         for name in self.targets}
+        self.collab_policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length,
+                                                  True) for name in self.targets}
+        self.answer_tokens: float | None = None  # decayed length of the last answers (the engine choice's guess)
+        self._use_engine(self.engine)
         self.tree_shape: TreeShape | None = None  # the tree tuner's measurements, kept like the policy's
-        # Collaborative decoding (GenerationConfig.collab): its own draft-length policy, and an exact copy of the
-        # draft when this one has fast kernels (compiled on first use; see _collab_draft).
-        self.collab_policy = DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
+        # An exact copy of the draft for collaborative decoding when this one has fast kernels (see _collab_draft).
         self.collab_draft: LM | None = None
         self._draft_load = (core, draft_device, exact, rollback, npu, form)
         if self.draft is not None and self.draft.vocab_map is None and self.draft.vocab_size != self.target.vocab_size:
             raise EdgespecError(f"draft vocabulary ({self.draft.vocab_size}) differs from the target's "
                                 f"({self.target.vocab_size}): export the pair again with `edgespec export`")
 
+    def _use_engine(self, name: str) -> None:
+        self.engine, self.target = name, self.targets[name]
+        self.draft_policy, self.collab_policy = self.policies[name], self.collab_policies[name]
+
+    def _engine_for(self, ids: list[int], config: GenerationConfig) -> str:
+        """With both targets loaded (auto): the engine expected to finish this generation first, from the prompt
+        tokens each one's cache lacks and the expected answer (as long as the last ones ran, up to the limit)."""
+        answer = min(config.max_new_tokens, self.answer_tokens or config.max_new_tokens)
+        pending = {name: len(ids) - common_prefix(lm.tokens, ids) for name, lm in self.targets.items()}
+        return choose_engine(self.engine_probe, pending, answer)
+
     def _target_engine(self, engine: str, target_device: str, draft_device: str,
-                       load_openvino_target: Callable[[], LM]) -> str:
+                       load_target: Callable[[str], LM]) -> str:
         """The target's engine: as asked, or for auto the one the probe (run now or remembered) finds faster."""
         if engine != "auto":
             if engine == "llamacpp" and (why := llamacpp_usable(self.pair.target, target_device)):
@@ -131,18 +151,17 @@ class SpeculativePipeline:
                         f"{draft_device}/{self.draft_engine}")
         verdict = remembered(key)
         if verdict is None:
-            verdict = self._probe_engines(load_openvino_target())
+            verdict = self._probe_engines(load_target)
             remember(probe_file(), key, verdict)
         self.engine_probe = verdict
         return verdict["engine"]
 
-    def _probe_engines(self, ov_target: LM) -> dict:
-        """Time the target on both engines, and the draft's step."""
-        llama_target = load_llamacpp(self.pair.target)
+    def _probe_engines(self, load_target: Callable[[str], LM]) -> dict:
+        """Time the target on both engines (decode-shaped calls and a prefill), and the draft's step."""
+        ov_target, llama_target = load_target("openvino"), load_target("llamacpp")
         draft_s = probe_draft(self.draft, PROBE_SEED) if self.draft is not None else None
-        verdict = decide(probe_calls(ov_target, PROBE_SEED), probe_calls(llama_target, PROBE_SEED), draft_s)
-        llama_target.close()
-        return verdict
+        prefill = {"openvino": probe_prefill(ov_target, PROBE_SEED), "llamacpp": probe_prefill(llama_target, PROBE_SEED)}
+        return decide(probe_calls(ov_target, PROBE_SEED), probe_calls(llama_target, PROBE_SEED), draft_s, prefill)
 
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
@@ -184,8 +203,9 @@ class SpeculativePipeline:
         return self.collab_draft
 
     def clear_cache(self) -> None:
-        """Forget every cached position of both models: the next prompt is prefilled from scratch."""
-        self.target.reset()
+        """Forget every cached position of every model: the next prompt is prefilled from scratch."""
+        for target in self.targets.values():
+            target.reset()
         for draft in (self.draft, self.collab_draft):
             if draft is not None:
                 draft.reset()
@@ -220,7 +240,9 @@ class SpeculativePipeline:
         """Generate a continuation of `prompt`: text, chat messages ([{"role", "content"}]) or token ids."""
         config = config or GenerationConfig()
         ids = self.prompt_ids(prompt, chat)
-        stats = self.last_stats = GenerationStats()  # readable after an interrupted generation too
+        if len(self.targets) > 1:
+            self._use_engine(self._engine_for(ids, config))
+        stats = self.last_stats = GenerationStats(engine=self.engine)  # readable after an interruption too
         stream = TextStream(self.tokenizer)
         generated: list[int] = []
         text = ""
@@ -252,6 +274,8 @@ class SpeculativePipeline:
                     break
         finally:
             steps.close()
+            self.answer_tokens = (float(len(generated)) if self.answer_tokens is None else
+                                  0.7 * self.answer_tokens + 0.3 * len(generated))
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
