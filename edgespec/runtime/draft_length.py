@@ -59,6 +59,15 @@ class DraftLength:
             per_token = draft_seconds / drafted
             self.draft_cost = per_token if self.draft_cost is None else 0.8 * self.draft_cost + 0.2 * per_token
 
+    def seed(self, call_s: dict[int, float]) -> None:
+        """Steady call costs timed before decoding (calls of each width in a row): without them the cost of a width
+        the loop never runs steadily is a guess, and a one-token step priced 25% too dear (extrapolated from the
+        held k's calls) kept a losing k = 3 drafting through whole answers. Costs measured in the loop win."""
+        for n, seconds in call_s.items():
+            if n not in self.steady_cost:
+                self.steady_cost[n] = seconds
+                self.load_at[("steady", n)] = self.load
+
     def record_catch_up(self, tokens: int, seconds: float) -> None:
         """The draft read `tokens` tokens of text it had not seen (a prompt, or text verified without it)."""
         per_token = seconds / tokens
