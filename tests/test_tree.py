@@ -250,3 +250,16 @@ def test_replayed_trees_accept_the_drafts_own_text(pipes):
     assert all(c.draft_fed[0] in (1, 2) and c.draft_fed[1:] == list(range(1, len(c.draft_fed))) for c in eight[:-1])
     tree = tree_of([[5, 6, 7], [5, 8]])
     assert answer_path(tree, [5, 8, 9]) == [0, 3] and answer_path(tree, [6]) == []
+
+
+def test_auto_probes_trees_only_where_one_could_pay():
+    """On this CPU's steep verify curve (SmolLM2, AVX2 EPYC: 1 token 14.6 ms, 16 tokens 43 ms, 32: 72) the probes'
+    8-node trees only cost time: auto skips them and takes the chain; on a flat curve it probes."""
+    measured = {1: 0.0146, 2: 0.0174, 4: 0.0216, 8: 0.0300, 16: 0.0426, 32: 0.0722, 64: 0.115}
+    flat = {n: 0.0146 for n in measured}
+    for costs, probes in ((measured, False), (flat, True)):
+        chain = chain_policy(costs, 0.55)
+        chain.draft_cost = 0.0027
+        shape = TreeShape("auto")
+        assert shape.worth_probing(chain) == probes
+        assert (shape.budget(chain) == shape.probe_budget) == probes
