@@ -446,9 +446,13 @@ def test_catch_up_reads_at_once_when_answers_run_long_and_never_for_short_ones()
     policy.finish(128)
     assert policy.catch_up_pays(256, 1, room=126)
     assert not policy.catch_up_pays(256, 1, room=8)  # 8 tokens left cannot pay a 106 ms prefill
-    for _ in range(10):
-        policy.finish(10)
+    policy.finish(10)  # one short answer after long ones: the next is guessed short (guessing long costs more)
+    assert policy.answer_tokens > 80 and policy.expected_answer() == 10
     assert not any(policy.catch_up_pays(256, n, room=126 - n) for n in range(1, 10))
+    # a long answer guessed short reads the prompt once the answer so far pays for it
+    assert not policy.catch_up_pays(256, 5, room=120) and policy.catch_up_pays(256, 40, room=80)
+    policy.finish(128)  # then long again: the mean (47) says the next pays at once
+    assert policy.catch_up_pays(256, 1, room=126)
 
 
 def test_costs_of_widths_not_verified_lately_follow_the_load_and_a_stall_counts_little():
