@@ -102,7 +102,8 @@ def test_greedy_tree_equals_target_only(pipes, pair):
         for tree in (1, 4, 16, "auto"):
             got = spec.generate(prompt, GenerationConfig(max_new_tokens=32, ignore_eos=True, tree=tree), chat=False)
             assert got.token_ids == want.token_ids, (prompt, tree)
-            assert got.stats.tree_steps > 0
+            # auto drafts trees only where measured costs say one could pay (this CPU: the chain) and says so
+            assert got.stats.tree_steps > 0 if tree != "auto" else got.stats.tree_choice
             s = got.stats
             assert s.new_tokens == 1 + (s.target_calls - 1) + s.accepted_tokens
             kept += s.accepted_tokens
@@ -122,7 +123,8 @@ def test_greedy_tree_equals_target_only_on_the_default_pair(default_pair):
         for tree in (15, "auto"):
             got = spec.generate(prompt.text, GenerationConfig(max_new_tokens=48, tree=tree), chat=prompt.chat)
             assert got.token_ids == want, (set_name, tree)
-            assert got.stats.tree_steps > 0 and got.stats.accepted_tokens > 0
+            assert got.stats.accepted_tokens > 0
+            assert got.stats.tree_steps > 0 if tree != "auto" else got.stats.tree_choice
 
 
 def test_tree_sampling_matches_target_distribution(pipes):
