@@ -509,7 +509,10 @@ def test_seeded_costs_price_the_one_token_step_and_shorten_k():
     assert policy.best() < before
 
 
-def test_first_speculative_generation_times_the_targets_calls(tiny_pair):
+def test_first_speculative_generation_times_the_targets_calls(tiny_pair, tmp_path, monkeypatch):
+    from edgespec.runtime import pipeline as pipeline_module
+
+    monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path))
     pipe = SpeculativePipeline.from_manifest(tiny_pair, exact=True)
     assert not pipe.draft_policy.steady_cost
     base = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
@@ -518,3 +521,10 @@ def test_first_speculative_generation_times_the_targets_calls(tiny_pair):
         base.generate("Hello there", config, chat=False).token_ids
     assert set(range(1, 6)) <= set(pipe.draft_policy.steady_cost)
     assert not base.draft_policy.steady_cost  # target only: nothing to choose
+    # kept in the cache: the next pipeline on this machine starts from them without timing anything
+    timed = pipe.draft_policy.steady_cost
+    monkeypatch.setattr(pipeline_module, "time_calls", lambda *a, **k: pytest.fail("timed again"))
+    again = SpeculativePipeline.from_manifest(tiny_pair, exact=True)
+    again.generate("Hello there", config, chat=False)
+    assert all(again.draft_policy.steady_cost[n] > 0 for n in range(1, 6))
+    assert (tmp_path / "call-costs.json").is_file() and len(timed) >= 5

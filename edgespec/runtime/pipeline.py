@@ -11,8 +11,10 @@ import openvino as ov
 
 from edgespec.runtime.costs import time_calls
 from edgespec.runtime.devices import compile_model, is_cpu, is_npu
+from edgespec.runtime.cache import cache_root
 from edgespec.runtime.engines import (check_engine, choose_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
-                                      probe_draft, probe_file, probe_key, probe_prefill, remember, remembered)
+                                      probe_draft, probe_file, probe_key, probe_prefill, read_probes, remember,
+                                      remembered)
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import LlamaCppLM
 from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
@@ -75,6 +77,7 @@ LM = StatefulLM | PagedLM | LlamaCppLM
 PROBE_SEED = list(range(1000, 1064))
 CALIBRATION_WIDTHS = 5  # target call widths timed before the first speculative generation (1..5 tokens)
 CALIBRATION_PAST = 128
+COSTS_FILE = "call-costs.json"
 
 
 class SpeculativePipeline:
@@ -105,6 +108,7 @@ class SpeculativePipeline:
                                 load_lm(core, pair.target, target_device, exact is not False, rollback, npu, form=form))
             return probed[name]
 
+        self._devices = (target_device, draft_device, exact, form)  # what the timed call costs depend on
         self.engine = self._target_engine(engine, target_device, draft_device, load_target)
         # auto, where one engine decodes faster and the other prefills faster: both stay, chosen per generation.
         names = ("openvino", "llamacpp") if (self.engine_probe or {}).get("per_prompt") else (self.engine,)
@@ -138,13 +142,29 @@ class SpeculativePipeline:
     def _time_target_calls(self, config: GenerationConfig) -> None:
         """Before the first speculative generation on a target: its steady cost per call width (calls of one width
         in a row after a short past, median of 2), the draft-length policy's starting costs. About 0.3 s for
-        SmolLM2 on 2 cores; the target's cache is left empty (a chat's history is fed again once)."""
+        SmolLM2 on 2 cores, once per machine and model (then from the cache); the target's cache is left empty
+        when they are timed (a chat's history is fed again once)."""
         longest = min(config.max_draft_length + 1, CALIBRATION_WIDTHS, self.target.max_feed or CALIBRATION_WIDTHS)
         past = min(CALIBRATION_PAST, self.target.context_length - longest - 1)
         if past < 1:
             return
-        seed = np.resize(np.asarray(PROBE_SEED, dtype=np.int64), past)
-        self.draft_policy.seed(time_calls(self.target, seed, list(range(1, longest + 1)), repeats=2)["call_s"])
+        # Kept in the cache beside the engine probes (a one-shot `edgespec generate` would pay them every time),
+        # keyed by the model files, versions, CPU, threads, devices, kernels and engine.
+        target_device, draft_device, exact, form = self._devices
+        key = probe_key(self.pair.target, None, f"{target_device}/{self.engine}/exact={exact}/{form}",
+                        draft_device) + f"/calls-1-{longest}"
+        path = cache_root() / COSTS_FILE
+        known = read_probes(path).get(key)
+        if known:
+            call_s = {int(n): float(t) for n, t in known["call_s"].items()}
+        else:
+            seed = np.resize(np.asarray(PROBE_SEED, dtype=np.int64), past)
+            call_s = time_calls(self.target, seed, list(range(1, longest + 1)), repeats=2)["call_s"]
+            try:
+                remember(path, key, {"call_s": call_s})
+            except OSError:
+                pass  # a read-only cache: time them again next time
+        self.draft_policy.seed(call_s)
 
     def _engine_for(self, ids: list[int], config: GenerationConfig) -> str:
         """With both targets loaded (auto): the engine expected to finish this generation first, from the prompt
