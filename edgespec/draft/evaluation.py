@@ -104,12 +104,13 @@ def tree_simulation_by_kind(draft: Path, eval_rows: list[dict], target: Path, ma
     lm = load_lm(ov.Core(), read_model_entry(draft, need_tokenizer=False), "CPU", False, "mask", draft=True,
                  form="paged")
     tok = data.TargetTokenizer(target)
+    match, _ = match_function(draft)
     curves = {"measured": call_s, "flat": {n: call_s[1] for n in call_s}}
     chain_lengths = sorted(set(lengths) | set(budgets))
     results, draft_curve = {}, None
-    all_matches = matches_by_kind(draft, eval_rows, target, max_new_tokens)
-    for kind, (matches, _) in all_matches.items():
+    for kind in sorted({r["kind"] for r in eval_rows}):
         samples = data.tokenized_pairs([r for r in eval_rows if r["kind"] == kind], tok, max_new_tokens)
+        matches = match(samples)  # the chains' per-position argmax matches on the same answers
         if draft_curve is None:  # the draft's call cost by tokens fed (a tree round feeds the tree so far)
             draft_curve = time_calls(lm, np.asarray(samples[0][0][:200], np.int64),
                                      [n for n in DEFAULT_NS if n <= max(budgets)], repeats=5)["call_s"]

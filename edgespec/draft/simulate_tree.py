@@ -119,12 +119,13 @@ def simulate_trees(draft_lm, samples: list[tuple[list[int], list[int]]], budgets
         if budget < 1:
             raise EdgespecError(f"a tree budget must be at least 1 node, got {budget}")
         calls = [replay_answer(draft, prompt, answer, budget) for prompt, answer in samples]
-        row = {"budget": budget, "rounds_width": tree_width(budget)}
+        steps = [c for answer in calls for c in answer]
+        row = {"budget": budget, "rounds_width": tree_width(budget),
+               "tokens_per_target_call": sum(c.new_tokens for c in steps) / max(1, len(steps))}
         for name, curve in curves.items():
             if budget + 1 > max(curve):
                 raise EdgespecError(f"a {budget}-node tree needs the cost curve to reach {budget + 1} tokens "
                                     f"(it reaches {max(curve)})")
             row[name] = priced(calls, curve_pricer(curve), draft_price)
-        row["tokens_per_target_call"] = next(iter(row[n] for n in curves))["tokens_per_target_call"]
         rows[f"tree {budget}"] = row
     return rows

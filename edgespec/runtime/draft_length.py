@@ -16,6 +16,11 @@ def expected_tokens(acceptance: float, k: float) -> float:
     return (1.0 - acceptance ** (k + 1)) / (1.0 - acceptance)
 
 
+def decayed_length(mean: float | None, new_tokens: int) -> float:
+    """The running (decayed) mean length of finished answers, after one more of `new_tokens`."""
+    return float(new_tokens) if mean is None else 0.7 * mean + 0.3 * new_tokens
+
+
 class DraftLength:
     """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
 
@@ -129,8 +134,7 @@ class DraftLength:
 
     def finish(self, new_tokens: int) -> None:
         """An answer ended after `new_tokens` tokens: the next one is expected to run about as long."""
-        old = self.answer_tokens
-        self.answer_tokens = float(new_tokens) if old is None else 0.7 * old + 0.3 * new_tokens
+        self.answer_tokens = decayed_length(self.answer_tokens, new_tokens)
         self.last_answer = new_tokens
 
     def expected_answer(self) -> float | None:

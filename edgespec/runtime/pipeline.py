@@ -23,7 +23,7 @@ from edgespec.runtime.paged import PagedLM, to_paged
 from edgespec.runtime.npu import NPUConfig
 from edgespec.runtime.collab import collab_decode
 from edgespec.runtime.config import CollabConfig, GenerationConfig, GenerationStats
-from edgespec.runtime.draft_length import DraftLength
+from edgespec.runtime.draft_length import DraftLength, decayed_length
 from edgespec.runtime.speculative import decode
 from edgespec.runtime.tree_shape import TreeShape
 from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
@@ -108,7 +108,7 @@ class SpeculativePipeline:
                                 load_lm(core, pair.target, target_device, exact is not False, rollback, npu, form=form))
             return probed[name]
 
-        self._devices = (target_device, draft_device, exact, form)  # what the timed call costs depend on
+        self.target_device = target_device
         self.engine = self._target_engine(engine, target_device, draft_device, load_target)
         # auto, where one engine decodes faster and the other prefills faster: both stay, chosen per generation.
         names = ("openvino", "llamacpp") if (self.engine_probe or {}).get("per_prompt") else (self.engine,)
@@ -150,8 +150,8 @@ class SpeculativePipeline:
             return
         # Kept in the cache beside the engine probes (a one-shot `edgespec generate` would pay them every time),
         # keyed by the model files, versions, CPU, threads, devices, kernels and engine.
-        target_device, draft_device, exact, form = self._devices
-        key = probe_key(self.pair.target, None, f"{target_device}/{self.engine}/exact={exact}/{form}",
+        _, draft_device, exact, _, _, form = self._draft_load
+        key = probe_key(self.pair.target, None, f"{self.target_device}/{self.engine}/exact={exact}/{form}",
                         draft_device) + f"/calls-1-{longest}"
         path = cache_root() / COSTS_FILE
         known = read_probes(path).get(key)
@@ -311,8 +311,7 @@ class SpeculativePipeline:
                     break
         finally:
             steps.close()
-            self.answer_tokens = (float(len(generated)) if self.answer_tokens is None else
-                                  0.7 * self.answer_tokens + 0.3 * len(generated))
+            self.answer_tokens = decayed_length(self.answer_tokens, len(generated))
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
