@@ -160,9 +160,10 @@ def test_speculative_sampling_matches_target_distribution(tiny_pipes):
     expected = p[support] * len(seconds)
     stat = ((observed - expected) ** 2 / expected).sum()
     assert stat < chi_square_critical(len(support) - 1), (observed, expected)
-    # and the draft was really used: some drafts accepted, some rejected
-    assert 0 < spec.generate(prompt, GenerationConfig(max_new_tokens=30, do_sample=True, seed=1, **warp),
-                             chat=False).stats.accepted_tokens
+    # and the draft was really used: some drafts accepted (a fixed k: on the tiny models' costs no draft pays, so
+    # the adaptive policy would not draft at all)
+    assert 0 < spec.generate(prompt, GenerationConfig(max_new_tokens=30, do_sample=True, seed=1, draft_length=3,
+                                                      adaptive_draft=False, **warp), chat=False).stats.accepted_tokens
 
 
 @pytest.mark.parametrize("form, mode", [("stateful", "mask"), ("stateful", "trim"), ("paged", "mask")])
@@ -273,6 +274,29 @@ def test_draft_length_policy_benches_a_draft_that_does_not_pay():
     assert max(policy.next() for _ in range(17)) > 1
 
 
+def test_draft_length_policy_does_not_probe_where_no_draft_could_pay():
+    """llama.cpp's cost curve for SmolLM2 here (10, 16.4, 23.9, 27.7 ms for 1-4 tokens) with a 3.9 ms draft token:
+    even a draft right 9 times in 10 yields at best 4.1 tokens per 43 ms (k = 4) against 1 per 10 ms alone, so
+    the 4-step probes a sat-out draft otherwise makes every block only cost time."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    steep = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
+    steep.seed({1: 0.0100, 2: 0.0164, 3: 0.0239, 4: 0.0277, 5: 0.0355})
+    for _ in range(10):
+        steep.record(drafted=1, kept=0, target_seconds=0.0164, draft_seconds=0.0039)
+        steep.record(drafted=0, kept=0, target_seconds=0.0100, draft_seconds=0.0)
+    assert not steep.could_pay()
+    assert [steep.next() for _ in range(80)] == [0] * 80
+    # OpenVINO's flatter curve (14.5, 17.4, 19.5 ms): a right draft would pay, so the sat-out draft is probed
+    flat = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
+    flat.seed({1: 0.0145, 2: 0.0174, 3: 0.0195, 4: 0.0216, 5: 0.0240})
+    for _ in range(10):
+        flat.record(drafted=1, kept=0, target_seconds=0.0174, draft_seconds=0.0039)
+        flat.record(drafted=0, kept=0, target_seconds=0.0145, draft_seconds=0.0)
+    assert flat.could_pay()
+    assert 1 in [flat.next() for _ in range(40)]
+
+
 def test_draft_length_policy_prices_calls_in_steady_runs():
     """A call right after a change of call shape costs more on the CPU; that price is paid once per held
     block, so it must not decide k (measured on SmolLM2: 17 ms per 1-token call in a row, 19 ms per 2-token
@@ -349,9 +373,15 @@ def test_draft_length_policy_keeps_costs_across_generations(tiny_pair):
     assert spec.draft_policy.seen == pytest.approx(0.25 * seen) and seen > 0
     assert spec.draft_policy.steady_cost | spec.draft_policy.switch_cost == costs
     # the new prompt's acceptance is measured over a 4-step probe at a k of at least 1, at most the initial one,
-    # before the costs can rule the draft out
+    # before the costs can rule the draft out (for a draft that could pay: the tiny draft costs as much as the
+    # tiny target, so it is given a negligible cost here)
+    spec.draft_policy.draft_cost = 1e-7
+    spec.draft_policy.restart(2, 8, True)
     probe = [spec.draft_policy.next() for _ in range(4)]
     assert len(set(probe)) == 1 and 1 <= probe[0] <= 2
+    spec.draft_policy.draft_cost = 1.0  # one that could never pay: no probe at all
+    spec.draft_policy.restart(2, 8, True)
+    assert [spec.draft_policy.next() for _ in range(20)] == [0] * 20
 
 
 def test_draft_sits_out_past_its_context(tiny_pair, tiny_pipes, tmp_path):
@@ -387,8 +417,9 @@ def test_draft_reads_a_window_of_a_long_prompt(tiny_pipes):
     spec, baseline = tiny_pipes["near"], tiny_pipes["target"]
     prompt = "Once upon a time there was a little robot who liked to count: one, two, three, four. " * 5
     for draft_window in (0, 40):
-        config = GenerationConfig(max_new_tokens=32, ignore_eos=True, draft_window=draft_window)
-        spec.draft_policy.catch_up_cost = None  # unmeasured: the draft reads the prompt at once (see below)
+        # a fixed k: the tiny draft costs as much as the tiny target, so the adaptive policy would not draft
+        config = GenerationConfig(max_new_tokens=32, ignore_eos=True, draft_window=draft_window, draft_length=3,
+                                  adaptive_draft=False)
         result = spec.generate(prompt, config, chat=False)
         assert result.token_ids == baseline.generate(prompt, config, chat=False).token_ids
         assert result.stats.draft_calls > 0 and result.stats.prompt_tokens > 40
@@ -480,10 +511,12 @@ def test_draft_catch_up_is_timed_apart_and_keeps_greedy_exact(tiny_pipes):
     prompt = "Once upon a time there was a little robot who liked to count: one, two, three, four. " * 5
     config = GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_window=0, prompt_lookup=False)
     spec.draft_policy.catch_up_cost = None
+    spec.draft_policy.draft_cost = None  # unmeasured: the first generation drafts at the initial k
     spec.clear_cache()
     first = spec.generate(prompt, config, chat=False)
     assert spec.draft_policy.catch_up_cost is not None and first.stats.draft_calls > 0
     spec.draft_policy.catch_up_cost = 1.0  # a draft prefill that an answer of 24 tokens never pays for
+    spec.draft_policy.draft_cost = 1e-7  # a draft that would pay once it has read the prompt
     spec.clear_cache()  # (the draft's cache kept the prompt: a second run would have nothing to catch up)
     waited = spec.generate(prompt, config, chat=False)
     assert waited.stats.draft_calls == 0

@@ -264,7 +264,7 @@ def _cos(target: StatefulLM, draft: StatefulLM, prompt: list[int], config: Gener
     if target.max_feed:
         longest = min(longest, target.max_feed - 1)  # NPU: a longer verify call would be split in two
     if policy is None:
-        policy = DraftLength(min(config.draft_length, longest), longest, config.adaptive_draft)
+        policy = DraftLength(min(config.draft_length, longest), longest, config.adaptive_draft, always_drafts=True)
     else:
         policy.restart(min(config.draft_length, longest), longest, config.adaptive_draft)
     out = _Output(prompt, config, eos_ids, stats)

@@ -21,12 +21,19 @@ def decayed_length(mean: float | None, new_tokens: int) -> float:
     return float(new_tokens) if mean is None else 0.7 * mean + 0.3 * new_tokens
 
 
+# An acceptance above any the shipped drafts reach on a whole prompt set (0.5-0.85): where even a draft this good
+# would not pay on the measured costs, a sat-out draft is not probed at all.
+CEILING = 0.9
+
+
 class DraftLength:
     """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
 
     def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, hold: int = 16,
-                 probe: int = 4):
+                 probe: int = 4, always_drafts: bool = False):
         self.decay = decay
+        # Collaborative decoding calls the draft once per step even at k = 0 (its logits enter the output).
+        self.base_draft_calls = 1 if always_drafts else 0
         # A call whose token count differs from the last one's costs more (docs/draft-length.md), so a chosen k is
         # held for `hold` steps and chosen on steady costs (calls of the same shape as the one before).
         self.steady_cost: dict[int, float] = {}
@@ -54,6 +61,8 @@ class DraftLength:
         self.lookup_kept = self.lookup_seen = 0.0  # the same counts for prompt-lookup proposals
         self.last_feed = 0
         probe_k = initial if self.draft_cost is None or not adaptive else max(1, min(initial, self.best()))
+        if adaptive and self.draft_cost is not None and not self.could_pay():
+            probe_k = 0
         self.current, self.hold_left, self.sit_out = probe_k, self.probe, self.hold
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
@@ -65,14 +74,18 @@ class DraftLength:
             per_token = draft_seconds / drafted
             self.draft_cost = per_token if self.draft_cost is None else 0.8 * self.draft_cost + 0.2 * per_token
 
-    def seed(self, call_s: dict[int, float]) -> None:
+    def seed(self, call_s: dict[int, float], draft_token_s: float | None = None) -> None:
         """Steady call costs timed before decoding (calls of each width in a row): without them the cost of a width
         the loop never runs steadily is a guess, and a one-token step priced 25% too dear (extrapolated from the
-        held k's calls) kept a losing k = 3 drafting through whole answers. Costs measured in the loop win."""
+        held k's calls) kept a losing k = 3 drafting through whole answers. Costs measured in the loop win.
+        draft_token_s: a draft step timed beforehand (the engine probe's), so the first generation does not open
+        with a probe at the initial k where no draft could pay."""
         for n, seconds in call_s.items():
             if n not in self.steady_cost:
                 self.steady_cost[n] = seconds
                 self.load_at[("steady", n)] = self.load
+        if self.draft_cost is None and draft_token_s:
+            self.draft_cost = draft_token_s
 
     def record_catch_up(self, tokens: int, seconds: float) -> None:
         """The draft read `tokens` tokens of text it had not seen (a prompt, or text verified without it)."""
@@ -210,9 +223,18 @@ class DraftLength:
         top = min(self.maximum, longest)
         # Another width than the current one pays the shape switch into it and back out, once per held block.
         moving = 2 * self.switch_seconds() / self.hold
-        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d + (moving if k != self.current else 0))
+        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + (k + self.base_draft_calls) * d
+                                             + (moving if k != self.current else 0))
                  for k in range(0, top + 1)}
         return max(rates, key=rates.get)
+
+    def could_pay(self) -> bool:
+        """Whether some k would beat the target alone at an acceptance of CEILING (measured costs)."""
+        top = min(self.maximum, max(self.steady_cost or self.switch_cost, default=1))
+        d = self.draft_cost or 0.0
+        alone = 1.0 / (self.target_seconds(1) + self.base_draft_calls * d)
+        return any(expected_tokens(CEILING, k) / (self.target_seconds(k + 1) + (k + self.base_draft_calls) * d) > alone
+                   for k in range(1, max(top, 1) + 1))
 
     def next(self) -> int:
         if not self.adaptive or self.draft_cost is None:
@@ -221,7 +243,10 @@ class DraftLength:
             self.hold_left -= 1
             return self.current
         k = self.best()
-        if k == 0 and self.current == 0:
+        if k == 0 and self.current == 0 and not self.could_pay():
+            # Not even a draft that is always right pays on these costs (llama.cpp's steep curve here): no probes.
+            self.hold_left = self.hold - 1
+        elif k == 0 and self.current == 0:
             # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
             # agreeing again (code after prose, say) is noticed.
             k, self.hold_left = 1, self.probe - 1

@@ -1,12 +1,15 @@
 """Which engine runs a model: OpenVINO, llama.cpp, or the faster of the two on this machine (auto).
 
 auto times both engines on the target (calls of 1, 2 and 4 tokens after a short past, as verification makes them,
-and a prompt's prefill) and the draft's one-token step, predicts the tokens per second each engine would decode at
-with the draft at a prior acceptance (and alone), and picks the higher. Where the other engine prefills faster
-(llama.cpp decodes SmolLM2 Q4_1 faster here but prefills it at half OpenVINO's speed), both stay loaded and each
-generation takes the engine with the least expected time: the prompt tokens its cache lacks at its prefill rate
-plus the expected answer at its decode rate. The verdict is kept in the cache, keyed by the model files, the
-library versions, the CPU and the thread count, so it is measured again only when one of those changes.
+a prompt's prefill, and a one-token step after it: how a step's cost grows with the context) and the draft's
+one-token step, predicts the tokens per second each engine would decode at with the draft at a prior acceptance
+(and alone), and picks the higher. Where the other engine prefills faster or decodes faster at long contexts
+(llama.cpp decodes SmolLM2 Q4_1 faster here but prefills it at half OpenVINO's speed, and its step grows with the
+context where OpenVINO's paged form hardly does), both stay loaded and each generation takes the engine with the
+least expected time (EngineChoice): the prompt tokens its cache lacks at its prefill rate plus the expected answer
+at its decode rate for that context, both corrected by what the last generations on that engine really took. The
+verdict is kept in the cache, keyed by the model files, the library versions, the CPU and the thread count, so it
+is measured again only when one of those changes.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ PROBE_REPEATS = 3
 # token match is 0.56 on MT-bench and 0.73 on HumanEval); the adaptive policy corrects k once decoding runs.
 PRIOR_ACCEPTANCE = 0.6
 PROBE_FILE = "engine-probes.json"
-PROBE_VERSION = 2  # 2: prefill timed too
+PROBE_VERSION = 3  # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context)
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
+LONG_CONTEXT = 2048  # a context where both engines are compared too (per_prompt when the faster one differs)
 
 
 def check_engine(engine: str) -> str:
@@ -116,43 +120,108 @@ def probe_draft(draft, seed_ids: list[int]) -> float:
     return costs.time_calls(draft, past, [1], PROBE_REPEATS)["call_s"][1]
 
 
-def probe_prefill(lm, seed_ids: list[int]) -> float:
-    """Median seconds of a PREFILL_TOKENS-token prompt fed to an empty cache (the first is a warm-up)."""
-    ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - 1))
-    times = []
+def probe_prefill(lm, seed_ids: list[int]) -> tuple[float, float]:
+    """Median seconds of a PREFILL_TOKENS-token prompt fed to an empty cache (the first is a warm-up), and of a
+    one-token step after it (with probe_calls' step after PROBE_PAST tokens: the step's growth with the context)."""
+    ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - 2))
+    times, steps = [], []
     for _ in range(PROBE_REPEATS + 1):
         lm.reset()
         start = time.perf_counter()
         lm.forward(ids, last=1)
-        times.append(time.perf_counter() - start)
+        mid = time.perf_counter()
+        lm.forward(ids[:1], last=1)
+        times.append(mid - start)
+        steps.append(time.perf_counter() - mid)
     lm.reset()
-    return statistics.median(times[1:])
+    return statistics.median(times[1:]), statistics.median(steps[1:])
 
 
 def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], draft_token_s: float | None,
-           prefill_s: dict[str, float] | None = None) -> dict:
+           prefill_s: dict[str, float] | None = None, long_step_s: dict[str, float] | None = None) -> dict:
     """The probe's verdict from measured costs: each engine's predicted decode rate, the faster engine, and whether
-    the other one prefills faster (per_prompt: keep both, choose per generation with choose_engine)."""
-    rates = {"openvino": predicted_rate(openvino_calls, draft_token_s),
-             "llamacpp": predicted_rate(llamacpp_calls, draft_token_s)}
+    the other one prefills faster or decodes faster at LONG_CONTEXT (per_prompt: keep both, choose per generation
+    with EngineChoice). long_step_s: a one-token step after PREFILL_TOKENS (None: steps taken not to grow)."""
+    calls = {"openvino": openvino_calls, "llamacpp": llamacpp_calls}
+    rates = {e: predicted_rate(c, draft_token_s) for e, c in calls.items()}
     engine = max(rates, key=lambda e: rates[e][0])
-    per_prompt = bool(prefill_s) and min(prefill_s, key=prefill_s.get) != engine
-    return {"engine": engine, "predicted_tokens_per_s": {e: r for e, (r, _) in rates.items()},
-            "predicted_k": {e: k for e, (_, k) in rates.items()}, "acceptance_prior": PRIOR_ACCEPTANCE,
-            "call_s": {"openvino": openvino_calls, "llamacpp": llamacpp_calls}, "draft_token_s": draft_token_s,
-            "prefill_s": prefill_s, "prefill_tokens": PREFILL_TOKENS, "per_prompt": per_prompt}
+    verdict = {"engine": engine, "predicted_tokens_per_s": {e: r for e, (r, _) in rates.items()},
+               "predicted_k": {e: k for e, (_, k) in rates.items()}, "acceptance_prior": PRIOR_ACCEPTANCE,
+               "call_s": calls, "draft_token_s": draft_token_s, "prefill_s": prefill_s,
+               "prefill_tokens": PREFILL_TOKENS, "probe_past": PROBE_PAST}
+    # Seconds a one-token step gains per position of context (llama.cpp's grows about 8 us here, OpenVINO's
+    # paged form's hardly at all: docs/llamacpp.md).
+    verdict["step_growth_s"] = {e: max(0.0, (long_step_s[e] - costs.interp_call(c, 1)) / (PREFILL_TOKENS - PROBE_PAST))
+                                for e, c in calls.items()} if long_step_s else {e: 0.0 for e in calls}
+    long_decoder = min(calls, key=lambda e: per_token_s(verdict, e, LONG_CONTEXT))
+    prefiller = min(prefill_s, key=prefill_s.get) if prefill_s else engine
+    verdict["per_prompt"] = bool(prefill_s) and (prefiller != engine or long_decoder != engine)
+    return verdict
 
 
-def expected_seconds(verdict: dict, engine: str, prompt_tokens: int, answer_tokens: float) -> float:
+def per_token_s(verdict: dict, engine: str, context: float) -> float:
+    """Predicted seconds per answer token on `engine` around `context` positions: the probe's predicted decode
+    rate, its one-token step grown by the measured cost per position of context."""
+    step = costs.interp_call(verdict["call_s"][engine], 1)
+    growth = verdict.get("step_growth_s", {}).get(engine, 0.0) * max(0.0, context - verdict.get("probe_past",
+                                                                                                 PROBE_PAST))
+    return (step + growth) / step / verdict["predicted_tokens_per_s"][engine]
+
+
+def prefill_seconds(verdict: dict, engine: str, prompt_tokens: int) -> float:
+    """Predicted seconds to prefill `prompt_tokens` on `engine` (linear in the prompt, as measured here)."""
+    return verdict["prefill_s"][engine] * prompt_tokens / verdict["prefill_tokens"]
+
+
+def expected_seconds(verdict: dict, engine: str, prompt_tokens: int, answer_tokens: float,
+                     context: float | None = None) -> float:
     """A generation's expected time on `engine`: the prompt tokens its cache lacks at the probed prefill rate,
-    then the answer at the predicted decode rate."""
-    prefill = verdict["prefill_s"][engine] * prompt_tokens / verdict["prefill_tokens"]
-    return prefill + answer_tokens / verdict["predicted_tokens_per_s"][engine]
+    then the answer at the predicted decode rate around `context` (default: the probe's own past)."""
+    middle = verdict.get("probe_past", PROBE_PAST) if context is None else context
+    return prefill_seconds(verdict, engine, prompt_tokens) + answer_tokens * per_token_s(verdict, engine, middle)
 
 
 def choose_engine(verdict: dict, pending: dict[str, int], answer_tokens: float) -> str:
     """The engine (of those in `pending`: engine -> prompt tokens its cache lacks) that should run a generation."""
     return min(pending, key=lambda e: expected_seconds(verdict, e, pending[e], answer_tokens))
+
+
+class EngineChoice:
+    """Chooses the engine for each generation (auto with both targets loaded) from the probe's verdict, corrected
+    by what the generations on each engine really took: a generation's prefill over the predicted one, and its
+    seconds per answer token over the predicted ones (the probe predicts speculation at a prior acceptance and
+    one prompt's context; real answers accept more or less and run longer). The latest generations weigh most:
+    the next prompt is most like the last ones."""
+
+    KEEP = 0.5  # weight of the old correction when a generation is recorded
+    BOUNDS = (0.25, 4.0)  # one stalled generation (other work on the cores) must not rule an engine out for good
+
+    def __init__(self, verdict: dict):
+        self.verdict = verdict
+        self.prefill_factor = {e: 1.0 for e in verdict["call_s"]}
+        self.decode_factor = {e: 1.0 for e in verdict["call_s"]}
+
+    def expected(self, engine: str, pending: int, prompt_tokens: int, answer_tokens: float) -> float:
+        """Expected seconds on `engine` for a prompt of `prompt_tokens` of which `pending` are not cached there."""
+        prefill = prefill_seconds(self.verdict, engine, pending) * self.prefill_factor[engine]
+        decode = per_token_s(self.verdict, engine, prompt_tokens + answer_tokens / 2) * self.decode_factor[engine]
+        return prefill + answer_tokens * decode
+
+    def choose(self, pending: dict[str, int], prompt_tokens: int, answer_tokens: float) -> str:
+        return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens))
+
+    def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
+               wall_s: float) -> None:
+        """A generation ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in `wall_s` seconds."""
+        if pending >= 16 and ttft_s > 0:  # a handful of tokens times mostly the first step, not the prefill
+            self._update(self.prefill_factor, engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
+        if new_tokens >= 8 and wall_s > ttft_s:
+            predicted = per_token_s(self.verdict, engine, prompt_tokens + new_tokens / 2)
+            self._update(self.decode_factor, engine, (wall_s - ttft_s) / (new_tokens - 1) / predicted)
+
+    def _update(self, factors: dict[str, float], engine: str, ratio: float) -> None:
+        low, high = self.BOUNDS
+        factors[engine] = min(max(self.KEEP * factors[engine] + (1 - self.KEEP) * ratio, low), high)
 
 
 def read_probes(path: Path) -> dict:

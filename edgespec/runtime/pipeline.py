@@ -12,7 +12,7 @@ import openvino as ov
 from edgespec.runtime.costs import time_calls
 from edgespec.runtime.devices import compile_model, is_cpu, is_npu
 from edgespec.runtime.cache import cache_root
-from edgespec.runtime.engines import (check_engine, choose_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
+from edgespec.runtime.engines import (EngineChoice, check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
                                       probe_draft, probe_file, probe_key, probe_prefill, read_probes, remember,
                                       remembered)
 from edgespec.runtime.errors import EdgespecError
@@ -124,8 +124,9 @@ class SpeculativePipeline:
         self.policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
                          for name in self.targets}
         self.collab_policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length,
-                                                  True) for name in self.targets}
+                                                  True, always_drafts=True) for name in self.targets}
         self.answer_tokens: float | None = None  # decayed length of the last answers (the engine choice's guess)
+        self.engine_choice = EngineChoice(self.engine_probe) if len(self.targets) > 1 else None
         self._use_engine(self.engine)
         self.tree_shape: TreeShape | None = None  # the tree tuner's measurements, kept like the policy's
         # An exact copy of the draft for collaborative decoding when this one has fast kernels (see _collab_draft).
@@ -164,14 +165,17 @@ class SpeculativePipeline:
                 remember(path, key, {"call_s": call_s})
             except OSError:
                 pass  # a read-only cache: time them again next time
-        self.draft_policy.seed(call_s)
+        self.draft_policy.seed(call_s, (self.engine_probe or {}).get("draft_token_s"))
+
+    def _pending(self, ids: list[int]) -> dict[str, int]:
+        """Per target engine: the prompt tokens its cache lacks."""
+        return {name: len(ids) - common_prefix(lm.tokens, ids) for name, lm in self.targets.items()}
 
     def _engine_for(self, ids: list[int], config: GenerationConfig) -> str:
         """With both targets loaded (auto): the engine expected to finish this generation first, from the prompt
         tokens each one's cache lacks and the expected answer (as long as the last ones ran, up to the limit)."""
         answer = min(config.max_new_tokens, self.answer_tokens or config.max_new_tokens)
-        pending = {name: len(ids) - common_prefix(lm.tokens, ids) for name, lm in self.targets.items()}
-        return choose_engine(self.engine_probe, pending, answer)
+        return self.engine_choice.choose(self._pending(ids), len(ids), answer)
 
     def _target_engine(self, engine: str, target_device: str, draft_device: str,
                        load_target: Callable[[str], LM]) -> str:
@@ -195,8 +199,9 @@ class SpeculativePipeline:
         """Time the target on both engines (decode-shaped calls and a prefill), and the draft's step."""
         ov_target, llama_target = load_target("openvino"), load_target("llamacpp")
         draft_s = probe_draft(self.draft, PROBE_SEED) if self.draft is not None else None
-        prefill = {"openvino": probe_prefill(ov_target, PROBE_SEED), "llamacpp": probe_prefill(llama_target, PROBE_SEED)}
-        return decide(probe_calls(ov_target, PROBE_SEED), probe_calls(llama_target, PROBE_SEED), draft_s, prefill)
+        timed = {"openvino": probe_prefill(ov_target, PROBE_SEED), "llamacpp": probe_prefill(llama_target, PROBE_SEED)}
+        return decide(probe_calls(ov_target, PROBE_SEED), probe_calls(llama_target, PROBE_SEED), draft_s,
+                      {e: t[0] for e, t in timed.items()}, {e: t[1] for e, t in timed.items()})
 
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
@@ -275,8 +280,9 @@ class SpeculativePipeline:
         """Generate a continuation of `prompt`: text, chat messages ([{"role", "content"}]) or token ids."""
         config = config or GenerationConfig()
         ids = self.prompt_ids(prompt, chat)
-        if len(self.targets) > 1:
+        if self.engine_choice is not None:
             self._use_engine(self._engine_for(ids, config))
+        pending = self._pending(ids)[self.engine]
         if self.draft is not None and config.adaptive_draft and not self.draft_policy.steady_cost:
             self._time_target_calls(config)
         stats = self.last_stats = GenerationStats(engine=self.engine)  # readable after an interruption too
@@ -312,6 +318,9 @@ class SpeculativePipeline:
         finally:
             steps.close()
             self.answer_tokens = decayed_length(self.answer_tokens, len(generated))
+            if self.engine_choice is not None:
+                self.engine_choice.record(self.engine, pending, len(ids), stats.ttft_s, stats.new_tokens,
+                                          stats.wall_s)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
