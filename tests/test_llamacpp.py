@@ -113,6 +113,10 @@ def test_engine_choice_learns_from_the_generations_it_runs():
     choice.record("openvino", 300, 300, prefill_seconds(verdict, "openvino", 300), 128,
                   prefill_seconds(verdict, "openvino", 300) + 127 * 1.6 * predicted)
     assert choice.choose({"openvino": 300, "llamacpp": 300}, 300, 128) == "llamacpp"
+    # a short prompt's time to first token (mostly fixed costs) does not move the prefill correction
+    before = dict(choice.prefill_factor)
+    choice.record("openvino", 53, 53, 0.3, 128, 0.3 + 127 * predicted)
+    assert choice.prefill_factor == before
     # a stalled generation moves the correction at most to the bound, and a few tokens do not count
     choice.record("llamacpp", 300, 300, 100.0, 4, 200.0)
     assert choice.prefill_factor["llamacpp"] <= EngineChoice.BOUNDS[1] and choice.decode_factor["llamacpp"] == 1.0

@@ -213,7 +213,9 @@ class EngineChoice:
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
                wall_s: float) -> None:
         """A generation ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in `wall_s` seconds."""
-        if pending >= 16 and ttft_s > 0:  # a handful of tokens times mostly the first step, not the prefill
+        # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
+        # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
+        if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
             self._update(self.prefill_factor, engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
         if new_tokens >= 8 and wall_s > ttft_s:
             predicted = per_token_s(self.verdict, engine, prompt_tokens + new_tokens / 2)
