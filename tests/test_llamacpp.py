@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from edgespec.runtime.config import GenerationConfig, GenerationStats
-from edgespec.runtime.engines import (choose_engine, decide, expected_seconds, per_token_s, predicted_rate,
-                                      prefill_seconds)
+from edgespec.runtime.engines import EngineChoice, decide, per_token_s, predicted_rate, prefill_seconds
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import available
 
@@ -75,14 +74,15 @@ def test_engine_per_prompt_when_the_faster_decoder_prefills_slower():
     verdict = decide(flat, steep, None, {"openvino": 0.30, "llamacpp": 0.60})
     assert verdict["engine"] == "llamacpp" and verdict["per_prompt"]
     # each 256 prompt tokens cost 0.3 s more on llama.cpp, each answer token 16 ms less: ~19 answer tokens pay it
-    assert expected_seconds(verdict, "llamacpp", 256, 0) == pytest.approx(0.60)
-    assert expected_seconds(verdict, "openvino", 128, 10) == pytest.approx(0.15 + 10 * 0.030)
-    assert choose_engine(verdict, {"openvino": 800, "llamacpp": 800}, 16) == "openvino"
-    assert choose_engine(verdict, {"openvino": 800, "llamacpp": 800}, 128) == "llamacpp"
-    assert choose_engine(verdict, {"openvino": 2000, "llamacpp": 2000}, 128) == "openvino"
-    assert choose_engine(verdict, {"openvino": 40, "llamacpp": 40}, 16) == "llamacpp"
+    choice = EngineChoice(verdict)
+    assert choice.expected("llamacpp", 256, 256, 0) == pytest.approx(0.60)
+    assert choice.expected("openvino", 128, 128, 10) == pytest.approx(0.15 + 10 * 0.030)
+    assert choice.choose({"openvino": 800, "llamacpp": 800}, 800, 16) == "openvino"
+    assert choice.choose({"openvino": 800, "llamacpp": 800}, 800, 128) == "llamacpp"
+    assert choice.choose({"openvino": 2000, "llamacpp": 2000}, 2000, 128) == "openvino"
+    assert choice.choose({"openvino": 40, "llamacpp": 40}, 40, 16) == "llamacpp"
     # a chat whose history llama.cpp holds: only the new turn is prefilled there
-    assert choose_engine(verdict, {"openvino": 800, "llamacpp": 30}, 128) == "llamacpp"
+    assert choice.choose({"openvino": 800, "llamacpp": 30}, 800, 128) == "llamacpp"
     assert not decide(flat, steep, None, {"openvino": 0.6, "llamacpp": 0.3})["per_prompt"]
 
 
@@ -90,8 +90,6 @@ def test_engine_choice_learns_from_the_generations_it_runs():
     """The probe predicts each engine's decode rate at one context and a prior acceptance; the generations run
     on an engine correct it (SmolLM2 here: OpenVINO speculation predicted at 82 tokens/s ran at 61 on chat
     prompts, and llama.cpp's step grows with the context where OpenVINO's paged form's hardly does)."""
-    from edgespec.runtime.engines import EngineChoice
-
     flat = {1: 0.015, 2: 0.017, 4: 0.021}
     steep = {1: 0.009, 2: 0.015, 4: 0.025}
     verdict = decide(flat, steep, 0.003, {"openvino": 0.44, "llamacpp": 0.98},

@@ -173,19 +173,6 @@ def prefill_seconds(verdict: dict, engine: str, prompt_tokens: int) -> float:
     return verdict["prefill_s"][engine] * prompt_tokens / verdict["prefill_tokens"]
 
 
-def expected_seconds(verdict: dict, engine: str, prompt_tokens: int, answer_tokens: float,
-                     context: float | None = None) -> float:
-    """A generation's expected time on `engine`: the prompt tokens its cache lacks at the probed prefill rate,
-    then the answer at the predicted decode rate around `context` (default: the probe's own past)."""
-    middle = verdict.get("probe_past", PROBE_PAST) if context is None else context
-    return prefill_seconds(verdict, engine, prompt_tokens) + answer_tokens * per_token_s(verdict, engine, middle)
-
-
-def choose_engine(verdict: dict, pending: dict[str, int], answer_tokens: float) -> str:
-    """The engine (of those in `pending`: engine -> prompt tokens its cache lacks) that should run a generation."""
-    return min(pending, key=lambda e: expected_seconds(verdict, e, pending[e], answer_tokens))
-
-
 class EngineChoice:
     """Chooses the engine for each generation (auto with both targets loaded) from the probe's verdict, corrected
     by what the generations on each engine really took: a generation's prefill over the predicted one, and its
