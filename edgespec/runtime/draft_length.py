@@ -99,11 +99,19 @@ class DraftLength:
         over) must not keep it from ever trying; the probe after it reads measures the real one."""
         if self.draft_cost is None:
             return 0.0
-        a = max(self.acceptance, 0.7)
-        top = min(self.maximum, max(self.steady_cost or self.switch_cost, default=1))
-        per_token = min((self.target_seconds(k + 1) + k * self.draft_cost) / expected_tokens(a, k)
-                        for k in range(1, max(top, 1) + 1))
-        return max(0.0, self.target_seconds(1) - per_token)
+        return max(0.0, self.step_seconds(0) - self.drafting_seconds_per_token(max(self.acceptance, 0.7)))
+
+    def step_seconds(self, k: int) -> float:
+        """A step with k drafted tokens: the (k + 1)-token target call and the draft calls it needs."""
+        return self.target_seconds(k + 1) + (k + self.base_draft_calls) * (self.draft_cost or 0.0)
+
+    def longest_draft(self) -> int:
+        """The longest k worth pricing: one past the longest call measured (and at most the maximum)."""
+        return max(1, min(self.maximum, max(self.steady_cost or self.switch_cost, default=1)))
+
+    def drafting_seconds_per_token(self, acceptance: float) -> float:
+        """Seconds per generated token at the best k >= 1, at this per-token acceptance."""
+        return min(self.step_seconds(k) / expected_tokens(acceptance, k) for k in range(1, self.longest_draft() + 1))
 
     def catch_up_pays(self, tokens: int, generated: int, room: int | None = None) -> bool:
         """Whether the draft should read `tokens` unseen tokens now, `generated` tokens into the answer, `room`
@@ -169,8 +177,7 @@ class DraftLength:
         Lookup tokens cost no draft call; they win where their expected tokens per second is higher."""
         if available <= 0:
             return 0
-        a, d = self.acceptance, self.draft_cost or 0.0
-        draft_rate = expected_tokens(a, k) / (self.target_seconds(k + 1) + k * d)
+        draft_rate = expected_tokens(self.acceptance, k) / self.step_seconds(k)
         longest = max(self.steady_cost or self.switch_cost, default=1)
         top = min(available, self.maximum, longest) if k == 0 else min(available, k)
         best, best_rate = 0, draft_rate
@@ -216,25 +223,20 @@ class DraftLength:
         return max(y + slope * (n - x), 1e-6)
 
     def best(self) -> int:
-        a, d = self.acceptance, self.draft_cost
+        a = self.acceptance
         # k grows by at most one token past the longest call measured: an optimistic guess for a long call
         # (a 13-token verify priced like a 4-token one) would otherwise be held for a whole block.
         longest = max(self.steady_cost or self.switch_cost, default=1)
         top = min(self.maximum, longest)
         # Another width than the current one pays the shape switch into it and back out, once per held block.
         moving = 2 * self.switch_seconds() / self.hold
-        rates = {k: expected_tokens(a, k) / (self.target_seconds(k + 1) + (k + self.base_draft_calls) * d
-                                             + (moving if k != self.current else 0))
+        rates = {k: expected_tokens(a, k) / (self.step_seconds(k) + (moving if k != self.current else 0))
                  for k in range(0, top + 1)}
         return max(rates, key=rates.get)
 
     def could_pay(self) -> bool:
         """Whether some k would beat the target alone at an acceptance of CEILING (measured costs)."""
-        top = min(self.maximum, max(self.steady_cost or self.switch_cost, default=1))
-        d = self.draft_cost or 0.0
-        alone = 1.0 / (self.target_seconds(1) + self.base_draft_calls * d)
-        return any(expected_tokens(CEILING, k) / (self.target_seconds(k + 1) + (k + self.base_draft_calls) * d) > alone
-                   for k in range(1, max(top, 1) + 1))
+        return self.drafting_seconds_per_token(CEILING) < self.step_seconds(0)
 
     def next(self) -> int:
         if not self.adaptive or self.draft_cost is None:
@@ -243,13 +245,14 @@ class DraftLength:
             self.hold_left -= 1
             return self.current
         k = self.best()
-        if k == 0 and self.current == 0 and not self.could_pay():
-            # Not even a draft that is always right pays on these costs (llama.cpp's steep curve here): no probes.
-            self.hold_left = self.hold - 1
-        elif k == 0 and self.current == 0:
-            # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
-            # agreeing again (code after prose, say) is noticed.
-            k, self.hold_left = 1, self.probe - 1
+        if k == 0 and self.current == 0:
+            if self.could_pay():
+                # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
+                # agreeing again (code after prose, say) is noticed.
+                k, self.hold_left = 1, self.probe - 1
+            else:
+                # Not even a draft right 9 times in 10 pays on these costs (llama.cpp's steep curve here): no probes.
+                self.hold_left = self.hold - 1
         elif k == 0:
             # Sit out; each probe in a row that fails doubles the wait before the next (probes cost switches).
             self.hold_left = self.sit_out - 1

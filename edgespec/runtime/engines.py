@@ -163,8 +163,7 @@ def per_token_s(verdict: dict, engine: str, context: float) -> float:
     """Predicted seconds per answer token on `engine` around `context` positions: the probe's predicted decode
     rate, its one-token step grown by the measured cost per position of context."""
     step = costs.interp_call(verdict["call_s"][engine], 1)
-    growth = verdict.get("step_growth_s", {}).get(engine, 0.0) * max(0.0, context - verdict.get("probe_past",
-                                                                                                 PROBE_PAST))
+    growth = verdict["step_growth_s"][engine] * max(0.0, context - verdict["probe_past"])
     return (step + growth) / step / verdict["predicted_tokens_per_s"][engine]
 
 

@@ -171,11 +171,11 @@ class SpeculativePipeline:
         """Per target engine: the prompt tokens its cache lacks."""
         return {name: len(ids) - common_prefix(lm.tokens, ids) for name, lm in self.targets.items()}
 
-    def _engine_for(self, ids: list[int], config: GenerationConfig) -> str:
+    def _engine_for(self, ids: list[int], pending: dict[str, int], config: GenerationConfig) -> str:
         """With both targets loaded (auto): the engine expected to finish this generation first, from the prompt
         tokens each one's cache lacks and the expected answer (as long as the last ones ran, up to the limit)."""
         answer = min(config.max_new_tokens, self.answer_tokens or config.max_new_tokens)
-        return self.engine_choice.choose(self._pending(ids), len(ids), answer)
+        return self.engine_choice.choose(pending, len(ids), answer)
 
     def _target_engine(self, engine: str, target_device: str, draft_device: str,
                        load_target: Callable[[str], LM]) -> str:
@@ -280,9 +280,10 @@ class SpeculativePipeline:
         """Generate a continuation of `prompt`: text, chat messages ([{"role", "content"}]) or token ids."""
         config = config or GenerationConfig()
         ids = self.prompt_ids(prompt, chat)
-        if self.engine_choice is not None:
-            self._use_engine(self._engine_for(ids, config))
-        pending = self._pending(ids)[self.engine]
+        # auto with both targets: the prompt tokens each one's cache lacks choose the engine, and correct it after
+        pending = self._pending(ids) if self.engine_choice is not None else None
+        if pending is not None:
+            self._use_engine(self._engine_for(ids, pending, config))
         if self.draft is not None and config.adaptive_draft and not self.draft_policy.steady_cost:
             self._time_target_calls(config)
         stats = self.last_stats = GenerationStats(engine=self.engine)  # readable after an interruption too
@@ -318,9 +319,9 @@ class SpeculativePipeline:
         finally:
             steps.close()
             self.answer_tokens = decayed_length(self.answer_tokens, len(generated))
-            if self.engine_choice is not None:
-                self.engine_choice.record(self.engine, pending, len(ids), stats.ttft_s, stats.new_tokens,
-                                          stats.wall_s)
+            if pending is not None:
+                self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
+                                          stats.new_tokens, stats.wall_s)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
