@@ -287,3 +287,33 @@ def test_simulate_prices_calls_with_either_engines_curve(tmp_path):
     path.write_text(json.dumps(results))
     with pytest.raises(EdgespecError, match="cost_curve_llamacpp"):
         costs_from_bench(path, "llamacpp")
+
+
+@needs_llama_cpp
+def test_shipped_draft_as_gguf_runs_on_llamacpp_and_keeps_output_exact(default_pair, monkeypatch):
+    """`edgespec draft gguf` writes the shipped draft (INT8 IR, 8192-row FR-Spec head) as a GGUF llama.cpp loads,
+    records it in the default pair (kept when the pair is prepared again), its logits follow the OpenVINO draft's,
+    and speculative output with the draft on llama.cpp equals target-only output."""
+    from typer.testing import CliRunner
+
+    from edgespec.cli import app
+    from edgespec.export.ir_to_gguf import DRAFT_GGUF
+    from edgespec.export.presets import ensure_default_pair
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.pipeline import SpeculativePipeline
+
+    monkeypatch.setenv("EDGESPEC_CACHE", str(default_pair.parents[1]))
+    result = CliRunner().invoke(app, ["draft", "gguf"])
+    assert result.exit_code == 0, result.output
+    assert "argmax_agreement_clear" in result.output
+    assert ensure_default_pair(default_pair.parents[1]) == default_pair
+    pair = load_pair(default_pair)
+    assert pair.draft.gguf == pair.draft.dir / DRAFT_GGUF and pair.draft.gguf.is_file()
+    config = GenerationConfig(max_new_tokens=40)
+    base = SpeculativePipeline.from_manifest(default_pair, use_draft=False)
+    spec = SpeculativePipeline.from_manifest(default_pair, draft_engine="llamacpp")
+    for text in SMOLLM2_PROMPTS[:2]:
+        want = base.generate(text, config).token_ids
+        got = spec.generate(text, GenerationConfig(max_new_tokens=40, draft_length=3, adaptive_draft=False))
+        assert got.token_ids == want, text
+        assert got.stats.accepted_tokens > 0

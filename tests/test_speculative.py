@@ -297,6 +297,50 @@ def test_draft_length_policy_does_not_probe_where_no_draft_could_pay():
     assert 1 in [flat.next() for _ in range(40)]
 
 
+def test_draft_length_policy_stops_drafting_where_steps_really_run_slower():
+    """The cost model prices calls from steady runs; what it leaves out (here a catch-up of 20 tokens before every
+    draft step, as a draft that sat out pays) can make drafting lose while it predicts a gain. Steps that really
+    run slower per token than plain ones end the block within a few steps and keep the draft out after it."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    def run(catch_up_s: float) -> list[int]:
+        policy = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
+        policy.seed({1: 0.010, 2: 0.011, 3: 0.012, 4: 0.013, 5: 0.014}, draft_token_s=0.002)
+        for _ in range(10):
+            policy.record(drafted=0, kept=0, target_seconds=0.010, draft_seconds=0.0)
+        policy.restart(1, 8, True)
+        choices = []
+        for _ in range(80):
+            k = policy.next()
+            choices.append(k)
+            if k:
+                if catch_up_s:
+                    policy.record_catch_up(20, catch_up_s)
+                policy.record(drafted=k, kept=k, target_seconds=0.010 + 0.001 * k, draft_seconds=0.002 * k)
+            else:
+                policy.record(drafted=0, kept=0, target_seconds=0.010, draft_seconds=0.0)
+        return choices
+
+    free = run(0.0)
+    assert sum(k > 0 for k in free) >= 70  # every draft kept, cheap steps: it drafts throughout
+    costly = run(0.060)  # each draft step really costs 60 ms more: (60 + 11 + 2) ms for 2 tokens vs 10 ms for 1
+    assert sum(k > 0 for k in costly) <= 10
+    assert costly[:3] == [1, 1, 1] and costly[3:35] == [0] * 32  # cut after 3 steps (6 tokens), then sits out
+
+
+def test_lookup_stops_where_its_steps_really_run_slower():
+    from edgespec.runtime.draft_length import DraftLength
+
+    policy = DraftLength(initial=0, maximum=8, adaptive=True, hold=16, probe=4)
+    policy.seed({1: 0.010, 2: 0.011, 3: 0.012}, draft_token_s=0.002)
+    for _ in range(10):
+        policy.record(drafted=0, kept=0, target_seconds=0.010, draft_seconds=0.0)
+    assert policy.lookup_tokens(0, 2) > 0  # priced as a 2-token call at 11 ms: it pays at the prior acceptance
+    for _ in range(4):  # but each lookup step really took 30 ms for 1.5 tokens
+        policy.record_lookup(2, 1, 0.030)
+    assert policy.lookup_tokens(0, 2) == 0
+
+
 def test_draft_length_policy_prices_calls_in_steady_runs():
     """A call right after a change of call shape costs more on the CPU; that price is paid once per held
     block, so it must not decide k (measured on SmolLM2: 17 ms per 1-token call in a row, 19 ms per 2-token

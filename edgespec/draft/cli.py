@@ -513,6 +513,62 @@ def export_cmd(
         require_agreement(check, f"exported draft disagrees with torch on {name.replace('_', ' ')}")
 
 
+CHECK_TEXT = ("Write a function that returns the n-th Fibonacci number.\n\n```python\ndef fib(n: int) -> int:\n"
+              "    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n```\n"
+              "It keeps two numbers and adds them n times, so it runs in linear time.")
+
+
+@app.command("gguf")
+def gguf_cmd(
+    pair: Path = typer.Option(None, help="pair folder whose draft to convert (default: the default pair)"),
+    weight_type: str = typer.Option("Q8_0", "--type", help="matrix type: Q8_0, Q4_0 or F16"),
+) -> None:
+    """Write the pair's draft as a GGUF for the llama.cpp engine (`--draft-engine llamacpp`), beside its IR, and
+    record it in the pair; checked against the OpenVINO draft's logits."""
+    import openvino as ov
+
+    from edgespec.export.ir_to_gguf import DRAFT_GGUF, compare_draft_engines, draft_gguf
+    from edgespec.export.presets import ensure_default_pair
+    from edgespec.runtime.engines import load_llamacpp
+    from edgespec.runtime.llamacpp import available
+    from edgespec.runtime.manifest import MANIFEST, load_pair
+    from edgespec.runtime.pipeline import load_lm
+    from edgespec.runtime.tokenizer import TextTokenizer
+
+    if not available():
+        raise EdgespecError("llama-cpp-python is not installed (pip install 'edgespec[llamacpp]')")
+    if weight_type.upper() not in ("Q8_0", "Q4_0", "F16"):
+        raise EdgespecError(f"--type {weight_type}: choose Q8_0, Q4_0 or F16")
+    root = Path(pair) if pair is not None else ensure_default_pair(console=console)
+    loaded = load_pair(root)
+    if loaded.draft is None:
+        raise EdgespecError(f"{root} has no draft")
+    if loaded.target.gguf is None or not loaded.target.gguf.is_file():
+        raise EdgespecError(f"{root}: the target records no GGUF (its tokenizer and settings come from it)")
+    out = loaded.draft.dir / DRAFT_GGUF
+    with console.status(f"writing {out}"):
+        draft_gguf(loaded.draft.dir, loaded.target.gguf, out, weight_type)
+    manifest_path = loaded.root / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["draft"]["gguf"] = str(out.relative_to(loaded.root.resolve())) if out.is_relative_to(
+        loaded.root.resolve()) else str(out)
+    tmp = manifest_path.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(manifest_path)
+    loaded = load_pair(root)
+    ids = TextTokenizer(loaded.target.dir).encode(CHECK_TEXT)
+    check = compare_draft_engines(load_lm(ov.Core(), loaded.draft, "CPU", False, "mask", draft=True),
+                                  load_llamacpp(loaded.draft, "draft"), ids)
+    console.print(check)
+    if check["argmax_agreement_clear"] < 0.9:
+        out.unlink()
+        raise EdgespecError(f"the llama.cpp draft disagrees with the OpenVINO one (argmax agreement "
+                            f"{check['argmax_agreement_clear']:.2f} where OpenVINO's top two differ by 1 or more); "
+                            f"removed {out}")
+    console.print(f"{out} ({out.stat().st_size / 1e6:.0f} MB, {weight_type.upper()}): "
+                  f"edgespec generate --draft-engine llamacpp" + (f" --model {root}" if pair is not None else ""))
+
+
 @app.command("import-ir")
 def import_ir(
     draft: Path = typer.Option(..., help="draft IR folder (e.g. edgespec/assets/drafts/smollm2)"),

@@ -22,6 +22,7 @@ from .compress import compress_ir
 from .exporter import Source, export_model
 from .fetch import cache_root, locate_gguf
 from .gguf_tools import rewrite_gguf
+from .ir_to_gguf import DRAFT_GGUF
 from .tokenizer_info import check_same_tokenizer
 
 # Weights of the cached default target: INT8 asymmetric per channel, made without NNCF (export/int8.py)
@@ -121,8 +122,11 @@ def _attach_draft(root: Path, preset: Preset) -> dict | None:
         elif link.exists():
             shutil.rmtree(link)
         os.replace(tmp, link)
-    return {"dir": "draft", "source": f"{draft.name} ({draft.shipped}/)", "weights": draft.weights,
-            "device": "CPU"}
+    entry = {"dir": "draft", "source": f"{draft.name} ({draft.shipped}/)", "weights": draft.weights,
+             "device": "CPU"}
+    if (link / DRAFT_GGUF).is_file():  # written by `edgespec draft gguf`, for --draft-engine llamacpp
+        entry["gguf"] = f"draft/{DRAFT_GGUF}"
+    return entry
 
 
 def ensure_default_pair(cache_dir: str | Path | None = None, console: Console | None = None) -> Path:

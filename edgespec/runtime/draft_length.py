@@ -21,6 +21,29 @@ def decayed_length(mean: float | None, new_tokens: int) -> float:
     return float(new_tokens) if mean is None else 0.7 * mean + 0.3 * new_tokens
 
 
+class RealizedRate:
+    """Seconds per generated token that steps of one kind really took (wall time of their calls; decayed, so the
+    latest steps weigh most). decay 1.0: a plain sum (one block's)."""
+
+    def __init__(self, decay: float = 0.9):
+        self.decay = decay
+        self.seconds = self.tokens = 0.0
+
+    def add(self, seconds: float, tokens: int) -> None:
+        self.seconds = self.decay * self.seconds + seconds
+        self.tokens = self.decay * self.tokens + tokens
+
+    def fade(self, factor: float) -> None:
+        self.seconds *= factor
+        self.tokens *= factor
+
+    def per_token(self) -> float:
+        return self.seconds / self.tokens if self.tokens else float("inf")
+
+
+# Tokens of evidence before realized rates overrule the cost model (about four steps of a mediocre draft).
+EVIDENCE = 6.0
+
 # An acceptance above any the shipped drafts reach on a whole prompt set (0.5-0.85): where even a draft this good
 # would not pay on the measured costs, a sat-out draft is not probed at all.
 CEILING = 0.9
@@ -49,6 +72,14 @@ class DraftLength:
         self.hold, self.probe = hold, probe
         self.sit_out = hold  # steps the draft sits out after a failed probe: doubles while probes keep failing
         self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
+        # What steps really took per token, by who proposed: the cost model prices calls from steady runs, but a
+        # real step also pays what the model leaves out (llama.cpp's 2-token verify of Qwen 1.5B ran at 100 ms in
+        # the loop against 86 timed beforehand; a catch-up; Python). Where proposals realize a slower rate than
+        # plain steps, they stop, whatever the model predicts (docs/draft-length.md).
+        self.realized = {"plain": RealizedRate(), "draft": RealizedRate(), "lookup": RealizedRate()}
+        self.block = RealizedRate(decay=1.0)  # the held block's draft steps, to end a losing block early
+        self.pending_catch_up = 0.0
+        self.cuts = 0  # drafting blocks ended early in a row
         self.restart(initial, maximum, adaptive)
         self.hold_left = 0  # nothing is measured yet: the first decision comes once the draft has a cost
 
@@ -64,11 +95,18 @@ class DraftLength:
         if adaptive and self.draft_cost is not None and not self.could_pay():
             probe_k = 0
         self.current, self.hold_left, self.sit_out = probe_k, self.probe, self.hold
+        self.block = RealizedRate(decay=1.0)
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
         if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
             self.kept = self.decay * self.kept + kept
             self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
+            seconds = target_seconds + draft_seconds + self.pending_catch_up
+            self.realized["draft"].add(seconds, kept + 1)
+            self.block.add(seconds, kept + 1)
+            self.pending_catch_up = 0.0
+        else:
+            self.realized["plain"].add(target_seconds, 1)
         self.record_target(drafted + 1, target_seconds)
         if drafted:
             per_token = draft_seconds / drafted
@@ -90,6 +128,7 @@ class DraftLength:
     def record_catch_up(self, tokens: int, seconds: float) -> None:
         """The draft read `tokens` tokens of text it had not seen (a prompt, or text verified without it)."""
         per_token = seconds / tokens
+        self.pending_catch_up += seconds  # paid for the draft step it precedes
         old = self.catch_up_cost
         self.catch_up_cost = per_token if old is None else 0.8 * old + 0.2 * per_token
 
@@ -131,6 +170,7 @@ class DraftLength:
         """A step verified prompt-lookup tokens: its acceptance is the lookup's, its call cost the target's."""
         self.lookup_kept = self.decay * self.lookup_kept + kept
         self.lookup_seen = self.decay * self.lookup_seen + kept + (1 if kept < proposed else 0)
+        self.realized["lookup"].add(target_seconds, kept + 1)
         self.record_target(proposed + 1, target_seconds)
 
     def record_target(self, n: int, target_seconds: float) -> None:
@@ -175,7 +215,7 @@ class DraftLength:
     def lookup_tokens(self, k: int, available: int) -> int:
         """How many of `available` prompt-lookup tokens to verify in place of k drafted ones (0: draft instead).
         Lookup tokens cost no draft call; they win where their expected tokens per second is higher."""
-        if available <= 0:
+        if available <= 0 or (k == 0 and self.loses("lookup")):
             return 0
         draft_rate = expected_tokens(self.acceptance, k) / self.step_seconds(k)
         longest = max(self.steady_cost or self.switch_cost, default=1)
@@ -234,6 +274,16 @@ class DraftLength:
                  for k in range(0, top + 1)}
         return max(rates, key=rates.get)
 
+    def plain_seconds(self) -> float:
+        """Seconds per token of plain (k = 0) steps: as they ran, or as priced until a few have run."""
+        plain = self.realized["plain"]
+        return plain.per_token() if plain.tokens >= EVIDENCE else self.step_seconds(0)
+
+    def loses(self, kind: str) -> bool:
+        """Whether steps proposed by `kind` ("draft" or "lookup") really ran slower per token than plain steps."""
+        rate = self.realized[kind]
+        return self.adaptive and rate.tokens >= EVIDENCE and rate.per_token() > self.plain_seconds()
+
     def could_pay(self) -> bool:
         """Whether some k would beat the target alone at an acceptance of CEILING (measured costs)."""
         return self.drafting_seconds_per_token(CEILING) < self.step_seconds(0)
@@ -241,10 +291,25 @@ class DraftLength:
     def next(self) -> int:
         if not self.adaptive or self.draft_cost is None:
             return self.initial
-        if self.hold_left > 0:
+        # A drafting block whose steps run slower per token than plain ones ends early (a few steps in, not 16).
+        losing = bool(self.current) and self.block.tokens >= EVIDENCE and self.block.per_token() > self.plain_seconds()
+        if self.hold_left > 0 and not losing:
             self.hold_left -= 1
             return self.current
-        k = self.best()
+        cut = self.hold_left > 0  # ended early; a block that ran its length is judged by best() as before
+        if cut:  # each cut in a row doubles the sit-out after it; a drafting block that holds its own resets it
+            self.cuts += 1
+            self.sit_out = min(4 * self.hold, self.hold * 2 ** self.cuts)
+        elif self.current:
+            self.cuts = 0
+        self.block = RealizedRate(decay=1.0)
+        k = 0 if cut else self.best()
+        if k and self.loses("draft"):
+            k = 0  # the model says drafting pays, the steps it ran say it does not: sit out
+        if k == 0:
+            # Evidence against proposals fades while they sit out, so they are tried again now and then.
+            self.realized["draft"].fade(0.5)
+            self.realized["lookup"].fade(0.5)
         if k == 0 and self.current == 0:
             if self.could_pay():
                 # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
@@ -258,6 +323,8 @@ class DraftLength:
             self.hold_left = self.sit_out - 1
             self.sit_out = min(4 * self.hold, 2 * self.sit_out)
         else:
-            self.hold_left, self.sit_out = self.hold - 1, self.hold
+            self.hold_left = self.hold - 1
+            if not self.cuts:
+                self.sit_out = self.hold
         self.current = k
         return k
