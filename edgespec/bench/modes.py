@@ -110,6 +110,8 @@ class RunRecord:
     accepted_tokens: int | None
     stop_reason: str | None = None
     token_ids: list[int] = field(default_factory=list)
+    engine: str | None = None   # edgespec modes: the engine that ran the target (auto chooses per prompt)
+    lookup_tokens: int | None = None  # of drafted_tokens, those prompt lookup proposed
     text: str = ""
 
     @property
@@ -328,7 +330,8 @@ class EdgespecMode(Mode):
             "target_calls": st.target_calls, "draft_calls": st.draft_calls,
             "drafted_tokens": st.drafted_tokens if self.speculative else None,
             "accepted_tokens": st.accepted_tokens if self.speculative else None,
-            "token_ids": ids, "stop_reason": st.stop_reason,
+            "token_ids": ids, "stop_reason": st.stop_reason, "engine": st.engine,
+            "lookup_tokens": st.lookup_tokens if self.speculative else None,
         }
 
     def close(self) -> None:

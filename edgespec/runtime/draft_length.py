@@ -215,7 +215,12 @@ class DraftLength:
     def lookup_tokens(self, k: int, available: int) -> int:
         """How many of `available` prompt-lookup tokens to verify in place of k drafted ones (0: draft instead).
         Lookup tokens cost no draft call; they win where their expected tokens per second is higher."""
-        if available <= 0 or (k == 0 and self.loses("lookup")):
+        if available <= 0:
+            return 0
+        if k == 0 and self.loses("lookup"):
+            # Refused; the evidence fades with each refusal (half-life about 23 steps), so lookup is tried again
+            # (the draft's decisions may not come at all while it waits to catch up on a long prompt).
+            self.realized["lookup"].fade(0.97)
             return 0
         draft_rate = expected_tokens(self.acceptance, k) / self.step_seconds(k)
         longest = max(self.steady_cost or self.switch_cost, default=1)
@@ -307,9 +312,8 @@ class DraftLength:
         if k and self.loses("draft"):
             k = 0  # the model says drafting pays, the steps it ran say it does not: sit out
         if k == 0:
-            # Evidence against proposals fades while they sit out, so they are tried again now and then.
+            # Evidence against the draft fades while it sits out, so it is tried again now and then.
             self.realized["draft"].fade(0.5)
-            self.realized["lookup"].fade(0.5)
         if k == 0 and self.current == 0:
             if self.could_pay():
                 # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
