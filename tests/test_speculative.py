@@ -298,12 +298,12 @@ def test_draft_length_policy_does_not_probe_where_no_draft_could_pay():
 
 
 def test_draft_length_policy_stops_drafting_where_steps_really_run_slower():
-    """The cost model prices calls from steady runs; what it leaves out (here a catch-up of 20 tokens before every
-    draft step, as a draft that sat out pays) can make drafting lose while it predicts a gain. Steps that really
+    """The cost model prices calls from steady runs timed beforehand and moves only 20% a call toward what the loop
+    measures (llama.cpp's 2-token verify of Qwen 1.5B: 86 ms timed, 100 ms in the loop). Drafting steps that really
     run slower per token than plain ones end the block within a few steps and keep the draft out after it."""
     from edgespec.runtime.draft_length import DraftLength
 
-    def run(catch_up_s: float) -> list[int]:
+    def run(per_drafted_s: float) -> list[int]:
         policy = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
         policy.seed({1: 0.010, 2: 0.011, 3: 0.012, 4: 0.013, 5: 0.014}, draft_token_s=0.002)
         for _ in range(10):
@@ -314,18 +314,16 @@ def test_draft_length_policy_stops_drafting_where_steps_really_run_slower():
             k = policy.next()
             choices.append(k)
             if k:
-                if catch_up_s:
-                    policy.record_catch_up(20, catch_up_s)
-                policy.record(drafted=k, kept=k, target_seconds=0.010 + 0.001 * k, draft_seconds=0.002 * k)
+                policy.record(drafted=k, kept=k, target_seconds=0.010 + per_drafted_s * k, draft_seconds=0.002 * k)
             else:
                 policy.record(drafted=0, kept=0, target_seconds=0.010, draft_seconds=0.0)
         return choices
 
-    free = run(0.0)
-    assert sum(k > 0 for k in free) >= 70  # every draft kept, cheap steps: it drafts throughout
-    costly = run(0.060)  # each draft step really costs 60 ms more: (60 + 11 + 2) ms for 2 tokens vs 10 ms for 1
-    assert sum(k > 0 for k in costly) <= 10
+    cheap = run(0.001)
+    assert sum(k > 0 for k in cheap) >= 70  # every draft kept, cheap steps: it drafts throughout
+    costly = run(0.020)  # each drafted token really adds 20 ms to the verify (priced at 1 ms): slower at every k
     assert costly[:3] == [1, 1, 1] and costly[3:35] == [0] * 32  # cut after 3 steps (6 tokens), then sits out
+    assert sum(k > 0 for k in costly) <= 12
 
 
 def test_lookup_stops_where_its_steps_really_run_slower():

@@ -74,11 +74,10 @@ class DraftLength:
         self.kept = self.seen = 0.0  # decayed counts of kept tokens and of accept/reject trials
         # What steps really took per token, by who proposed: the cost model prices calls from steady runs, but a
         # real step also pays what the model leaves out (llama.cpp's 2-token verify of Qwen 1.5B ran at 100 ms in
-        # the loop against 86 timed beforehand; a catch-up; Python). Where proposals realize a slower rate than
+        # the loop against 86 timed beforehand; Python). Where proposals realize a slower rate than
         # plain steps, they stop, whatever the model predicts (docs/draft-length.md).
         self.realized = {"plain": RealizedRate(), "draft": RealizedRate(), "lookup": RealizedRate()}
         self.block = RealizedRate(decay=1.0)  # the held block's draft steps, to end a losing block early
-        self.pending_catch_up = 0.0
         self.cuts = 0  # drafting blocks ended early in a row
         self.restart(initial, maximum, adaptive)
         self.hold_left = 0  # nothing is measured yet: the first decision comes once the draft has a cost
@@ -101,10 +100,10 @@ class DraftLength:
         if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
             self.kept = self.decay * self.kept + kept
             self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
-            seconds = target_seconds + draft_seconds + self.pending_catch_up
-            self.realized["draft"].add(seconds, kept + 1)
-            self.block.add(seconds, kept + 1)
-            self.pending_catch_up = 0.0
+            # A catch-up is left out: a one-time read of the prompt, priced over the answer by catch_up_pays; in the
+            # rate of the step after it, it cut drafting that paid at the start of every answer.
+            self.realized["draft"].add(target_seconds + draft_seconds, kept + 1)
+            self.block.add(target_seconds + draft_seconds, kept + 1)
         else:
             self.realized["plain"].add(target_seconds, 1)
         self.record_target(drafted + 1, target_seconds)
@@ -128,7 +127,6 @@ class DraftLength:
     def record_catch_up(self, tokens: int, seconds: float) -> None:
         """The draft read `tokens` tokens of text it had not seen (a prompt, or text verified without it)."""
         per_token = seconds / tokens
-        self.pending_catch_up += seconds  # paid for the draft step it precedes
         old = self.catch_up_cost
         self.catch_up_cost = per_token if old is None else 0.8 * old + 0.2 * per_token
 
