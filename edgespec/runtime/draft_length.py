@@ -41,8 +41,11 @@ class RealizedRate:
         return self.seconds / self.tokens if self.tokens else float("inf")
 
 
-# Tokens of evidence before realized rates overrule the cost model (about four steps of a mediocre draft).
+# Tokens of evidence before realized rates overrule the cost model (about four steps of a mediocre draft), and how
+# much slower than plain steps proposals must run to be stopped: near break-even the model's choice stands (noise,
+# and OpenVINO's shape switches, made a tighter rule cut drafts that paid: docs/draft-length.md).
 EVIDENCE = 6.0
+MARGIN = 1.05
 
 # An acceptance above any the shipped drafts reach on a whole prompt set (0.5-0.85): where even a draft this good
 # would not pay on the measured costs, a sat-out draft is not probed at all.
@@ -100,11 +103,13 @@ class DraftLength:
         if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
             self.kept = self.decay * self.kept + kept
             self.seen = self.decay * self.seen + kept + (1 if kept < drafted else 0)
-            # A catch-up is left out: a one-time read of the prompt, priced over the answer by catch_up_pays; in the
-            # rate of the step after it, it cut drafting that paid at the start of every answer.
-            self.realized["draft"].add(target_seconds + draft_seconds, kept + 1)
-            self.block.add(target_seconds + draft_seconds, kept + 1)
-        else:
+            # Steady steps only (a call as wide as the last): the first step of a block pays the shape switch, which
+            # the model prices apart. A catch-up is left out too: a one-time read of the prompt, priced over the
+            # answer by catch_up_pays (in the step after it, it cut drafting that paid at every answer's start).
+            if drafted + 1 == self.last_feed:
+                self.realized["draft"].add(target_seconds + draft_seconds, kept + 1)
+                self.block.add(target_seconds + draft_seconds, kept + 1)
+        elif self.last_feed == 1:
             self.realized["plain"].add(target_seconds, 1)
         self.record_target(drafted + 1, target_seconds)
         if drafted:
@@ -285,7 +290,7 @@ class DraftLength:
     def loses(self, kind: str) -> bool:
         """Whether steps proposed by `kind` ("draft" or "lookup") really ran slower per token than plain steps."""
         rate = self.realized[kind]
-        return self.adaptive and rate.tokens >= EVIDENCE and rate.per_token() > self.plain_seconds()
+        return self.adaptive and rate.tokens >= EVIDENCE and rate.per_token() > MARGIN * self.plain_seconds()
 
     def could_pay(self) -> bool:
         """Whether some k would beat the target alone at an acceptance of CEILING (measured costs)."""
@@ -295,7 +300,8 @@ class DraftLength:
         if not self.adaptive or self.draft_cost is None:
             return self.initial
         # A drafting block whose steps run slower per token than plain ones ends early (a few steps in, not 16).
-        losing = bool(self.current) and self.block.tokens >= EVIDENCE and self.block.per_token() > self.plain_seconds()
+        losing = (bool(self.current) and self.block.tokens >= EVIDENCE
+                  and self.block.per_token() > MARGIN * self.plain_seconds())
         if self.hold_left > 0 and not losing:
             self.hold_left -= 1
             return self.current
