@@ -56,8 +56,12 @@ class DraftLength:
     """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
 
     def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, hold: int = 16,
-                 probe: int = 4, always_drafts: bool = False):
+                 probe: int = 4, always_drafts: bool = False, realized_guard: bool = True):
         self.decay = decay
+        # Whether realized rates may stop proposals the model prices as paying. The pipeline turns it on for
+        # llama.cpp targets only: there proposals lost 19-46% (mispriced verifies on a steep curve), while on
+        # OpenVINO the model's costs hold and the guard's noisy rates cut drafts that paid (docs/draft-length.md).
+        self.realized_guard = realized_guard
         # Collaborative decoding calls the draft once per step even at k = 0 (its logits enter the output).
         self.base_draft_calls = 1 if always_drafts else 0
         # A call whose token count differs from the last one's costs more (docs/draft-length.md), so a chosen k is
@@ -290,7 +294,8 @@ class DraftLength:
     def loses(self, kind: str) -> bool:
         """Whether steps proposed by `kind` ("draft" or "lookup") really ran slower per token than plain steps."""
         rate = self.realized[kind]
-        return self.adaptive and rate.tokens >= EVIDENCE and rate.per_token() > MARGIN * self.plain_seconds()
+        return (self.adaptive and self.realized_guard and rate.tokens >= EVIDENCE
+                and rate.per_token() > MARGIN * self.plain_seconds())
 
     def could_pay(self) -> bool:
         """Whether some k would beat the target alone at an acceptance of CEILING (measured costs)."""
@@ -300,7 +305,7 @@ class DraftLength:
         if not self.adaptive or self.draft_cost is None:
             return self.initial
         # A drafting block whose steps run slower per token than plain ones ends early (a few steps in, not 16).
-        losing = (bool(self.current) and self.block.tokens >= EVIDENCE
+        losing = (self.realized_guard and bool(self.current) and self.block.tokens >= EVIDENCE
                   and self.block.per_token() > MARGIN * self.plain_seconds())
         if self.hold_left > 0 and not losing:
             self.hold_left -= 1

@@ -121,8 +121,8 @@ class SpeculativePipeline:
         self.eos_ids = set(pair.target.eos_token_ids) or {self.tokenizer.tokenizer.get_eos_token_id()}
         # Call costs measured while choosing draft lengths, carried from one generation to the next (per engine:
         # each target has its own cost curve). Collaborative decoding has its own policies.
-        self.policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True)
-                         for name in self.targets}
+        self.policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True,
+                                           realized_guard=name == "llamacpp") for name in self.targets}
         self.collab_policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length,
                                                   True, always_drafts=True) for name in self.targets}
         self.answer_tokens: float | None = None  # decayed length of the last answers (the engine choice's guess)
