@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgespec.export.ir_to_gguf import ir_weights, llama_rope_rows
+from edgespec.export.ir_to_gguf import interleave_llama_rope, ir_weights
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.manifest import DRAFT_VOCAB
 
@@ -57,11 +57,7 @@ def draft_from_ir(folder: Path, target_gguf: Path):
                          "context": int(context or target_cfg.context), "init_layers": [],
                          "init_source": f"{Path(folder).name} (IR)"})
     if not cfg.rope_neox:
-        for i in layers:
-            for name, heads in ((f"blk.{i}.attn_q", cfg.heads), (f"blk.{i}.attn_k", cfg.kv_heads)):
-                weights[f"{name}.weight"] = llama_rope_rows(weights[f"{name}.weight"], heads)
-                if f"{name}.bias" in weights:
-                    weights[f"{name}.bias"] = llama_rope_rows(weights[f"{name}.bias"], heads)
+        interleave_llama_rope(weights, layers, cfg.heads, cfg.kv_heads)
     model = DraftLM(cfg)
     model.load_gguf_weights(weights)
     return model, vocab_map

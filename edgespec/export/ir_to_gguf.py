@@ -118,6 +118,16 @@ def llama_rope_rows(matrix: np.ndarray, heads: int) -> np.ndarray:
             .swapaxes(1, 2).reshape(matrix.shape))
 
 
+def interleave_llama_rope(weights: dict[str, np.ndarray], layers: list[int], heads: int, kv_heads: int) -> None:
+    """In place: every layer's Q/K weights (and biases) from GenAI's half-split layout to llama.cpp's interleaved
+    one (llama only; qwen2 uses NeoX RoPE, stored as it is)."""
+    for i in layers:
+        for name, n in ((f"blk.{i}.attn_q", heads), (f"blk.{i}.attn_k", kv_heads)):
+            for suffix in (".weight", ".bias"):
+                if name + suffix in weights:
+                    weights[name + suffix] = llama_rope_rows(weights[name + suffix], n)
+
+
 DRAFT_GGUF = "draft-llamacpp.gguf"  # written beside the draft's IR by `edgespec draft gguf`
 
 
@@ -177,12 +187,8 @@ def draft_gguf(draft_dir: Path, target_gguf: Path, out: Path, weight_type: str =
         full = np.zeros((vocab, hidden), dtype=np.float32)
         full[vocab_map] = head
         weights["output.weight"] = full
-    if settings["arch"] == "llama":  # GenAI's reader stores llama Q/K rows half-split; llama.cpp interleaved
-        for i in layers:
-            for name, heads in ((f"blk.{i}.attn_q", settings["heads"]), (f"blk.{i}.attn_k", settings["kv_heads"])):
-                for suffix in (".weight", ".bias"):
-                    if name + suffix in weights:
-                        weights[name + suffix] = llama_rope_rows(weights[name + suffix], heads)
+    if settings["arch"] == "llama":
+        interleave_llama_rope(weights, layers, settings["heads"], settings["kv_heads"])
     info = json.loads((draft_dir / MODEL_INFO).read_text()) if (draft_dir / MODEL_INFO).is_file() else {}
     shape = LlamaShape(vocab_size=vocab, hidden=hidden, layers=len(layers), heads=settings["heads"],
                        kv_heads=settings["kv_heads"], ffn=weights["blk.0.ffn_gate.weight"].shape[0],

@@ -84,7 +84,6 @@ class DraftLength:
         # the loop against 86 timed beforehand; Python). Where proposals realize a slower rate than
         # plain steps, they stop, whatever the model predicts (docs/draft-length.md).
         self.realized = {"plain": RealizedRate(), "draft": RealizedRate(), "lookup": RealizedRate()}
-        self.block = RealizedRate(decay=1.0)  # the held block's draft steps, to end a losing block early
         self.cuts = 0  # drafting blocks ended early in a row
         self.restart(initial, maximum, adaptive)
         self.hold_left = 0  # nothing is measured yet: the first decision comes once the draft has a cost
@@ -101,7 +100,7 @@ class DraftLength:
         if adaptive and self.draft_cost is not None and not self.could_pay():
             probe_k = 0
         self.current, self.hold_left, self.sit_out = probe_k, self.probe, self.hold
-        self.block = RealizedRate(decay=1.0)
+        self.block = RealizedRate(decay=1.0)  # the held block's draft steps, to end a losing block early
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
         if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
