@@ -531,7 +531,7 @@ def gguf_cmd(
     from edgespec.export.presets import ensure_default_pair
     from edgespec.runtime.engines import load_llamacpp
     from edgespec.runtime.llamacpp import available
-    from edgespec.runtime.manifest import MANIFEST, load_pair
+    from edgespec.runtime.manifest import MANIFEST, load_pair, write_manifest
     from edgespec.runtime.pipeline import load_lm
     from edgespec.runtime.tokenizer import TextTokenizer
 
@@ -548,13 +548,9 @@ def gguf_cmd(
     out = loaded.draft.dir / DRAFT_GGUF
     with console.status(f"writing {out}"):
         draft_gguf(loaded.draft.dir, loaded.target.gguf, out, weight_type)
-    manifest_path = loaded.root / MANIFEST
-    manifest = json.loads(manifest_path.read_text())
-    manifest["draft"]["gguf"] = str(out.relative_to(loaded.root.resolve())) if out.is_relative_to(
-        loaded.root.resolve()) else str(out)
-    tmp = manifest_path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(manifest_path)
+    manifest = json.loads((loaded.root / MANIFEST).read_text())
+    gguf_entry = str(out.relative_to(loaded.root.resolve())) if out.is_relative_to(loaded.root.resolve()) else str(out)
+    write_manifest(loaded.root, manifest["name"], manifest["target"], {**manifest["draft"], "gguf": gguf_entry})
     loaded = load_pair(root)
     ids = TextTokenizer(loaded.target.dir).encode(CHECK_TEXT)
     check = compare_draft_engines(load_lm(ov.Core(), loaded.draft, "CPU", False, "mask", draft=True),

@@ -24,6 +24,7 @@ from torch import nn
 
 from edgespec.runtime.errors import EdgespecError
 from edgespec.export.gguf_llama import LlamaShape
+from edgespec.export.gguf_tools import llama_settings, open_gguf
 
 
 @dataclass
@@ -230,14 +231,7 @@ ARCHITECTURES = ("llama", "qwen2")
 
 
 def _open_gguf(path: Path):
-    import gguf
-
-    if not Path(path).is_file():
-        raise EdgespecError(f"GGUF file not found: {path}")
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # gguf-py raises ValueError/struct errors on damaged files
-        raise EdgespecError(f"{path} is not a readable GGUF file ({exc.__class__.__name__})") from None
+    reader = open_gguf(path)
     arch = str(reader.fields["general.architecture"].contents())
     if arch not in ARCHITECTURES:
         raise EdgespecError(f"{path}: a {arch} GGUF cannot seed a draft (supported: {', '.join(ARCHITECTURES)})")
@@ -245,17 +239,10 @@ def _open_gguf(path: Path):
 
 
 def _gguf_config(reader, arch: str, path: Path) -> DraftConfig:
-    def meta(key: str):
-        return reader.fields[f"{arch}.{key}"].contents()
-
-    embedding = next(t for t in reader.tensors if t.name == "token_embd.weight")
-    vocab = int(embedding.shape[-1])  # gguf-py lists dimensions innermost first
-    return DraftConfig(target_vocab=vocab, head_vocab=vocab, hidden=int(meta("embedding_length")),
-                       layers=int(meta("block_count")), heads=int(meta("attention.head_count")),
-                       kv_heads=int(meta("attention.head_count_kv")), ffn=int(meta("feed_forward_length")),
-                       context=int(meta("context_length")), rope_theta=float(meta("rope.freq_base")),
-                       rms_eps=float(meta("attention.layer_norm_rms_epsilon")), arch=arch,
-                       init_source=Path(path).name)
+    s = llama_settings(reader)
+    return DraftConfig(target_vocab=s["vocab"], head_vocab=s["vocab"], hidden=s["hidden"], layers=s["layers"],
+                       heads=s["heads"], kv_heads=s["kv_heads"], ffn=s["ffn"], context=s["context"],
+                       rope_theta=s["rope_theta"], rms_eps=s["rms_eps"], arch=arch, init_source=Path(path).name)
 
 
 def _dequantized(tensor) -> np.ndarray:

@@ -42,8 +42,11 @@ class GgufInfo:
         return self.architecture in GENAI_ARCHITECTURES and self.matrix_types <= GENAI_MATRIX_TYPES
 
 
-def _reader(path: Path):
+def open_gguf(path: Path):
+    """A gguf-py reader over `path`; EdgespecError (one line) for a missing, foreign or damaged file."""
     import gguf
+
+    path = Path(path)
 
     if not path.is_file():
         raise EdgespecError(f"GGUF file not found: {path}")
@@ -67,6 +70,21 @@ def _field(reader, key: str, default=None):
         return default
 
 
+def llama_settings(reader) -> dict:
+    """A llama/qwen2 GGUF's shape and settings from its header: what a draft made from it, or for it, needs."""
+    arch = str(reader.fields["general.architecture"].contents())
+
+    def meta(key: str):
+        return reader.fields[f"{arch}.{key}"].contents()
+
+    embedding = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    return {"arch": arch, "vocab": int(embedding.shape[-1]),  # gguf-py lists dimensions innermost first
+            "hidden": int(meta("embedding_length")), "layers": int(meta("block_count")),
+            "heads": int(meta("attention.head_count")), "kv_heads": int(meta("attention.head_count_kv")),
+            "ffn": int(meta("feed_forward_length")), "context": int(meta("context_length")),
+            "rope_theta": float(meta("rope.freq_base")), "rms_eps": float(meta("attention.layer_norm_rms_epsilon"))}
+
+
 def read_gguf_info(path: str | Path) -> GgufInfo:
     """Header facts of a GGUF file; EdgespecError if it is not one or its tensor data is cut short.
 
@@ -82,7 +100,7 @@ def read_gguf_info(path: str | Path) -> GgufInfo:
 
 @lru_cache(maxsize=16)
 def _read_gguf_info(path: Path, size: int, mtime_ns: int) -> GgufInfo:
-    reader = _reader(path)
+    reader = open_gguf(path)
     end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
     if end > size or not reader.tensors:
         raise EdgespecError(f"{path.name} is truncated: its tensors need {end} bytes, the file has {size}")
@@ -141,7 +159,7 @@ def rewrite_gguf(src: str | Path, dst: str | Path, to: str = "F16", console: Con
         raise ValueError(to)
     src, dst = Path(src), Path(dst)
     info = read_gguf_info(src)
-    reader = _reader(src)
+    reader = open_gguf(src)
     writer = gguf.GGUFWriter(str(dst), info.architecture, use_temp_file=False)
     # The writer added general.architecture already; copy the rest as typed in the source.
     for key, field in reader.fields.items():

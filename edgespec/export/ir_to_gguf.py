@@ -133,23 +133,12 @@ DRAFT_GGUF = "draft-llamacpp.gguf"  # written beside the draft's IR by `edgespec
 
 def _target_settings(target_gguf: Path) -> dict:
     """What a draft's GGUF takes from its target's: architecture, heads, RoPE base, norm epsilon, vocabulary."""
-    import gguf
+    from edgespec.export.gguf_tools import llama_settings, open_gguf
 
-    try:
-        reader = gguf.GGUFReader(str(target_gguf))
-    except Exception as exc:  # gguf-py raises ValueError/struct errors on damaged files
-        raise EdgespecError(f"{target_gguf} is not a readable GGUF file ({exc.__class__.__name__})") from None
-    arch = str(reader.fields["general.architecture"].contents())
-    if arch not in ("llama", "qwen2"):
-        raise EdgespecError(f"{target_gguf}: a {arch} target (a draft GGUF is written for llama and qwen2)")
-
-    def meta(key: str):
-        return reader.fields[f"{arch}.{key}"].contents()
-
-    embedding = next(t for t in reader.tensors if t.name == "token_embd.weight")
-    return {"arch": arch, "heads": int(meta("attention.head_count")),
-            "kv_heads": int(meta("attention.head_count_kv")), "rope_theta": float(meta("rope.freq_base")),
-            "rms_eps": float(meta("attention.layer_norm_rms_epsilon")), "vocab": int(embedding.shape[-1])}
+    settings = llama_settings(open_gguf(target_gguf))
+    if settings["arch"] not in ("llama", "qwen2"):
+        raise EdgespecError(f"{target_gguf}: a {settings['arch']} target (a draft GGUF is written for llama and qwen2)")
+    return settings
 
 
 def draft_gguf(draft_dir: Path, target_gguf: Path, out: Path, weight_type: str = "Q8_0") -> Path:

@@ -163,10 +163,6 @@ def ensure_default_pair(cache_dir: str | Path | None = None, console: Console | 
             draft_eos = json.loads(draft_info_path.read_text()).get("eos_token_ids", []) \
                 if draft_info_path.is_file() else []
             check_same_tokenizer(target_dir, root / "draft", target_info["eos_token_ids"], draft_eos)
-        # Written aside and renamed: a concurrent reader never sees a half-written manifest.
-        tmp = root / f".manifest-{os.getpid()}"
-        tmp.mkdir(exist_ok=True)
-        os.replace(write_manifest(tmp, preset.name, target_entry, draft_entry), manifest)
-        tmp.rmdir()
+        write_manifest(root, preset.name, target_entry, draft_entry)
     return root
 

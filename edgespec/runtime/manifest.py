@@ -18,6 +18,7 @@ A bare model folder (no edgespec.json) is accepted as a target-only pair.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,9 +132,12 @@ def load_pair(path: str | Path) -> Pair:
 
 
 def write_manifest(root: str | Path, name: str, target: dict, draft: dict | None) -> Path:
+    """Write (or replace) a pair's edgespec.json; written aside and renamed, so a reader never sees half of one."""
     root = Path(root)
     data = {"format": FORMAT, "name": name, "target": target, "draft": draft}
-    (root / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")
+    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, root / MANIFEST)
     return root / MANIFEST
 
 
