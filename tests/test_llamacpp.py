@@ -120,6 +120,28 @@ def test_engine_choice_learns_from_the_generations_it_runs():
     assert choice.prefill_factor["llamacpp"] <= EngineChoice.BOUNDS[1] and choice.decode_factor["llamacpp"] == 1.0
 
 
+def test_engine_choice_does_not_carry_one_workloads_acceptance_to_the_next():
+    """Code accepted at 0.85 on OpenVINO ran as fast as the model predicts at 0.85: that says nothing about the
+    engine's speed, so the next prompt (questions, accepted at 0.4) is not sent to OpenVINO for it (SmolLM2 v8:
+    MT-bench's first prompt after HumanEval ran at half llama.cpp's speed)."""
+    verdict = decide({1: 0.012, 2: 0.014, 4: 0.018}, {1: 0.0075, 2: 0.013, 4: 0.022}, 0.0027,
+                     {"openvino": 0.54, "llamacpp": 0.90}, {"openvino": 0.012, "llamacpp": 0.0110})
+    assert verdict["per_prompt"]
+    choice = EngineChoice(verdict)
+    assert choice.choose({"openvino": 53, "llamacpp": 53}, 53, 128) == "llamacpp"
+    fast_code = 1 / predicted_rate(verdict["call_s"]["openvino"], verdict["draft_token_s"], 0.85)[0]
+    for _ in range(4):
+        choice.record("openvino", 120, 120, 0.3, 128, 0.3 + 127 * fast_code, acceptance=0.85)
+    assert choice.decode_factor["openvino"] == pytest.approx(1.0, abs=0.02)
+    assert choice.choose({"openvino": 53, "llamacpp": 53}, 53, 128) == "llamacpp"
+    # the same speed with no acceptance to explain it (no proposals) is the engine's own, and is kept
+    before = choice.expected("openvino", 53, 53, 128)
+    for _ in range(4):
+        choice.record("openvino", 120, 120, 0.3, 128, 0.3 + 127 * fast_code)
+    assert choice.decode_factor["openvino"] < 0.8
+    assert choice.expected("openvino", 53, 53, 128) < 0.85 * before
+
+
 @needs_llama_cpp
 def test_forward_in_one_call_equals_token_by_token_and_rollback_forgets(gguf_pair):
     from edgespec.runtime.engines import load_llamacpp

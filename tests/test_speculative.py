@@ -287,6 +287,11 @@ def test_draft_length_policy_does_not_probe_where_no_draft_could_pay():
         steep.record(drafted=0, kept=0, target_seconds=0.0100, draft_seconds=0.0)
     assert not steep.could_pay()
     assert [steep.next() for _ in range(80)] == [0] * 80
+    # A draft that would win 3% only at acceptance 0.9 (k = 1: 15.1 ms for 1.9 tokens against 8.2 ms a token;
+    # about the curve timed in the loop on a quieter day, 2.7 ms draft tokens) is not probed either
+    marginal = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
+    marginal.seed({1: 0.0082, 2: 0.0124, 3: 0.0182, 4: 0.0213, 5: 0.0259}, 0.0027)
+    assert marginal.drafting_seconds_per_token(0.9) < marginal.step_seconds(0) and not marginal.could_pay()
     # OpenVINO's flatter curve (14.5, 17.4, 19.5 ms): a right draft would pay, so the sat-out draft is probed
     flat = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
     flat.seed({1: 0.0145, 2: 0.0174, 3: 0.0195, 4: 0.0216, 5: 0.0240})

@@ -297,8 +297,10 @@ class DraftLength:
                 and rate.per_token() > MARGIN * self.plain_seconds())
 
     def could_pay(self) -> bool:
-        """Whether some k would beat the target alone at an acceptance of CEILING (measured costs)."""
-        return self.drafting_seconds_per_token(CEILING) < self.step_seconds(0)
+        """Whether some k would beat the target alone by MARGIN at an acceptance of CEILING (measured costs): a
+        draft that could win 3% only at an acceptance no set reaches is not worth its probes (llama.cpp's SmolLM2
+        curve: probes at every answer's start cost shortqa and math 15-20%)."""
+        return MARGIN * self.drafting_seconds_per_token(CEILING) < self.step_seconds(0)
 
     def next(self) -> int:
         if not self.adaptive or self.draft_cost is None:

@@ -39,7 +39,7 @@ PROBE_REPEATS = 3
 # token match is 0.56 on MT-bench and 0.73 on HumanEval); the adaptive policy corrects k once decoding runs.
 PRIOR_ACCEPTANCE = 0.6
 PROBE_FILE = "engine-probes.json"
-PROBE_VERSION = 3  # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context)
+PROBE_VERSION = 4  # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
 LONG_CONTEXT = 2048  # a context where both engines are compared too (per_prompt when the faster one differs)
 
@@ -122,16 +122,20 @@ def probe_draft(draft, seed_ids: list[int]) -> float:
 
 def probe_prefill(lm, seed_ids: list[int]) -> tuple[float, float]:
     """Median seconds of a PREFILL_TOKENS-token prompt fed to an empty cache (the first is a warm-up), and of a
-    one-token step after it (with probe_calls' step after PROBE_PAST tokens: the step's growth with the context)."""
-    ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - 2))
+    steady one-token step after it, the second (with probe_calls' step after PROBE_PAST tokens: the step's growth
+    with the context)."""
+    ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - 3))
     times, steps = [], []
     for _ in range(PROBE_REPEATS + 1):
         lm.reset()
         start = time.perf_counter()
         lm.forward(ids, last=1)
-        mid = time.perf_counter()
+        times.append(time.perf_counter() - start)
+        # The first step after a prefill pays OpenVINO's shape switch (about 8 ms here): taken as growth with the
+        # context, it priced every OpenVINO step 90 ms dearer at 1000 tokens and sent long prompts to llama.cpp.
         lm.forward(ids[:1], last=1)
-        times.append(mid - start)
+        mid = time.perf_counter()
+        lm.forward(ids[1:2], last=1)
         steps.append(time.perf_counter() - mid)
     lm.reset()
     return statistics.median(times[1:]), statistics.median(steps[1:])
@@ -175,9 +179,10 @@ def prefill_seconds(verdict: dict, engine: str, prompt_tokens: int) -> float:
 class EngineChoice:
     """Chooses the engine for each generation (auto with both targets loaded) from the probe's verdict, corrected
     by what the generations on each engine really took: a generation's prefill over the predicted one, and its
-    seconds per answer token over the predicted ones (the probe predicts speculation at a prior acceptance and
-    one prompt's context; real answers accept more or less and run longer). The latest generations weigh most:
-    the next prompt is most like the last ones."""
+    seconds per answer token over the ones predicted at the acceptance it really had (the probe predicts
+    speculation at a prior acceptance and one prompt's context; real answers run longer). The latest generations
+    weigh most. The next answer is priced at the prior acceptance: one set's acceptance carried to the next (code
+    at 0.8, then questions at 0.4) sent the first question of each set to the slower engine (MT-bench 0.79x)."""
 
     KEEP = 0.5  # weight of the old correction when a generation is recorded
     BOUNDS = (0.25, 4.0)  # one stalled generation (other work on the cores) must not rule an engine out for good
@@ -197,15 +202,24 @@ class EngineChoice:
         return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens))
 
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
-               wall_s: float) -> None:
-        """A generation ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in `wall_s` seconds."""
+               wall_s: float, acceptance: float | None = None) -> None:
+        """A generation ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in `wall_s` seconds, its
+        proposals kept at `acceptance` (None: it proposed nothing)."""
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
             self._update(self.prefill_factor, engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
         if new_tokens >= 8 and wall_s > ttft_s:
-            predicted = per_token_s(self.verdict, engine, prompt_tokens + new_tokens / 2)
+            predicted = per_token_s(self.verdict, engine, prompt_tokens + new_tokens / 2) * self._acceptance_scale(
+                engine, acceptance)
             self._update(self.decode_factor, engine, (wall_s - ttft_s) / (new_tokens - 1) / predicted)
+
+    def _acceptance_scale(self, engine: str, acceptance: float | None) -> float:
+        """Predicted seconds per token at `acceptance` over those at the prior (1 without proposals)."""
+        if acceptance is None:
+            return 1.0
+        rate, _ = predicted_rate(self.verdict["call_s"][engine], self.verdict["draft_token_s"], acceptance)
+        return self.verdict["predicted_tokens_per_s"][engine] / rate
 
     def _update(self, factors: dict[str, float], engine: str, ratio: float) -> None:
         low, high = self.BOUNDS

@@ -321,7 +321,8 @@ class SpeculativePipeline:
             self.answer_tokens = decayed_length(self.answer_tokens, len(generated))
             if pending is not None:
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
-                                          stats.new_tokens, stats.wall_s)
+                                          stats.new_tokens, stats.wall_s,
+                                          stats.accepted_tokens / stats.drafted_tokens if stats.drafted_tokens else None)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
