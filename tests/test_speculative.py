@@ -287,10 +287,10 @@ def test_draft_length_policy_does_not_probe_where_no_draft_could_pay():
         steep.record(drafted=0, kept=0, target_seconds=0.0100, draft_seconds=0.0)
     assert not steep.could_pay()
     assert [steep.next() for _ in range(80)] == [0] * 80
-    # A draft that would win 3% only at acceptance 0.9 (k = 1: 15.1 ms for 1.9 tokens against 8.2 ms a token;
-    # about the curve timed in the loop on a quieter day, 2.7 ms draft tokens) is not probed either
+    # A draft that would win 5% only at acceptance 0.9 (k = 1: 20.6 ms for 1.9 tokens against 11.4 ms a token:
+    # the curve timed in the loop in one auto run, 3.1 ms draft tokens) is not probed either
     marginal = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
-    marginal.seed({1: 0.0082, 2: 0.0124, 3: 0.0182, 4: 0.0213, 5: 0.0259}, 0.0027)
+    marginal.seed({1: 0.0114, 2: 0.0175, 3: 0.0266, 4: 0.0270, 5: 0.0350}, 0.0031)
     assert marginal.drafting_seconds_per_token(0.9) < marginal.step_seconds(0) and not marginal.could_pay()
     # OpenVINO's flatter curve (14.5, 17.4, 19.5 ms): a right draft would pay, so the sat-out draft is probed
     flat = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
@@ -350,6 +350,20 @@ def test_lookup_stops_where_its_steps_really_run_slower():
         refusals += 1
         assert refusals < 40
     assert refusals >= 4
+
+
+def test_one_kept_lookup_token_does_not_buy_a_long_lookup_on_a_steep_curve():
+    """llama.cpp's SmolLM2 curve as timed in one auto run (10.8 ms for one token, 17.9 for two, 27.9 for four): after
+    one lookup token was kept, a 3-token lookup is no win (it was priced at acceptance 0.75 and lost on math)."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    policy = DraftLength(initial=0, maximum=8, adaptive=True, hold=16, probe=4)
+    policy.seed({1: 0.0108, 2: 0.0179, 3: 0.0270, 4: 0.0279, 5: 0.0357}, draft_token_s=0.003)
+    policy.record_lookup(1, 1, 0.0179)
+    assert policy.lookup_tokens(0, 4) <= 1
+    for _ in range(6):  # a lookup that keeps being right earns longer proposals
+        policy.record_lookup(3, 3, 0.0279)
+    assert policy.lookup_tokens(0, 4) >= 3
 
 
 def test_draft_length_policy_prices_calls_in_steady_runs():

@@ -48,8 +48,10 @@ EVIDENCE = 6.0
 MARGIN = 1.05
 
 # An acceptance above any the shipped drafts reach on a whole prompt set (0.5-0.85): where even a draft this good
-# would not pay on the measured costs, a sat-out draft is not probed at all.
+# would not win PROBE_GAIN on the measured costs, a sat-out draft is not probed at all (on llama.cpp's SmolLM2 curve
+# a k = 1 draft wins 3-5% at 0.9, and probes every 16-64 steps cost shortqa and math 12-15%: SmolLM2 v8, v9).
 CEILING = 0.9
+PROBE_GAIN = 1.10
 
 
 class DraftLength:
@@ -215,8 +217,9 @@ class DraftLength:
 
     @property
     def lookup_acceptance(self) -> float:
-        # One pseudo-trial at 0.5: a first match is tried, and a lookup that keeps failing is soon left alone.
-        return (self.lookup_kept + 0.5) / (self.lookup_seen + 1.0)
+        # Two pseudo-trials at 0.5: a first match is tried, a lookup that keeps failing is soon left alone, and one
+        # kept token is not read as 0.75 (on llama.cpp's steep curve that priced a 3-token lookup as a win: math).
+        return (self.lookup_kept + 1.0) / (self.lookup_seen + 2.0)
 
     def lookup_tokens(self, k: int, available: int) -> int:
         """How many of `available` prompt-lookup tokens to verify in place of k drafted ones (0: draft instead).
@@ -297,10 +300,8 @@ class DraftLength:
                 and rate.per_token() > MARGIN * self.plain_seconds())
 
     def could_pay(self) -> bool:
-        """Whether some k would beat the target alone by MARGIN at an acceptance of CEILING (measured costs): a
-        draft that could win 3% only at an acceptance no set reaches is not worth its probes (llama.cpp's SmolLM2
-        curve: probes at every answer's start cost shortqa and math 15-20%)."""
-        return MARGIN * self.drafting_seconds_per_token(CEILING) < self.step_seconds(0)
+        """Whether some k would beat the target alone by PROBE_GAIN at an acceptance of CEILING (measured costs)."""
+        return PROBE_GAIN * self.drafting_seconds_per_token(CEILING) < self.step_seconds(0)
 
     def next(self) -> int:
         if not self.adaptive or self.draft_cost is None:
