@@ -333,6 +333,31 @@ def test_draft_length_policy_stops_drafting_where_steps_really_run_slower():
     assert sum(k > 0 for k in costly) <= 12
 
 
+def test_a_sat_out_draft_stays_out_across_answers_on_the_guarded_policy():
+    """With the realized-rate guard (llama.cpp targets) a draft whose probe lost sits out its whole sit-out even
+    when a new answer starts; without it (OpenVINO) each answer opens with a probe, as before."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    def answers(guard: bool) -> list[list[int]]:
+        policy = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4, realized_guard=guard)
+        policy.seed({1: 0.010, 2: 0.011, 3: 0.012, 4: 0.013, 5: 0.014}, draft_token_s=0.002)
+        out = []
+        for _ in range(3):
+            policy.restart(1, 8, True)
+            choices = []
+            for _ in range(12):  # short answers: a new one starts before the sit-out ends
+                k = policy.next()
+                choices.append(k)
+                # each drafted token adds 20 ms to the verify and is never kept: drafting loses at every k
+                policy.record(drafted=k, kept=0, target_seconds=0.010 + 0.020 * k, draft_seconds=0.002 * k)
+            out.append(choices)
+        return out
+
+    guarded, unguarded = answers(True), answers(False)
+    assert any(guarded[0]) and not any(guarded[1]) and not any(guarded[2])
+    assert all(any(choices) for choices in unguarded)
+
+
 def test_lookup_stops_where_its_steps_really_run_slower():
     from edgespec.runtime.draft_length import DraftLength
 

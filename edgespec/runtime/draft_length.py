@@ -98,11 +98,15 @@ class DraftLength:
         self.kept, self.seen = 0.25 * self.kept, 0.25 * self.seen
         self.lookup_kept = self.lookup_seen = 0.0  # the same counts for prompt-lookup proposals
         self.last_feed = 0
+        self.block = RealizedRate(decay=1.0)  # the held block's draft steps, to end a losing block early
+        if self.realized_guard and adaptive and getattr(self, "current", None) == 0 and self.hold_left > 0:
+            # A draft sitting out (its probes lost) stays out for the rest of its sit-out: on llama.cpp's steep
+            # curve a probe at every answer's start cost short answers 10-15% (SmolLM2 v9, v10).
+            return
         probe_k = initial if self.draft_cost is None or not adaptive else max(1, min(initial, self.best()))
         if adaptive and self.draft_cost is not None and not self.could_pay():
             probe_k = 0
         self.current, self.hold_left, self.sit_out = probe_k, self.probe, self.hold
-        self.block = RealizedRate(decay=1.0)  # the held block's draft steps, to end a losing block early
 
     def record(self, drafted: int, kept: int, target_seconds: float, draft_seconds: float) -> None:
         if drafted:  # a step without a draft says nothing about acceptance (and must not fade it to the prior)
