@@ -324,13 +324,16 @@ class DraftLength:
             self.cuts = 0
         self.block = RealizedRate(decay=1.0)
         k = 0 if cut else self.best()
-        if k and self.loses("draft"):
+        lost = self.loses("draft")
+        if k and lost:
             k = 0  # the model says drafting pays, the steps it ran say it does not: sit out
         if k == 0:
             # Evidence against the draft fades while it sits out, so it is tried again now and then.
             self.realized["draft"].fade(0.5)
         if k == 0 and self.current == 0:
-            if self.could_pay():
+            # No probe while the draft's steps still say it loses (the model's prices drift: on llama.cpp a 2-token
+            # verify was priced at 1.1x a 1-token step against 1.4-1.6x measured, and probes came every block).
+            if self.could_pay() and not lost:
                 # The draft sat out a whole block: let it draft one token for a few steps, so a draft that starts
                 # agreeing again (code after prose, say) is noticed.
                 k, self.hold_left = 1, self.probe - 1
