@@ -309,7 +309,7 @@ def test_draft_length_policy_stops_drafting_where_steps_really_run_slower():
     from edgespec.runtime.draft_length import DraftLength
 
     def run(per_drafted_s: float) -> list[int]:
-        policy = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4)
+        policy = DraftLength(initial=1, maximum=8, adaptive=True, hold=16, probe=4, realized_guard=True)
         policy.seed({1: 0.010, 2: 0.011, 3: 0.012, 4: 0.013, 5: 0.014}, draft_token_s=0.002)
         for _ in range(10):
             policy.record(drafted=0, kept=0, target_seconds=0.010, draft_seconds=0.0)
@@ -361,7 +361,7 @@ def test_a_sat_out_draft_stays_out_across_answers_on_the_guarded_policy():
 def test_lookup_stops_where_its_steps_really_run_slower():
     from edgespec.runtime.draft_length import DraftLength
 
-    policy = DraftLength(initial=0, maximum=8, adaptive=True, hold=16, probe=4)
+    policy = DraftLength(initial=0, maximum=8, adaptive=True, hold=16, probe=4, realized_guard=True)
     policy.seed({1: 0.010, 2: 0.011, 3: 0.012}, draft_token_s=0.002)
     for _ in range(10):
         policy.record(drafted=0, kept=0, target_seconds=0.010, draft_seconds=0.0)
@@ -598,6 +598,26 @@ def test_costs_of_widths_not_verified_lately_follow_the_load_and_a_stall_counts_
     assert policy.target_seconds(1) < 1.25 * 0.040 and policy.target_seconds(3) < 1.25 * 0.060
 
 
+def test_jittery_calls_of_one_width_do_not_cheapen_the_widths_not_run():
+    """Hundreds of one-token steps whose cost jitters (and answer starts, each a shape switch) leave the price of a
+    2-token call where the timed curve put it, against the 1-token price: an arithmetic update of the running
+    width's price drifted it up against the load, until llama.cpp's 2-token verify was priced at 1.3x a 1-token
+    step (timed 1.9x; a bench trace of SmolLM2) and at 0.9x for Qwen, where probes then lost (docs/draft-length.md)."""
+    from edgespec.runtime.draft_length import DraftLength
+
+    rng = np.random.default_rng(0)
+    policy = DraftLength(3, 8, adaptive=True)
+    policy.seed({1: 0.0098, 2: 0.0184, 3: 0.0278})
+    for answer in range(12):
+        policy.last_feed = 0  # a new answer: its first call switches shape
+        for step in range(80):
+            grows = 0.0075 + 0.0012 * step / 80  # each answer's context grows
+            policy.record_target(1, grows * rng.lognormal(0.0, 0.15))
+    assert policy.target_seconds(1) == pytest.approx(0.0087, rel=0.15)
+    assert policy.target_seconds(2) / policy.target_seconds(1) == pytest.approx(0.0184 / 0.0098, rel=0.1)
+    assert policy.target_seconds(3) / policy.target_seconds(1) == pytest.approx(0.0278 / 0.0098, rel=0.1)
+
+
 def test_draft_catch_up_is_timed_apart_and_keeps_greedy_exact(tiny_pipes):
     """The draft's prefill is measured on its own (per-token drafting costs stay what drafting costs) and a
     waiting draft leaves the output target-only's."""
@@ -655,3 +675,20 @@ def test_first_speculative_generation_times_the_targets_calls(tiny_pair, tmp_pat
     again.generate("Hello there", config, chat=False)
     assert all(again.draft_policy.steady_cost[n] > 0 for n in range(1, 6))
     assert (tmp_path / "call-costs.json").is_file() and len(timed) >= 5
+
+
+def test_per_token_acceptance_counts_rejections_not_unseen_tokens():
+    """A chain's tokens after its first rejection are never tried: per-token acceptance (what the expected-tokens
+    formula and the engine choice take) is kept over kept + rejections, not kept over drafted (0.8, not 0.67)."""
+    from edgespec.runtime.config import GenerationStats
+    from edgespec.runtime.speculative import Step, record
+
+    stats = GenerationStats()
+    assert stats.token_acceptance() is None  # nothing proposed
+    record(stats, Step([5, 6, 7], 1, [5, 9], 0.0, 0.01))  # one kept, then a rejection
+    record(stats, Step([5, 6, 7], 3, [5, 6, 7, 8], 0.0, 0.01))  # all kept: no rejection
+    record(stats, Step([], 0, [4], 0.0, 0.01))  # a plain step: no trial
+    stats.finish(0.0)
+    assert stats.rejected_steps == 1
+    assert stats.token_acceptance() == pytest.approx(0.8)
+    assert stats.acceptance_rate == pytest.approx(4 / 6)

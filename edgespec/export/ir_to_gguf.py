@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgespec.export.gguf_tools import llama_settings, open_gguf, rewrite_gguf
 from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.manifest import DRAFT_VOCAB, MODEL_INFO
 
 # GenAI's GGUF reader names each projection's weight after the Hugging Face module it stands for.
 PROJECTIONS = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -133,8 +135,6 @@ DRAFT_GGUF = "draft-llamacpp.gguf"  # written beside the draft's IR by `edgespec
 
 def _target_settings(target_gguf: Path) -> dict:
     """What a draft's GGUF takes from its target's: architecture, heads, RoPE base, norm epsilon, vocabulary."""
-    from edgespec.export.gguf_tools import llama_settings, open_gguf
-
     settings = llama_settings(open_gguf(target_gguf))
     if settings["arch"] not in ("llama", "qwen2"):
         raise EdgespecError(f"{target_gguf}: a {settings['arch']} target (a draft GGUF is written for llama and qwen2)")
@@ -147,9 +147,7 @@ def draft_gguf(draft_dir: Path, target_gguf: Path, out: Path, weight_type: str =
     A reduced (FR-Spec) head becomes a full-vocabulary one whose rows outside draft_vocab.npy are zero: llama.cpp
     needs as many head rows as tokens, and the llama.cpp engine reads the logits at the mapped ids only, so the
     zero rows are never looked at (they cost llama.cpp their share of the head's product)."""
-    from edgespec.export.gguf_llama import LlamaShape, read_tokenizer_fields, write_llama_gguf
-    from edgespec.export.gguf_tools import rewrite_gguf
-    from edgespec.runtime.manifest import DRAFT_VOCAB, MODEL_INFO
+    from edgespec.export.gguf_llama import LlamaShape, read_tokenizer_fields, write_llama_gguf  # needs `gguf`
 
     draft_dir, target_gguf, out = Path(draft_dir), Path(target_gguf), Path(out)
     xml = draft_dir / "openvino_model.xml"

@@ -358,6 +358,7 @@ def _cos(target: StatefulLM, draft: StatefulLM, prompt: list[int], config: Gener
             stats.draft_lengths.append(k)
             stats.drafted_tokens += k
             stats.accepted_tokens += kept
+            stats.rejected_steps += kept < k
             policy.record(k, kept, target_s, draft_s)
             if settled:
                 new, ended = out.take(settled)

@@ -96,6 +96,7 @@ class GenerationStats:
     draft_calls: int = 0
     drafted_tokens: int = 0
     accepted_tokens: int = 0
+    rejected_steps: int = 0  # steps whose proposal was cut short by a rejection (per-token acceptance's trials)
     lookup_tokens: int = 0  # proposed by prompt lookup (no draft call), part of drafted_tokens
     lookup_accepted: int = 0
     alternate_tokens: int = 0  # CoS alternate proposal: the target's own tokens, checked against r by the draft
@@ -117,6 +118,12 @@ class GenerationStats:
             self.tpot_s = (self.wall_s - self.ttft_s) / (self.new_tokens - 1)
         self.acceptance_rate = self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else 0.0
         self.tokens_per_target_call = tokens_per_target_call(self.new_tokens, self.target_calls)
+
+    def token_acceptance(self) -> float | None:
+        """Per-token acceptance (kept tokens over kept + rejected ones; a chain's tokens after a rejection are never
+        tried): what the expected-tokens formula takes. None when nothing was proposed."""
+        trials = self.accepted_tokens + self.rejected_steps
+        return self.accepted_tokens / trials if self.drafted_tokens and trials else None
 
     def as_dict(self) -> dict:
         return asdict(self)

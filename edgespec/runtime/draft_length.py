@@ -58,7 +58,7 @@ class DraftLength:
     """Chooses k to maximise expected tokens per second, from acceptance and costs measured as we go."""
 
     def __init__(self, initial: int, maximum: int, adaptive: bool, decay: float = 0.9, hold: int = 16,
-                 probe: int = 4, always_drafts: bool = False, realized_guard: bool = True):
+                 probe: int = 4, always_drafts: bool = False, realized_guard: bool = False):
         self.decay = decay
         # Whether realized rates may stop proposals the model prices as paying. The pipeline turns it on for
         # llama.cpp targets only: there proposals lost 19-46% (mispriced verifies on a steep curve), while on
@@ -193,8 +193,13 @@ class DraftLength:
             # A stall (another process took the cores) counts as at most twice the expected cost: one 170 ms
             # call among 25 ms ones must not price a width out for good.
             ratio = min(max(target_seconds / expected, 0.5), 2.0)
-            self.load *= ratio ** 0.2
-            costs[n] = expected * (0.8 + 0.2 * ratio)
+            # Geometric steps, the same for the load and the width's own price: an arithmetic mean of the price
+            # (0.8 + 0.2 ratio) rose against the load with every jittery call, so the width that ran most got
+            # dear against those that did not (llama.cpp, Qwen: 2 tokens priced below 1 after 30 answers), and
+            # probes looked like wins. Shape switches (answer starts among them) say nothing of the load.
+            if kind == "steady":
+                self.load *= ratio ** 0.2
+            costs[n] = expected * ratio ** (0.22 if kind == "steady" else 0.2)
         else:
             costs[n] = target_seconds
         self.load_at[(kind, n)] = self.load

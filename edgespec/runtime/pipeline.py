@@ -124,7 +124,8 @@ class SpeculativePipeline:
         self.policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length, True,
                                            realized_guard=name == "llamacpp") for name in self.targets}
         self.collab_policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length,
-                                                  True, always_drafts=True) for name in self.targets}
+                                                  True, always_drafts=True, realized_guard=name == "llamacpp")
+                                for name in self.targets}
         self.answer_tokens: float | None = None  # decayed length of the last answers (the engine choice's guess)
         self.engine_choice = EngineChoice(self.engine_probe) if len(self.targets) > 1 else None
         self._use_engine(self.engine)
@@ -322,7 +323,7 @@ class SpeculativePipeline:
             if pending is not None:
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
                                           stats.new_tokens, stats.wall_s,
-                                          stats.accepted_tokens / stats.drafted_tokens if stats.drafted_tokens else None)
+                                          stats.token_acceptance())
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":

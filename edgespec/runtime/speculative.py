@@ -280,6 +280,7 @@ def record(stats: GenerationStats, step: Step) -> None:
     if step.drafted:
         stats.drafted_tokens += len(step.drafted)
         stats.accepted_tokens += step.kept
+        stats.rejected_steps += step.kept < len(step.drafted)
         if step.source == "lookup":
             stats.lookup_tokens += len(step.drafted)
             stats.lookup_accepted += step.kept
