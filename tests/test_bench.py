@@ -336,6 +336,22 @@ def test_speedup_is_per_repeat_tokens_per_second_ratio():
     assert summary["s"]["genai-target"]["weight_bandwidth_bytes_per_s"] == pytest.approx(40 * 100 / 6.0)
 
 
+def test_speedup_compares_outputs_of_different_lengths_on_equal_work():
+    """Two engines' greedy outputs may differ in length (llama.cpp's Q4_1 target ended HumanEval/0 after 41 tokens,
+    OpenVINO's INT8 one ran 102): tokens/s would spread the 0.4 s to the first token over different lengths. Each
+    pair of runs is cut to the shorter output."""
+    base = dict(_rec("llamacpp-target", "h/0", 0, 41, 0.73), ttft_s=0.42)
+    longer = dict(_rec("edgespec-auto", "h/0", 0, 102, 1.27), ttft_s=0.23)
+    assert (102 / 1.27) / (41 / 0.73) > 1.4  # what tokens/s would say
+    # the longer run to its 41st token: 0.23 s + 40/101 of its 1.04 s of decoding = 0.642 s, against 0.73 s
+    assert metrics.seconds_to(longer, 41) == pytest.approx(0.23 + 1.04 * 40 / 101)
+    assert metrics.seconds_to(longer, 200) == 1.27 and metrics.seconds_to(base, 41) == 0.73
+    summary = metrics.summarize([base, longer], ["llamacpp-target", "edgespec-auto"], target_bytes=100,
+                                draft_bytes=10, read_bandwidth=None, greedy=True)
+    assert summary["h"]["edgespec-auto"]["speedup"]["llamacpp-target"]["median"] == pytest.approx(
+        0.73 / (0.23 + 1.04 * 40 / 101))
+
+
 def test_memory_bound_speedup_uses_each_modes_draft():
     recs = [_rec(mode, "s/1", 0, 10, 0.5, calls=4, drafted=9, accepted=6)
             for mode in ("edgespec-spec", "edgespec-spec2")]

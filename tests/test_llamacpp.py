@@ -142,6 +142,26 @@ def test_engine_choice_does_not_carry_one_workloads_acceptance_to_the_next():
     assert choice.expected("openvino", 53, 53, 128) < 0.85 * before
 
 
+def test_engine_choice_corrects_long_contexts_apart():
+    """OpenVINO speculation after 800-1000-token prompts ran 1.5x slower per token than predicted (SmolLM2 v12):
+    that must not price a 290-token chat prompt, which OpenVINO's prefill wins, onto llama.cpp."""
+    verdict = decide({1: 0.012, 2: 0.014, 4: 0.018}, {1: 0.0075, 2: 0.013, 4: 0.022}, 0.0027,
+                     {"openvino": 0.45, "llamacpp": 0.95}, {"openvino": 0.012, "llamacpp": 0.0085})
+    choice = EngineChoice(verdict)
+    chat = ({"openvino": 290, "llamacpp": 290}, 290, 128)
+    assert choice.choose(*chat) == "openvino"
+    long_step = per_token_s(verdict, "openvino", 900 + 64)
+    for _ in range(4):  # long documents: prefill as predicted, decoding 1.5x slower
+        choice.record("openvino", 900, 900, prefill_seconds(verdict, "openvino", 900), 128,
+                      prefill_seconds(verdict, "openvino", 900) + 127 * 1.5 * long_step)
+    assert choice.long_decode_factor["openvino"] == pytest.approx(1.5, abs=0.05)
+    assert choice.decode_factor["openvino"] == 1.0
+    assert choice.choose(*chat) == "openvino"
+    def decoding(c: EngineChoice) -> float:
+        return c.expected("openvino", 900, 900, 128) - c.expected("openvino", 900, 900, 0)
+    assert decoding(choice) == pytest.approx(1.5 * decoding(EngineChoice(verdict)), rel=0.05)  # long ones: corrected
+
+
 @needs_llama_cpp
 def test_forward_in_one_call_equals_token_by_token_and_rollback_forgets(gguf_pair):
     from edgespec.runtime.engines import load_llamacpp

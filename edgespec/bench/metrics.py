@@ -51,6 +51,27 @@ def tokens_per_s(records: list[dict]) -> float | None:
     return sum(r["new_tokens"] for r in records) / wall if wall > 0 else None
 
 
+def seconds_to(record: dict, tokens: int) -> float:
+    """Seconds a run took to its first `tokens` new tokens: its wall time at its own length or beyond, else its time
+    to first token plus that share of its decoding (tokens after the first come at an even pace)."""
+    n, wall, ttft = record["new_tokens"], record["wall_s"], record.get("ttft_s") or 0.0
+    if tokens >= n or n <= 1:
+        return wall
+    return ttft + (wall - ttft) * max(tokens - 1, 0) / (n - 1)
+
+
+def equal_work_speedup(records: list[dict], base_records: list[dict]) -> float | None:
+    """Base seconds over mode seconds for the same tokens: each prompt's two runs are cut to the shorter output.
+    Equal outputs give the plain ratio of tokens per second; outputs that differ (two engines, two quantizations:
+    a 41-token answer against a 102-token one) would otherwise compare a time to first token spread over different
+    lengths."""
+    base = {r["prompt"]: r for r in base_records}
+    pairs = [(r, base[r["prompt"]]) for r in records if r["prompt"] in base]
+    mode_s = sum(seconds_to(r, min(r["new_tokens"], b["new_tokens"])) for r, b in pairs)
+    base_s = sum(seconds_to(b, min(r["new_tokens"], b["new_tokens"])) for r, b in pairs)
+    return base_s / mode_s if mode_s > 0 and base_s > 0 else None
+
+
 def block_efficiency(records: list[dict]) -> float | None:
     calls = [r for r in records if r.get("target_calls")]
     denom = sum(r["target_calls"] - 1 for r in calls)
@@ -146,9 +167,10 @@ def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_by
                 base_recs = by_mode.get((base,), [])
                 if not base_recs or base == mode:
                     continue
-                base_tps = {rep[0]: tokens_per_s(rs) for rep, rs in _by(base_recs, "repeat").items()}
-                ratios = [tps[k] / base_tps[k] for k in tps if base_tps.get(k) and tps[k]]
-                row["speedup"][base] = spread(ratios)
+                base_by_repeat = _by(base_recs, "repeat")
+                ratios = [equal_work_speedup(rs, base_by_repeat[rep]) for rep, rs in per_repeat.items()
+                          if rep in base_by_repeat]
+                row["speedup"][base] = spread([r for r in ratios if r])
                 references = (collab_base,) if mode in COLLAB_MODES else REFERENCES
                 if greedy and base in references:
                     row["matches"][base] = output_match(recs, base_recs)

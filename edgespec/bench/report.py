@@ -408,8 +408,10 @@ def _definitions(add) -> None:
     add("")
     add("- new tokens/s: generated tokens (end-of-sequence not counted) over wall time around the generate call, "
         "summed over a prompt set for each repeat; the spread is over repeats.")
-    add("- Speedup: tokens/s of a mode over tokens/s of the baseline in the same repeat (interleaved runs); "
-        "median (min-max) over repeats.")
+    add("- Speedup: the baseline's seconds over the mode's for the same tokens, in the same repeat (interleaved "
+        "runs): each prompt's two runs are cut to the shorter of their outputs (time to first token plus that share "
+        "of the decoding), so two engines whose outputs differ in length are compared on equal work; equal outputs "
+        "give the plain ratio of tokens/s. Median (min-max) over repeats.")
     add("- TTFT/TPOT: as each runtime reports them (GenAI perf metrics; edgespec GenerationStats), "
         "median (min-max) over all runs.")
     add("- acceptance: accepted drafted tokens / drafted tokens. tokens/target call: (new tokens - 1) / "

@@ -152,9 +152,10 @@ class DraftLength:
             return 0.0
         return max(0.0, self.step_seconds(0) - self.drafting_seconds_per_token(max(self.acceptance, 0.7)))
 
-    def step_seconds(self, k: int) -> float:
-        """A step with k drafted tokens: the (k + 1)-token target call and the draft calls it needs."""
-        return self.target_seconds(k + 1) + (k + self.base_draft_calls) * (self.draft_cost or 0.0)
+    def step_seconds(self, k: int, points: dict[int, float] | None = None) -> float:
+        """A step with k drafted tokens: the (k + 1)-token target call and the draft calls it needs (points: the
+        prices, when the caller already has them)."""
+        return self.target_seconds(k + 1, points) + (k + self.base_draft_calls) * (self.draft_cost or 0.0)
 
     def longest_draft(self) -> int:
         """The longest k worth pricing: one past the longest call measured (and at most the maximum)."""
@@ -162,7 +163,9 @@ class DraftLength:
 
     def drafting_seconds_per_token(self, acceptance: float) -> float:
         """Seconds per generated token at the best k >= 1, at this per-token acceptance."""
-        return min(self.step_seconds(k) / expected_tokens(acceptance, k) for k in range(1, self.longest_draft() + 1))
+        points = self.prices()
+        return min(self.step_seconds(k, points) / expected_tokens(acceptance, k)
+                   for k in range(1, self.longest_draft() + 1))
 
     def catch_up_pays(self, tokens: int, generated: int, room: int | None = None) -> bool:
         """Whether the draft should read `tokens` unseen tokens now, `generated` tokens into the answer, `room`
@@ -240,14 +243,16 @@ class DraftLength:
             # (the draft's decisions may not come at all while it waits to catch up on a long prompt).
             self.realized["lookup"].fade(0.97)
             return 0
-        draft_rate = expected_tokens(self.acceptance, k) / self.step_seconds(k)
+        points = self.prices()
+        draft_rate = expected_tokens(self.acceptance, k) / self.step_seconds(k, points)
         longest = max(self.steady_cost or self.switch_cost, default=1)
         top = min(available, self.maximum, longest) if k == 0 else min(available, k)
         best, best_rate = 0, draft_rate
+        switch = self.switch_seconds()
         for m in range(1, top + 1):
             # A call of another width than the held one pays the shape switch twice: there and back.
-            switches = 2 * self.switch_seconds() if m != k else 0.0
-            rate = expected_tokens(self.lookup_acceptance, m) / (self.target_seconds(m + 1) + switches)
+            switches = 2 * switch if m != k else 0.0
+            rate = expected_tokens(self.lookup_acceptance, m) / (self.target_seconds(m + 1, points) + switches)
             if rate > best_rate:
                 best, best_rate = m, rate
         return best
@@ -265,10 +270,14 @@ class DraftLength:
         # (which priced the longest k as free tokens and held it for a whole block).
         return (self.kept + 1.4) / (self.seen + 2.0)
 
-    def target_seconds(self, n: int) -> float:
+    def prices(self) -> dict[int, float]:
+        """The measured call costs target_seconds works from: steady ones, or shape-switch ones before any."""
+        return self.scaled("steady") or self.scaled("switch")
+
+    def target_seconds(self, n: int, points: dict[int, float] | None = None) -> float:
         """Cost of an n-token target call in a run of equal calls: measured shapes as they are, straight lines
         between them, the nearest segment carried on outside them (never falling with more tokens)."""
-        points = self.scaled("steady") or self.scaled("switch")
+        points = self.prices() if points is None else points
         if n in points:
             return points[n]
         if not points:
@@ -293,7 +302,8 @@ class DraftLength:
         top = min(self.maximum, longest)
         # Another width than the current one pays the shape switch into it and back out, once per held block.
         moving = 2 * self.switch_seconds() / self.hold
-        rates = {k: expected_tokens(a, k) / (self.step_seconds(k) + (moving if k != self.current else 0))
+        points = self.prices()
+        rates = {k: expected_tokens(a, k) / (self.step_seconds(k, points) + (moving if k != self.current else 0))
                  for k in range(0, top + 1)}
         return max(rates, key=rates.get)
 
@@ -311,6 +321,10 @@ class DraftLength:
     def could_pay(self) -> bool:
         """Whether some k would beat the target alone by PROBE_GAIN at an acceptance of CEILING (measured costs)."""
         return PROBE_GAIN * self.drafting_seconds_per_token(CEILING) < self.step_seconds(0)
+
+    def sitting_out(self) -> bool:
+        """Whether next() will return 0 without weighing anything (the draft sits out a held block)."""
+        return self.adaptive and self.draft_cost is not None and self.current == 0 and self.hold_left > 0
 
     def next(self) -> int:
         if not self.adaptive or self.draft_cost is None:

@@ -42,6 +42,10 @@ PROBE_FILE = "engine-probes.json"
 PROBE_VERSION = 4  # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
 LONG_CONTEXT = 2048  # a context where both engines are compared too (per_prompt when the faster one differs)
+# Decoding around more positions than this is corrected apart: the probe times steps up to PREFILL_TOKENS, and
+# OpenVINO speculation after 600-1000-token prompts ran 1.5x its prediction, which priced chat prompts of 250-300
+# tokens (1.1x faster on OpenVINO, from its prefill) onto llama.cpp (SmolLM2 v12).
+LONG_DECODE = 2 * PREFILL_TOKENS
 
 
 def check_engine(engine: str) -> str:
@@ -191,12 +195,18 @@ class EngineChoice:
         self.verdict = verdict
         self.prefill_factor = {e: 1.0 for e in verdict["call_s"]}
         self.decode_factor = {e: 1.0 for e in verdict["call_s"]}
+        self.long_decode_factor: dict[str, float | None] = {e: None for e in verdict["call_s"]}  # past LONG_DECODE
 
     def expected(self, engine: str, pending: int, prompt_tokens: int, answer_tokens: float) -> float:
         """Expected seconds on `engine` for a prompt of `prompt_tokens` of which `pending` are not cached there."""
         prefill = prefill_seconds(self.verdict, engine, pending) * self.prefill_factor[engine]
-        decode = per_token_s(self.verdict, engine, prompt_tokens + answer_tokens / 2) * self.decode_factor[engine]
+        context = prompt_tokens + answer_tokens / 2
+        decode = per_token_s(self.verdict, engine, context) * self._decode_factor(engine, context)
         return prefill + answer_tokens * decode
+
+    def _decode_factor(self, engine: str, context: float) -> float:
+        long = self.long_decode_factor[engine]
+        return long if context > LONG_DECODE and long is not None else self.decode_factor[engine]
 
     def choose(self, pending: dict[str, int], prompt_tokens: int, answer_tokens: float) -> str:
         return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens))
@@ -210,9 +220,15 @@ class EngineChoice:
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
             self._update(self.prefill_factor, engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
         if new_tokens >= 8 and wall_s > ttft_s:
-            predicted = per_token_s(self.verdict, engine, prompt_tokens + new_tokens / 2) * self._acceptance_scale(
-                engine, acceptance)
-            self._update(self.decode_factor, engine, (wall_s - ttft_s) / (new_tokens - 1) / predicted)
+            context = prompt_tokens + new_tokens / 2
+            predicted = per_token_s(self.verdict, engine, context) * self._acceptance_scale(engine, acceptance)
+            ratio = (wall_s - ttft_s) / (new_tokens - 1) / predicted
+            if context > LONG_DECODE:
+                if self.long_decode_factor[engine] is None:  # the first long run starts from the short ones' factor
+                    self.long_decode_factor[engine] = self.decode_factor[engine]
+                self._update(self.long_decode_factor, engine, ratio)
+            else:
+                self._update(self.decode_factor, engine, ratio)
 
     def _acceptance_scale(self, engine: str, acceptance: float | None) -> float:
         """Predicted seconds per token at `acceptance` over those at the prior (1 without proposals)."""

@@ -155,7 +155,8 @@ class LlamaCppLM:
             raise
         self.tokens.extend(tokens)
         self.calls += 1
-        return np.concatenate([o for o in out if len(o)])
+        out = [o for o in out if len(o)]
+        return out[0] if len(out) == 1 else np.concatenate(out)  # one chunk (every decode step): no second copy
 
     def _decode(self, chunk: list[int], position: int, rows: int) -> np.ndarray:
         batch = self.batch

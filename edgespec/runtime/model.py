@@ -84,11 +84,9 @@ def slice_head_input(model: ov.Model, head, axis: int) -> None:
 def common_prefix(cached: list[int], sequence: list[int]) -> int:
     """How many positions a cache holding `cached` can keep for `sequence`: their common prefix, leaving the last
     token of `sequence` to be fed (its logits are needed)."""
-    common = 0
-    for cached_token, token in zip(cached, sequence):
-        if cached_token != token:
-            break
-        common += 1
+    common = min(len(cached), len(sequence))
+    if cached[:common] != sequence[:common]:  # the usual case (a cache that is a prefix) compared in C, once a step
+        common = next(i for i, (cached_token, token) in enumerate(zip(cached, sequence)) if cached_token != token)
     return min(common, len(sequence) - 1)
 
 

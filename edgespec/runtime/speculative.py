@@ -220,7 +220,9 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
     draft's k (the policy's call), else the draft's k tokens (k = 0: the target alone). The draft waits while
     reading what it has not seen (a long prompt) would cost more than the answer so far says it will save."""
     k = 0
-    if draft is not None:
+    if draft is not None and policy.sitting_out():
+        policy.next()  # counts the step of the sit-out; pricing a catch-up for no draft would only cost time
+    elif draft is not None:
         unseen = unseen_by_draft(draft, draft_sequence)
         if unseen <= CATCH_UP_ALONE or policy.catch_up_pays(unseen, generated, room):
             k = min(policy.next(), room, draft.context_length - len(draft_sequence))
