@@ -161,6 +161,7 @@ def stats_table(stats) -> Table:
         ("target calls", str(stats.target_calls)),
         ("draft calls", str(stats.draft_calls)),
         ("acceptance rate", f"{stats.acceptance_rate:.2f}" if stats.drafted_tokens else "-"),
+        ("per-token acceptance", f"{stats.token_acceptance():.2f}" if stats.token_acceptance() is not None else "-"),
         ("tokens per target call", f"{stats.tokens_per_target_call:.2f}"),
     ]
     if stats.lookup_tokens:  # prompt lookup: copied tokens proposed without a draft call

@@ -183,10 +183,12 @@ def prefill_seconds(verdict: dict, engine: str, prompt_tokens: int) -> float:
 class EngineChoice:
     """Chooses the engine for each generation (auto with both targets loaded) from the probe's verdict, corrected
     by what the generations on each engine really took: a generation's prefill over the predicted one, and its
-    seconds per answer token over the ones predicted at the acceptance it really had (the probe predicts
-    speculation at a prior acceptance and one prompt's context; real answers run longer). The latest generations
-    weigh most. The next answer is priced at the prior acceptance: one set's acceptance carried to the next (code
-    at 0.8, then questions at 0.4) sent the first question of each set to the slower engine (MT-bench 0.79x)."""
+    decoding time over what the probe's costs price the calls it really made at (each step's call width, its draft
+    calls; the probe prices one prompt's context, real answers run longer). The latest generations weigh most. The
+    next answer is priced at the prior acceptance: one set's acceptance carried to the next (code at 0.8, then
+    questions at 0.4) sent the first question of each set to the slower engine (MT-bench 0.79x). Pricing a run
+    from its acceptance instead failed on prompt lookup: a code edit at per-token acceptance 0.88 (lookup tokens,
+    one-token and wide calls mixed) ran at twice what 0.88 predicts, and chat went to the slower engine (v13)."""
 
     KEEP = 0.5  # weight of the old correction when a generation is recorded
     BOUNDS = (0.25, 4.0)  # one stalled generation (other work on the cores) must not rule an engine out for good
@@ -212,17 +214,18 @@ class EngineChoice:
         return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens))
 
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
-               wall_s: float, acceptance: float | None = None) -> None:
+               wall_s: float, widths: list[int] | None = None, draft_calls: int = 0) -> None:
         """A generation ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in `wall_s` seconds, its
-        proposals kept at `acceptance` (None: it proposed nothing)."""
+        steps after the prefill feeding `widths` tokens each (None: one token each) with `draft_calls` draft
+        calls."""
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
             self._update(self.prefill_factor, engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
         if new_tokens >= 8 and wall_s > ttft_s:
             context = prompt_tokens + new_tokens / 2
-            predicted = per_token_s(self.verdict, engine, context) * self._acceptance_scale(engine, acceptance)
-            ratio = (wall_s - ttft_s) / (new_tokens - 1) / predicted
+            ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, widths or [1] * (new_tokens - 1),
+                                                              draft_calls)
             if context > LONG_DECODE:
                 if self.long_decode_factor[engine] is None:  # the first long run starts from the short ones' factor
                     self.long_decode_factor[engine] = self.decode_factor[engine]
@@ -230,12 +233,13 @@ class EngineChoice:
             else:
                 self._update(self.decode_factor, engine, ratio)
 
-    def _acceptance_scale(self, engine: str, acceptance: float | None) -> float:
-        """Predicted seconds per token at `acceptance` over those at the prior (1 without proposals)."""
-        if acceptance is None:
-            return 1.0
-        rate, _ = predicted_rate(self.verdict["call_s"][engine], self.verdict["draft_token_s"], acceptance)
-        return self.verdict["predicted_tokens_per_s"][engine] / rate
+    def _priced_decoding(self, engine: str, context: float, widths: list[int], draft_calls: int) -> float:
+        """Seconds the probe's costs give these target calls (grown with the context) and draft calls."""
+        call_s = self.verdict["call_s"][engine]
+        step = costs.interp_call(call_s, 1)
+        growth = (step + self.verdict["step_growth_s"][engine] * max(0.0, context - self.verdict["probe_past"])) / step
+        calls = sum(costs.interp_call(call_s, w) for w in widths) * growth
+        return calls + draft_calls * (self.verdict["draft_token_s"] or 0.0)
 
     def _update(self, factors: dict[str, float], engine: str, ratio: float) -> None:
         low, high = self.BOUNDS

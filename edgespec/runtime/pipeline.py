@@ -323,7 +323,7 @@ class SpeculativePipeline:
             if pending is not None:
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
                                           stats.new_tokens, stats.wall_s,
-                                          stats.token_acceptance())
+                                          [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
