@@ -76,6 +76,7 @@ class DraftLength:
         # a width not verified for a while is priced at its measured cost times the load's move since.
         self.load = 1.0
         self.load_at: dict[tuple[str, int], float] = {}
+        self.fed_widths: set[int] = set()
         self.answer_tokens: float | None = None  # decayed mean length of finished answers
         self.last_answer = 0
         self.hold, self.probe = hold, probe
@@ -189,6 +190,13 @@ class DraftLength:
         self.record_target(proposed + 1, target_seconds)
 
     def record_target(self, n: int, target_seconds: float) -> None:
+        if n not in self.fed_widths:
+            # A width's first call in this process pays one-time costs (OpenVINO: a new shape's first inference,
+            # 30-90 ms against 3-5 ms for a later switch): priced as a switch it stayed in the mean switch cost
+            # for good, and prompt lookup (two switches a step) stopped on code edits (SmolLM2 v13, v14).
+            self.fed_widths.add(n)
+            self.last_feed = n
+            return
         kind = "steady" if n == self.last_feed else "switch"
         costs = self.steady_cost if kind == "steady" else self.switch_cost
         if n in costs:
