@@ -153,6 +153,7 @@ CHAT_HELP = "/reset clears the history, /stats shows the last answer's metrics, 
 
 def stats_table(stats) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
+    per_token = stats.token_acceptance()
     rows = [
         ("new tokens", f"{stats.new_tokens} ({stats.stop_reason})"),
         ("tokens/s", f"{stats.new_tokens / stats.wall_s:.1f}" if stats.wall_s else "-"),
@@ -161,7 +162,7 @@ def stats_table(stats) -> Table:
         ("target calls", str(stats.target_calls)),
         ("draft calls", str(stats.draft_calls)),
         ("acceptance rate", f"{stats.acceptance_rate:.2f}" if stats.drafted_tokens else "-"),
-        ("per-token acceptance", f"{stats.token_acceptance():.2f}" if stats.token_acceptance() is not None else "-"),
+        ("per-token acceptance", "-" if per_token is None else f"{per_token:.2f}"),
         ("tokens per target call", f"{stats.tokens_per_target_call:.2f}"),
     ]
     if stats.lookup_tokens:  # prompt lookup: copied tokens proposed without a draft call

@@ -191,9 +191,10 @@ class DraftLength:
 
     def record_target(self, n: int, target_seconds: float) -> None:
         if n not in self.fed_widths:
-            # A width's first call in this process pays one-time costs (OpenVINO: a new shape's first inference,
-            # 30-90 ms against 3-5 ms for a later switch): priced as a switch it stayed in the mean switch cost
-            # for good, and prompt lookup (two switches a step) stopped on code edits (SmolLM2 v13, v14).
+            # A width's first call seen by this policy (the pipeline keeps one per engine for the process) pays
+            # one-time costs (OpenVINO: a new shape's first inference, 30-90 ms against 3-5 ms for a later switch):
+            # priced as a switch it stayed in the mean switch cost for good, and prompt lookup (two switches a step)
+            # stopped on code edits (SmolLM2 v13, v14).
             self.fed_widths.add(n)
             self.last_feed = n
             return

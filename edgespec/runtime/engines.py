@@ -167,12 +167,17 @@ def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], d
     return verdict
 
 
+def context_growth(verdict: dict, engine: str, context: float) -> float:
+    """How much dearer a step on `engine` is around `context` positions than at the probe's past: its one-token
+    step grown by the measured cost per position of context, over the step as probed."""
+    step = costs.interp_call(verdict["call_s"][engine], 1)
+    return (step + verdict["step_growth_s"][engine] * max(0.0, context - verdict["probe_past"])) / step
+
+
 def per_token_s(verdict: dict, engine: str, context: float) -> float:
     """Predicted seconds per answer token on `engine` around `context` positions: the probe's predicted decode
-    rate, its one-token step grown by the measured cost per position of context."""
-    step = costs.interp_call(verdict["call_s"][engine], 1)
-    growth = verdict["step_growth_s"][engine] * max(0.0, context - verdict["probe_past"])
-    return (step + growth) / step / verdict["predicted_tokens_per_s"][engine]
+    rate, grown with the context."""
+    return context_growth(verdict, engine, context) / verdict["predicted_tokens_per_s"][engine]
 
 
 def prefill_seconds(verdict: dict, engine: str, prompt_tokens: int) -> float:
@@ -236,9 +241,7 @@ class EngineChoice:
     def _priced_decoding(self, engine: str, context: float, widths: list[int], draft_calls: int) -> float:
         """Seconds the probe's costs give these target calls (grown with the context) and draft calls."""
         call_s = self.verdict["call_s"][engine]
-        step = costs.interp_call(call_s, 1)
-        growth = (step + self.verdict["step_growth_s"][engine] * max(0.0, context - self.verdict["probe_past"])) / step
-        calls = sum(costs.interp_call(call_s, w) for w in widths) * growth
+        calls = sum(costs.interp_call(call_s, w) for w in widths) * context_growth(self.verdict, engine, context)
         return calls + draft_calls * (self.verdict["draft_token_s"] or 0.0)
 
     def _update(self, factors: dict[str, float], engine: str, ratio: float) -> None:
