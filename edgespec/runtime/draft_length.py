@@ -5,6 +5,9 @@ Why each rule is there (hold, probe, steady costs, the prior) is measured in doc
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
+
 import numpy as np
 
 
@@ -52,6 +55,7 @@ MARGIN = 1.05
 # a k = 1 draft wins 3-5% at 0.9, and probes every 16-64 steps cost shortqa and math 12-15%: SmolLM2 v8, v9).
 CEILING = 0.9
 PROBE_GAIN = 1.10
+DRAFT_WINDOW = 16  # drafting steps the draft's cost is the median of
 
 
 class DraftLength:
@@ -70,7 +74,9 @@ class DraftLength:
         # held for `hold` steps and chosen on steady costs (calls of the same shape as the one before).
         self.steady_cost: dict[int, float] = {}
         self.switch_cost: dict[int, float] = {}
-        self.draft_cost: float | None = None
+        # Per drafted token, at load 1.0: the last DRAFT_WINDOW drafting steps (see draft_cost).
+        self.draft_costs: deque[float] = deque(maxlen=DRAFT_WINDOW)
+        self.draft_median: float | None = None
         self.catch_up_cost: float | None = None  # seconds per token the draft reads to catch up (its prefill)
         # How much slower every call runs now than when each cost was last measured (other processes on the cores):
         # a width not verified for a while is priced at its measured cost times the load's move since.
@@ -123,8 +129,24 @@ class DraftLength:
             self.realized["plain"].add(target_seconds, 1)
         self.record_target(drafted + 1, target_seconds)
         if drafted:
-            per_token = draft_seconds / drafted
-            self.draft_cost = per_token if self.draft_cost is None else 0.8 * self.draft_cost + 0.2 * per_token
+            self.draft_costs.append(draft_seconds / drafted / self.load)
+            self.draft_median = statistics.median(self.draft_costs)
+
+    @property
+    def draft_cost(self) -> float | None:
+        """Seconds per drafted token: the median of the last drafting steps, at today's load. A mean let one slow
+        step (a stall, a new shape's first call: 14 ms among 3-5 ms ones) price the draft out, and a draft that no
+        longer drafts is never timed again: in a bench on an AVX-512 EPYC the warm-up left it at over 6 ms, and
+        four prompts ran without a draft call at 0.68x of GenAI's speculative pipeline."""
+        return None if self.draft_median is None else self.draft_median * self.load
+
+    @draft_cost.setter
+    def draft_cost(self, seconds: float | None) -> None:
+        self.draft_costs.clear()
+        self.draft_median = None
+        if seconds is not None:
+            self.draft_costs.append(seconds / self.load)
+            self.draft_median = self.draft_costs[0]
 
     def seed(self, call_s: dict[int, float], draft_token_s: float | None = None) -> None:
         """Steady call costs timed before decoding (calls of each width in a row): without them the cost of a width
