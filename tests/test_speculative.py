@@ -166,6 +166,41 @@ def test_speculative_sampling_matches_target_distribution(tiny_pipes):
                                                       adaptive_draft=False, **warp), chat=False).stats.accepted_tokens
 
 
+def test_prefill_model_writes_the_cache_the_exact_model_decodes_from(tiny_pair, monkeypatch):
+    """Where the CPU has int8 dot products, an exact target prefills on a second compile (dynamic quantization)
+    into the same cache tensors, and every later call runs the exact model. With that prefill compiled exact too,
+    both paths give the same logits (the cache really is shared); and greedy speculative output equals target-only
+    output with the prefill model in use (both read the prompt through it)."""
+    import openvino as ov
+
+    from edgespec.runtime import pipeline
+    from edgespec.runtime.devices import compile_model
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.model import read_ir
+    from edgespec.runtime.paged import PagedLM, to_paged
+
+    monkeypatch.setattr(pipeline, "fast_prefill_differs", lambda: True)  # whatever this CPU has
+    target = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True)
+    assert target.target.prefill_request is not None and spec.target.prefill_request is not None
+    for prompt in PROMPTS[:6]:
+        want = target.generate(prompt, GenerationConfig(max_new_tokens=32, ignore_eos=True), chat=False)
+        for k in (1, 3):
+            config = GenerationConfig(max_new_tokens=32, ignore_eos=True, draft_length=k, adaptive_draft=False)
+            assert spec.generate(prompt, config, chat=False).token_ids == want.token_ids, (prompt, k)
+
+    core = ov.Core()
+    model = read_ir(load_pair(tiny_pair).target.xml)
+    to_paged(model)
+    lm = PagedLM(compile_model(core, model, "CPU", exact=True), 256,
+                 prefill_compiled=compile_model(core, model, "CPU", exact=True))
+    ids = target.prompt_ids("Once upon a time there was", chat=False)
+    first, step = lm.prefill(ids, last=1), lm.forward([777], last=1)
+    lm.reset()
+    np.testing.assert_allclose(first, lm.forward(ids, last=1), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(step, lm.forward([777], last=1), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("form, mode", [("stateful", "mask"), ("stateful", "trim"), ("paged", "mask")])
 def test_rollback_leaves_cache_as_if_never_fed(tiny_pair, form, mode):
     pipe = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True, rollback=mode, form=form)

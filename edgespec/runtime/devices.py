@@ -8,6 +8,7 @@ import os
 import openvino as ov
 
 from edgespec.runtime.errors import EdgespecError
+from edgespec.runtime.hardware import cpu_flags
 from edgespec.runtime.npu import NPUConfig, compile_npu, should_emulate
 
 KNOWN_DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI")
@@ -22,6 +23,24 @@ def cpu_config(exact: bool = False) -> dict:
         config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
         config["KV_CACHE_PRECISION"] = "f32"
     return config
+
+
+def prefill_config() -> dict:
+    """A CPU target's prefill compile: f32 math with dynamic int8 quantization of activations (VNNI/AMX int8 kernels:
+    a 900-token SmolLM2 prompt in 0.69 s against 1.29 s exact, on an AVX-512 VNNI EPYC), writing the exact decode
+    model's f32 KV cache (bf16 math would need a bf16 cache). Greedy speculative output still equals target-only
+    output: both read the prompt through this prefill, and every call after it runs the exact kernels."""
+    return {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_PRECISION_HINT": "f32",
+            "KV_CACHE_PRECISION": "f32"}
+
+
+def fast_prefill_differs() -> bool:
+    """Whether the CPU has int8 dot-product instructions, where dynamic quantization makes prefill about 2x faster;
+    without them (AVX2 only) it changes nothing (docs/exactness.md). EDGESPEC_FAST_PREFILL=0 keeps prompts on the
+    exact kernels too (one compiled copy of the target, not two)."""
+    if os.environ.get("EDGESPEC_FAST_PREFILL", "1") == "0":
+        return False
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_flags()))
 
 
 def device_config(device: str, exact: bool = False) -> dict:

@@ -133,7 +133,7 @@ def probe_prefill(lm, seed_ids: list[int]) -> tuple[float, float]:
     for _ in range(PROBE_REPEATS + 1):
         lm.reset()
         start = time.perf_counter()
-        lm.forward(ids, last=1)
+        lm.prefill(ids, last=1)
         times.append(time.perf_counter() - start)
         # The first step after a prefill pays OpenVINO's shape switch (about 8 ms here): taken as growth with the
         # context, it priced every OpenVINO step 90 ms dearer at 1000 tokens and sent long prompts to llama.cpp.

@@ -134,6 +134,10 @@ class LlamaCppLM:
         self.lib.llama_memory_seq_rm(self.memory, 0, keep, -1)
         del self.tokens[keep:]
 
+    def prefill(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
+        """A prompt's feed: `forward` (PagedLM may run it on faster kernels)."""
+        return self.forward(tokens, last)
+
     def forward(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
         """Append `tokens` to the cache; return the logits of the last `last` of them (all by default)."""
         tokens = [int(t) for t in np.asarray(tokens).reshape(-1)]

@@ -148,6 +148,10 @@ class StatefulLM:
         self.rollback(common)
         return sequence[common:]
 
+    def prefill(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
+        """A prompt's feed: `forward` (PagedLM may run it on faster kernels)."""
+        return self.forward(tokens, last)
+
     def forward(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
         """Append `tokens` to the cache; return the logits of the last `last` of them (all by default)."""
         tokens = np.asarray(tokens, dtype=np.int64).reshape(1, -1)

@@ -44,7 +44,9 @@ class PagedLM:
     max_feed = None  # NPU only (StatefulLM's "position" mode)
 
     def __init__(self, compiled: ov.CompiledModel, context_length: int, vocab_map: np.ndarray | None = None,
-                 capacity: int = 512):
+                 capacity: int = 512, prefill_compiled: ov.CompiledModel | None = None):
+        """prefill_compiled: the same model compiled with faster kernels for `prefill` calls, writing the same cache
+        tensors (its cache inputs must match this one's; else it is not used)."""
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.context_length = context_length
@@ -56,6 +58,9 @@ class PagedLM:
         self.block_size = self.cache_ports[0].get_partial_shape()[2].get_length()
         vocab_dim = compiled.output("logits").get_partial_shape()[-1]
         self.vocab_size = vocab_dim.get_length() if vocab_dim.is_static else 0
+        self.prefill_request = None
+        if prefill_compiled is not None and self._same_cache(prefill_compiled):
+            self.prefill_request = prefill_compiled.create_infer_request()
         self.blocks = 0
         self.calls = 0
         self.block_ids = np.zeros(0, np.int32)
@@ -65,6 +70,11 @@ class PagedLM:
     @property
     def cached(self) -> int:
         return len(self.tokens)
+
+    def _same_cache(self, other: ov.CompiledModel) -> bool:
+        theirs = {port.any_name: (port.get_element_type(), port.get_partial_shape()) for port in other.inputs}
+        return all(theirs.get(port.any_name) == (port.get_element_type(), port.get_partial_shape())
+                   for port in self.cache_ports)
 
     def reset(self) -> None:
         self.tokens: list[int] = []  # what the cache holds, position by position
@@ -81,6 +91,8 @@ class PagedLM:
             if self.blocks:
                 np.copyto(grown.data[:self.blocks], self.request.get_tensor(port.any_name).data)
             self.request.set_tensor(port.any_name, grown)
+            if self.prefill_request is not None:
+                self.prefill_request.set_tensor(port.any_name, grown)  # one cache, written by both
         self.blocks = need
         self.block_ids = np.arange(need, dtype=np.int32)
 
@@ -98,6 +110,12 @@ class PagedLM:
         """Append `tokens` to the cache; return the logits of the last `last` of them (all by default)."""
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         return self._run(tokens, np.arange(self.cached, self.cached + len(tokens), dtype=np.int64), None, last)
+
+    def prefill(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
+        """`forward` for a prompt: on the prefill model where there is one (every later call runs the exact one)."""
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        positions = np.arange(self.cached, self.cached + len(tokens), dtype=np.int64)
+        return self._run(tokens, positions, None, last, self.prefill_request)
 
     def forward_tree(self, tokens: list[int], positions: np.ndarray, mask: np.ndarray,
                      last: int | None = None) -> np.ndarray:
@@ -122,7 +140,7 @@ class PagedLM:
         self.tokens = self.tokens[:keep] + [self.tokens[s] for s in slots]
 
     def _run(self, tokens: np.ndarray, positions: np.ndarray, mask: np.ndarray | None,
-             last: int | None) -> np.ndarray:
+             last: int | None, request: ov.InferRequest | None = None) -> np.ndarray:
         n, past = len(tokens), self.cached
         if past + n > self.context_length:
             raise EdgespecError(f"context length {self.context_length} reached ({past} cached + {n} new tokens)")
@@ -144,15 +162,16 @@ class PagedLM:
             inputs |= NO_TREE if mask is None else {
                 "qq_bias": np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1),
                 "qq_bias_begins": np.array([0, n * n], np.int32)}
+        request = request or self.request
         try:
-            self.request.start_async(inputs, share_inputs=True)
-            self.request.wait()
+            request.start_async(inputs, share_inputs=True)
+            request.wait()
         except BaseException:
             self.reset()  # an interrupted call leaves the tail of the cache unknown: start clean next time
             raise
         self.tokens.extend(int(t) for t in tokens)
         self.calls += 1
-        logits = self.request.get_tensor("logits").data
+        logits = request.get_tensor("logits").data
         return np.array(logits.reshape(-1, logits.shape[-1])[-rows:], dtype=np.float32)
 
     def kv_snapshot(self) -> list[np.ndarray]:

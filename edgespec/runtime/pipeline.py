@@ -10,7 +10,7 @@ import numpy as np
 import openvino as ov
 
 from edgespec.runtime.costs import time_calls
-from edgespec.runtime.devices import compile_model, is_cpu, is_npu
+from edgespec.runtime.devices import compile_model, fast_prefill_differs, is_cpu, is_npu, prefill_config
 from edgespec.runtime.cache import cache_root
 from edgespec.runtime.engines import (EngineChoice, check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
                                       probe_draft, probe_file, probe_key, probe_prefill, read_probes, remember,
@@ -65,8 +65,12 @@ def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback
     if form == "paged" or (form == "auto" and is_cpu(device)):
         # The form GenAI runs on CPU: faster long prefills and long-context steps, free rollback.
         to_paged(model)
+        # An exact target prefills with int8 activations where the CPU has int8 dot products (2x faster prompts),
+        # into the same f32 cache; decoding and verifying stay exact (devices.prefill_config).
+        prefill = (compile_model(core, model, device, extra=prefill_config())
+                   if exact and not draft and fast_prefill_differs() else None)
         return PagedLM(compile_model(core, model, device, exact=exact), entry.context_length,
-                       vocab_map=entry.vocab_map())
+                       vocab_map=entry.vocab_map(), prefill_compiled=prefill)
     slice_logits(model)
     compiled = compile_model(core, model, device, exact=exact)
     return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)

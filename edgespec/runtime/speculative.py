@@ -84,7 +84,7 @@ class DraftWindow:
 def prefill(target: StatefulLM, sequence: list[int], rule: Rule, rng: np.random.Generator) -> Step:
     """Feed the prompt (what the cache lacks of it) and pick the first new token."""
     t0 = time.perf_counter()
-    logits = target.forward(target.pending(sequence), last=1)
+    logits = target.prefill(target.pending(sequence), last=1)
     t1 = time.perf_counter()
     return Step([], 0, [rule.first(logits, rng)], 0.0, t1 - t0)
 
