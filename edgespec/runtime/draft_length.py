@@ -77,7 +77,10 @@ class DraftLength:
         # Per drafted token, at load 1.0: the last DRAFT_WINDOW drafting steps (see draft_cost).
         self.draft_costs: deque[float] = deque(maxlen=DRAFT_WINDOW)
         self.draft_median: float | None = None
-        self.catch_up_cost: float | None = None  # seconds per token the draft reads to catch up (its prefill)
+        # Seconds per token the draft reads to catch up (its prefill), at load 1.0: the last DRAFT_WINDOW reads.
+        self.catch_up_costs: deque[float] = deque(maxlen=DRAFT_WINDOW)
+        self.catch_up_median: float | None = None
+        self.skip_first_catch_up = False  # set by seed(): the process's first read pays one-time costs
         # How much slower every call runs now than when each cost was last measured (other processes on the cores):
         # a width not verified for a while is priced at its measured cost times the load's move since.
         self.load = 1.0
@@ -148,7 +151,8 @@ class DraftLength:
             self.draft_costs.append(seconds / self.load)
             self.draft_median = self.draft_costs[0]
 
-    def seed(self, call_s: dict[int, float], draft_token_s: float | None = None) -> None:
+    def seed(self, call_s: dict[int, float], draft_token_s: float | None = None,
+             catch_up_token_s: float | None = None) -> None:
         """Steady call costs timed before decoding (calls of each width in a row): without them the cost of a width
         the loop never runs steadily is a guess, and a one-token step priced 25% too dear (extrapolated from the
         held k's calls) kept a losing k = 3 drafting through whole answers. Costs measured in the loop win.
@@ -160,12 +164,32 @@ class DraftLength:
                 self.load_at[("steady", n)] = self.load
         if self.draft_cost is None and draft_token_s:
             self.draft_cost = draft_token_s
+        if self.catch_up_cost is None and catch_up_token_s:
+            # A read timed beforehand (warm), so the first read in the loop, which pays one-time costs, is not priced.
+            self.catch_up_cost = catch_up_token_s
+            self.skip_first_catch_up = True
 
     def record_catch_up(self, tokens: int, seconds: float) -> None:
         """The draft read `tokens` tokens of text it had not seen (a prompt, or text verified without it)."""
-        per_token = seconds / tokens
-        old = self.catch_up_cost
-        self.catch_up_cost = per_token if old is None else 0.8 * old + 0.2 * per_token
+        if self.skip_first_catch_up:
+            # Its first long read in the process (OpenVINO's first inference of a new shape): 58 ms for 125
+            # tokens against 16 ms after; priced, it refused every later read on HumanEval, never to be timed again.
+            self.skip_first_catch_up = False
+            return
+        self.catch_up_costs.append(seconds / tokens / self.load)
+        self.catch_up_median = statistics.median(self.catch_up_costs)
+
+    @property
+    def catch_up_cost(self) -> float | None:
+        """Seconds per token of the draft's reads: the median of the last ones (or the seed), at today's load."""
+        return None if self.catch_up_median is None else self.catch_up_median * self.load
+
+    @catch_up_cost.setter
+    def catch_up_cost(self, seconds: float | None) -> None:
+        self.catch_up_costs.clear()
+        self.catch_up_median = None if seconds is None else seconds / self.load
+        if seconds is not None:
+            self.catch_up_costs.append(self.catch_up_median)
 
     def gain_per_token(self) -> float:
         """Seconds the draft would save per generated token at its best k, at no less than the prior's acceptance
