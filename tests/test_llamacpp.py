@@ -171,9 +171,10 @@ def test_forward_in_one_call_equals_token_by_token_and_rollback_forgets(gguf_pai
     assert whole.shape == (len(ids), lm.vocab_size) and lm.cached == len(ids)
     lm.reset()
     steps = np.concatenate([lm.forward([t]) for t in ids])
-    # Equal to float rounding with flash attention (the engine's default; bit for bit in most runs); its plain
-    # attention path differs by up to 1e-2 here and by 1.3 on SmolLM2 (docs/llamacpp.md).
-    np.testing.assert_allclose(whole, steps, atol=1e-4)
+    # Equal to float rounding with flash attention (the engine's default; bit for bit in most runs on an AVX2 EPYC,
+    # up to 5.4e-4 apart on an AVX-512 one); its plain attention path differs by up to 1e-2 here and by 1.3 on
+    # SmolLM2 (docs/llamacpp.md).
+    np.testing.assert_allclose(whole, steps, atol=2e-3)
     assert (whole.argmax(-1) == steps.argmax(-1)).all()
     # Roll back over a wrong continuation: the cache must read as if it was never fed.
     keep = len(ids) - 4
@@ -182,7 +183,7 @@ def test_forward_in_one_call_equals_token_by_token_and_rollback_forgets(gguf_pai
     lm.forward([5, 6, 7])
     assert lm.pending(ids) == ids[keep:]  # common prefix kept, the wrong tokens dropped
     again = lm.forward(ids[keep:], last=2)
-    np.testing.assert_allclose(again, whole[-2:], atol=1e-4)
+    np.testing.assert_allclose(again, whole[-2:], atol=2e-3)
     with pytest.raises(EdgespecError, match="context length"):
         lm.forward(np.zeros(lm.context_length, dtype=np.int64))
     assert lm.cached == len(ids)  # refused before feeding anything: the cache is as it was
@@ -220,6 +221,9 @@ def test_sampling_on_llamacpp_is_seeded(gguf_pair):
     config = GenerationConfig(max_new_tokens=24, ignore_eos=True, do_sample=True, temperature=0.8, seed=3,
                               adaptive_draft=False)
     first = spec.generate("Once upon a time", config, chat=False)
+    # The same calls the second time (a cached prompt would be read in other call shapes, whose logits differ in
+    # float rounding on some CPUs, enough to move a sample).
+    spec.clear_cache()
     assert first.token_ids == spec.generate("Once upon a time", config, chat=False).token_ids
     assert first.stats.drafted_tokens > 0
 

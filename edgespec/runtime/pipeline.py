@@ -177,8 +177,11 @@ class SpeculativePipeline:
         """Seconds per token of the draft reading `past` tokens warm (median of 2 after a warm-up; cached like the
         target's costs): the catch-up's starting price. The first read in a process pays one-time costs (3.6x a
         later one for SmolLM2's draft); taken as the price, it kept the draft from ever reading HumanEval prompts."""
-        if self.draft is None or self.draft.max_feed or past < 2:
+        if self.draft is None or self.draft.max_feed:
             return None  # an NPU draft reads prompts through its own static prefill shape
+        past = min(past, self.draft.context_length - 1)
+        if past < 2:
+            return None
         _, draft_device, exact, _, _, form = self._draft_load
         key = probe_key(self.pair.target, self.pair.draft, f"{self.target_device}/exact={exact}/{form}",
                         draft_device) + f"/draft-read-{past}"
