@@ -188,6 +188,21 @@ def test_prefill_model_writes_the_cache_the_exact_model_decodes_from(tiny_pair, 
         for k in (1, 3):
             config = GenerationConfig(max_new_tokens=32, ignore_eos=True, draft_length=k, adaptive_draft=False)
             assert spec.generate(prompt, config, chat=False).token_ids == want.token_ids, (prompt, k)
+    # A chat's next turn extends the cache: read on the exact model (where the cached part ends differs between
+    # speculative and target-only decoding), so the prefill model must not be asked.
+    used = []
+    real = spec.target.prefill_request
+    spec.target.prefill_request = type("Spy", (), {"start_async": lambda self, *a, **k: used.append(1) or
+                                                   real.start_async(*a, **k), "wait": lambda self: real.wait(),
+                                                   "get_tensor": lambda self, name: real.get_tensor(name)})()
+    spec.clear_cache()
+    history = [{"role": "user", "content": "Once upon a time"}]
+    first = spec.generate(history, GenerationConfig(max_new_tokens=12, ignore_eos=True))
+    assert used == [1]  # the first turn, on an empty cache
+    history += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And then?"}]
+    spec.generate(history, GenerationConfig(max_new_tokens=12, ignore_eos=True))
+    assert used == [1]  # the second turn extended the cache: exact kernels
+    spec.target.prefill_request = real
 
     core = ov.Core()
     model = read_ir(load_pair(tiny_pair).target.xml)

@@ -112,7 +112,12 @@ class PagedLM:
         return self._run(tokens, np.arange(self.cached, self.cached + len(tokens), dtype=np.int64), None, last)
 
     def prefill(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
-        """`forward` for a prompt: on the prefill model where there is one (every later call runs the exact one)."""
+        """`forward` for a prompt: on the prefill model where there is one and the cache is empty (every later call
+        runs the exact one). A prompt that extends a cache (a chat's next turn) is read exactly: where the cached
+        part ends depends on what the loop fed before (a speculative step may have cached one token more than
+        target-only decoding), and a boundary read on other kernels moved the next turn's output."""
+        if self.prefill_request is None or self.cached:
+            return self.forward(tokens, last)
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         positions = np.arange(self.cached, self.cached + len(tokens), dtype=np.int64)
         return self._run(tokens, positions, None, last, self.prefill_request)
