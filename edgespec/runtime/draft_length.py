@@ -44,6 +44,30 @@ class RealizedRate:
         return self.seconds / self.tokens if self.tokens else float("inf")
 
 
+class RecentCost:
+    """A cost per token as the median of its last `window` measurements, kept at load 1.0 and read at today's load:
+    one slow measurement (a stall, a new shape's first call) does not move it, and a cost the loop stops measuring
+    still follows the machine's load."""
+
+    def __init__(self, window: int):
+        self.values: deque[float] = deque(maxlen=window)
+        self.median: float | None = None
+
+    def add(self, seconds: float, load: float) -> None:
+        self.values.append(seconds / load)
+        self.median = statistics.median(self.values)
+
+    def reset(self, seconds: float | None, load: float) -> None:
+        """Forget what was measured; start from `seconds` (None: unmeasured)."""
+        self.values.clear()
+        self.median = None
+        if seconds is not None:
+            self.add(seconds, load)
+
+    def at(self, load: float) -> float | None:
+        return None if self.median is None else self.median * load
+
+
 # Tokens of evidence before realized rates overrule the cost model (about four steps of a mediocre draft), and how
 # much slower than plain steps proposals must run to be stopped: near break-even the model's choice stands (noise,
 # and OpenVINO's shape switches, made a tighter rule cut drafts that paid: docs/draft-length.md).
@@ -55,7 +79,7 @@ MARGIN = 1.05
 # a k = 1 draft wins 3-5% at 0.9, and probes every 16-64 steps cost shortqa and math 12-15%: SmolLM2 v8, v9).
 CEILING = 0.9
 PROBE_GAIN = 1.10
-DRAFT_WINDOW = 16  # drafting steps the draft's cost is the median of
+DRAFT_WINDOW = 16  # drafting steps (or reads) the draft's costs are the median of
 
 
 class DraftLength:
@@ -74,12 +98,8 @@ class DraftLength:
         # held for `hold` steps and chosen on steady costs (calls of the same shape as the one before).
         self.steady_cost: dict[int, float] = {}
         self.switch_cost: dict[int, float] = {}
-        # Per drafted token, at load 1.0: the last DRAFT_WINDOW drafting steps (see draft_cost).
-        self.draft_costs: deque[float] = deque(maxlen=DRAFT_WINDOW)
-        self.draft_median: float | None = None
-        # Seconds per token the draft reads to catch up (its prefill), at load 1.0: the last DRAFT_WINDOW reads.
-        self.catch_up_costs: deque[float] = deque(maxlen=DRAFT_WINDOW)
-        self.catch_up_median: float | None = None
+        self.recent_draft = RecentCost(DRAFT_WINDOW)  # per drafted token (see draft_cost)
+        self.recent_catch_up = RecentCost(DRAFT_WINDOW)  # per token the draft reads to catch up (its prefill)
         self.skip_first_catch_up = False  # set by seed(): the process's first read pays one-time costs
         # How much slower every call runs now than when each cost was last measured (other processes on the cores):
         # a width not verified for a while is priced at its measured cost times the load's move since.
@@ -132,8 +152,7 @@ class DraftLength:
             self.realized["plain"].add(target_seconds, 1)
         self.record_target(drafted + 1, target_seconds)
         if drafted:
-            self.draft_costs.append(draft_seconds / drafted / self.load)
-            self.draft_median = statistics.median(self.draft_costs)
+            self.recent_draft.add(draft_seconds / drafted, self.load)
 
     @property
     def draft_cost(self) -> float | None:
@@ -141,15 +160,11 @@ class DraftLength:
         step (a stall, a new shape's first call: 14 ms among 3-5 ms ones) price the draft out, and a draft that no
         longer drafts is never timed again: in a bench on an AVX-512 EPYC the warm-up left it at over 6 ms, and
         four prompts ran without a draft call at 0.68x of GenAI's speculative pipeline."""
-        return None if self.draft_median is None else self.draft_median * self.load
+        return self.recent_draft.at(self.load)
 
     @draft_cost.setter
     def draft_cost(self, seconds: float | None) -> None:
-        self.draft_costs.clear()
-        self.draft_median = None
-        if seconds is not None:
-            self.draft_costs.append(seconds / self.load)
-            self.draft_median = self.draft_costs[0]
+        self.recent_draft.reset(seconds, self.load)
 
     def seed(self, call_s: dict[int, float], draft_token_s: float | None = None,
              catch_up_token_s: float | None = None) -> None:
@@ -176,20 +191,16 @@ class DraftLength:
             # tokens against 16 ms after; priced, it refused every later read on HumanEval, never to be timed again.
             self.skip_first_catch_up = False
             return
-        self.catch_up_costs.append(seconds / tokens / self.load)
-        self.catch_up_median = statistics.median(self.catch_up_costs)
+        self.recent_catch_up.add(seconds / tokens, self.load)
 
     @property
     def catch_up_cost(self) -> float | None:
         """Seconds per token of the draft's reads: the median of the last ones (or the seed), at today's load."""
-        return None if self.catch_up_median is None else self.catch_up_median * self.load
+        return self.recent_catch_up.at(self.load)
 
     @catch_up_cost.setter
     def catch_up_cost(self, seconds: float | None) -> None:
-        self.catch_up_costs.clear()
-        self.catch_up_median = None if seconds is None else seconds / self.load
-        if seconds is not None:
-            self.catch_up_costs.append(self.catch_up_median)
+        self.recent_catch_up.reset(seconds, self.load)
 
     def gain_per_token(self) -> float:
         """Seconds the draft would save per generated token at its best k, at no less than the prior's acceptance

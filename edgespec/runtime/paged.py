@@ -167,7 +167,7 @@ class PagedLM:
             inputs |= NO_TREE if mask is None else {
                 "qq_bias": np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1),
                 "qq_bias_begins": np.array([0, n * n], np.int32)}
-        request = request or self.request
+        request = self.request if request is None else request
         try:
             request.start_async(inputs, share_inputs=True)
             request.wait()

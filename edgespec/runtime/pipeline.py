@@ -85,6 +85,21 @@ CALIBRATION_PAST = 128
 COSTS_FILE = "call-costs.json"
 
 
+def remembered_costs(key: str, measure: Callable[[], dict]) -> dict:
+    """Costs kept in the cache beside the engine probes (a one-shot `edgespec generate` would pay them every time):
+    what is stored under `key`, else `measure()`, stored."""
+    path = cache_root() / COSTS_FILE
+    known = read_probes(path).get(key)
+    if known:
+        return known
+    timed = measure()
+    try:
+        remember(path, key, timed)
+    except OSError:
+        pass  # a read-only cache: time them again next time
+    return timed
+
+
 class SpeculativePipeline:
     def __init__(self, pair: Pair, target_device: str = "CPU", draft_device: str = "CPU", use_draft: bool = True,
                  exact: bool | None = None, rollback: str = "mask", npu: NPUConfig | None = None,
@@ -155,22 +170,14 @@ class SpeculativePipeline:
         past = min(CALIBRATION_PAST, self.target.context_length - longest - 1)
         if past < 1:
             return
-        # Kept in the cache beside the engine probes (a one-shot `edgespec generate` would pay them every time),
-        # keyed by the model files, versions, CPU, threads, devices, kernels and engine.
+        # Keyed by the model files, versions, CPU, threads, devices, kernels and engine.
         _, draft_device, exact, _, _, form = self._draft_load
         key = probe_key(self.pair.target, None, f"{self.target_device}/{self.engine}/exact={exact}/{form}",
                         draft_device) + f"/calls-1-{longest}"
-        path = cache_root() / COSTS_FILE
-        known = read_probes(path).get(key)
-        if known:
-            call_s = {int(n): float(t) for n, t in known["call_s"].items()}
-        else:
-            seed = np.resize(np.asarray(PROBE_SEED, dtype=np.int64), past)
-            call_s = time_calls(self.target, seed, list(range(1, longest + 1)), repeats=2)["call_s"]
-            try:
-                remember(path, key, {"call_s": call_s})
-            except OSError:
-                pass  # a read-only cache: time them again next time
+        seed = np.resize(np.asarray(PROBE_SEED, dtype=np.int64), past)
+        timed = remembered_costs(key, lambda: {"call_s": time_calls(self.target, seed, list(range(1, longest + 1)),
+                                                                    repeats=2)["call_s"]})
+        call_s = {int(n): float(t) for n, t in timed["call_s"].items()}
         self.draft_policy.seed(call_s, (self.engine_probe or {}).get("draft_token_s"), self._time_draft_read(past))
 
     def _time_draft_read(self, past: int) -> float | None:
@@ -185,24 +192,18 @@ class SpeculativePipeline:
         _, draft_device, exact, _, _, form = self._draft_load
         key = probe_key(self.pair.target, self.pair.draft, f"{self.target_device}/exact={exact}/{form}",
                         draft_device) + f"/draft-read-{past}"
-        path = cache_root() / COSTS_FILE
-        known = read_probes(path).get(key)
-        if known:
-            return float(known["token_s"])
         ids = np.resize(np.asarray(PROBE_SEED, dtype=np.int64), past)
-        times = []
-        for _ in range(3):
+
+        def read() -> dict:
+            times = []
+            for _ in range(3):
+                self.draft.reset()
+                start = time.perf_counter()
+                self.draft.prefill(ids, last=1)
+                times.append(time.perf_counter() - start)
             self.draft.reset()
-            start = time.perf_counter()
-            self.draft.prefill(ids, last=1)
-            times.append(time.perf_counter() - start)
-        self.draft.reset()
-        token_s = float(np.median(times[1:])) / past
-        try:
-            remember(path, key, {"token_s": token_s})
-        except OSError:
-            pass
-        return token_s
+            return {"token_s": float(np.median(times[1:])) / past}
+        return float(remembered_costs(key, read)["token_s"])
 
     def _pending(self, ids: list[int]) -> dict[str, int]:
         """Per target engine: the prompt tokens its cache lacks."""
