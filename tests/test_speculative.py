@@ -180,6 +180,7 @@ def test_prefill_model_writes_the_cache_the_exact_model_decodes_from(tiny_pair, 
     from edgespec.runtime.paged import PagedLM, to_paged
 
     monkeypatch.setattr(pipeline, "fast_prefill_differs", lambda: True)  # whatever this CPU has
+    monkeypatch.setenv("EDGESPEC_TWO_TOKEN", "0")  # the exact kernels' path (two-token calls: the next tests)
     target = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
     spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True)
     assert target.target.prefill_request is not None and spec.target.prefill_request is not None
@@ -214,6 +215,60 @@ def test_prefill_model_writes_the_cache_the_exact_model_decodes_from(tiny_pair, 
     lm.reset()
     np.testing.assert_allclose(first, lm.forward(ids, last=1), rtol=0, atol=1e-5)
     np.testing.assert_allclose(step, lm.forward([777], last=1), rtol=0, atol=1e-5)
+
+
+def test_a_one_token_call_feeds_the_last_cached_token_again(tiny_pair):
+    """min_feed = 2: a 1-token call is a 2-token call (the last cached token fed again, its row not returned), the
+    cache then holds each token once; a tree call of one node gets the same treatment."""
+    import openvino as ov
+
+    from edgespec.runtime.devices import compile_model
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.model import read_ir
+    from edgespec.runtime.paged import PagedLM, to_paged
+
+    model = read_ir(load_pair(tiny_pair).target.xml)
+    to_paged(model)
+    compiled = compile_model(ov.Core(), model, "CPU")
+    two, one = PagedLM(compiled, 256, min_feed=2), PagedLM(compiled, 256)
+    ids = [5, 17, 300, 41, 9, 77]
+    two.forward(ids[:4], last=1)
+    row = two.forward([ids[4]])
+    assert row.shape[0] == 1 and two.tokens == ids[:5] and two.calls == 2
+    one.forward(ids[:3], last=1)
+    np.testing.assert_array_equal(row, one.forward(ids[3:5], last=1))  # the same call as the plain model's
+    tree_row = two.forward_tree([ids[5]], np.array([5]), np.ones((1, 1), np.uint8))
+    assert tree_row.shape[0] == 1 and two.tokens == ids
+    one.rollback(4)
+    np.testing.assert_array_equal(tree_row, one.forward(ids[4:6], last=1))
+    fresh = PagedLM(compiled, 256, min_feed=2)
+    assert fresh.forward([ids[0]]).shape[0] == 1 and fresh.tokens == ids[:1]  # nothing cached to feed again
+
+
+def test_two_token_calls_are_used_only_where_they_are_bitwise_exact(tiny_pair, monkeypatch, tmp_path):
+    """An exact target on a CPU with int8 dot products runs the fast kernels with two-token calls when the check
+    finds every call width >= 2 bitwise equal (remembered per machine and model), else the exact kernels; greedy
+    speculative output equals target-only output either way."""
+    from edgespec.runtime import pipeline
+
+    monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path))
+    monkeypatch.setattr(pipeline, "fast_prefill_differs", lambda: True)
+    checks = []
+    real = pipeline.bitwise_same_across_widths
+    monkeypatch.setattr(pipeline, "bitwise_same_across_widths", lambda lm: checks.append(1) or real(lm))
+    first = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    again = SpeculativePipeline.from_manifest(tiny_pair, exact=True)
+    assert checks == [1]  # the second load read the answer from the cache
+    assert first.target.min_feed == again.target.min_feed == (2 if real(first.target) else 1)
+    for prompt in PROMPTS[:4]:
+        want = first.generate(prompt, GenerationConfig(max_new_tokens=24, ignore_eos=True), chat=False)
+        for k in (1, 4):
+            config = GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_length=k, adaptive_draft=False)
+            assert again.generate(prompt, config, chat=False).token_ids == want.token_ids, (prompt, k)
+    monkeypatch.setattr(pipeline, "bitwise_same_across_widths", lambda lm: False)
+    monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path / "other"))
+    fallback = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    assert fallback.target.min_feed == 1 and fallback.target.prefill_request is not None
 
 
 @pytest.mark.parametrize("form, mode", [("stateful", "mask"), ("stateful", "trim"), ("paged", "mask")])

@@ -90,12 +90,14 @@ def probe_key(target: ModelEntry, draft: ModelEntry | None, device: str, draft_d
     """What the probe's answer depends on: model files, library versions, CPU, threads, devices."""
     import openvino as ov
 
-    from edgespec.runtime.hardware import cpu_name
+    from edgespec.runtime.hardware import cpu_flags, cpu_name
 
     facts = {"version": PROBE_VERSION, "target": [_file_stamp(target.xml), _file_stamp(target.gguf)],
              "draft": _file_stamp(draft.xml) if draft else None, "devices": [device, draft_device],
              "openvino": ov.get_version(), "llama_cpp": llama_cpp_version(), "cpu": cpu_name(),
-             "machine": platform.machine(), "threads": default_threads()}
+             "machine": platform.machine(), "threads": default_threads(),
+             # One model name covers CPUs with and without AVX-512 (this project's EPYCs): the kernels differ.
+             "isa": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 
 

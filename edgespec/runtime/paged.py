@@ -44,10 +44,14 @@ class PagedLM:
     max_feed = None  # NPU only (StatefulLM's "position" mode)
 
     def __init__(self, compiled: ov.CompiledModel, context_length: int, vocab_map: np.ndarray | None = None,
-                 capacity: int = 512, prefill_compiled: ov.CompiledModel | None = None):
+                 capacity: int = 512, prefill_compiled: ov.CompiledModel | None = None, min_feed: int = 1):
         """prefill_compiled: the same model compiled with faster kernels for `prefill` calls, writing the same cache
-        tensors (its cache inputs must match this one's; else it is not used)."""
+        tensors (its cache inputs must match this one's; else it is not used).
+        min_feed: every call feeds at least this many tokens, the last cached ones fed again where a call has fewer
+        (two: OpenVINO's CPU defaults give a token bitwise the same logits in every call of 2 or more tokens, not in a
+        1-token call; call_width.py)."""
         self.compiled = compiled
+        self.min_feed = min_feed
         self.request = compiled.create_infer_request()
         self.context_length = context_length
         self.vocab_map = vocab_map  # a reduced draft head predicts indices into this map of target ids
@@ -146,6 +150,10 @@ class PagedLM:
 
     def _run(self, tokens: np.ndarray, positions: np.ndarray, mask: np.ndarray | None,
              last: int | None, request: ov.InferRequest | None = None) -> np.ndarray:
+        refeed = min(self.min_feed - len(tokens), self.cached)
+        if refeed > 0:
+            last = len(tokens) if last is None else min(last, len(tokens))  # the re-fed rows are not returned
+            tokens, positions, mask = self._with_refed(refeed, tokens, positions, mask)
         n, past = len(tokens), self.cached
         if past + n > self.context_length:
             raise EdgespecError(f"context length {self.context_length} reached ({past} cached + {n} new tokens)")
@@ -178,6 +186,23 @@ class PagedLM:
         self.calls += 1
         logits = request.get_tensor("logits").data
         return np.array(logits.reshape(-1, logits.shape[-1])[-rows:], dtype=np.float32)
+
+    def _with_refed(self, refeed: int, tokens: np.ndarray, positions: np.ndarray,
+                    mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The call with the last `refeed` cached tokens fed again in front (their cache slots written over with the
+        same values): they leave the cache here and come back with the call."""
+        keep = self.cached - refeed
+        tokens = np.concatenate([np.asarray(self.tokens[keep:], dtype=np.int64), tokens])
+        positions = np.concatenate([np.arange(keep, keep + refeed, dtype=np.int64), positions])
+        if mask is not None:
+            n = len(tokens)
+            grown = np.zeros((n, n), np.uint8)
+            grown[:refeed, :refeed] = np.tril(np.ones((refeed, refeed), np.uint8))
+            grown[refeed:, :refeed] = 1  # they precede every token of the call
+            grown[refeed:, refeed:] = mask
+            mask = grown
+        self.rollback(keep)
+        return tokens, positions, mask
 
     def kv_snapshot(self) -> list[np.ndarray]:
         """Copies of the cached positions of every cache input, [kv_heads, positions, head_size], for tests."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from edgespec.runtime.call_width import bitwise_same_across_widths
 from edgespec.runtime.costs import time_calls
 from edgespec.runtime.devices import compile_model, fast_prefill_differs, is_cpu, is_npu, prefill_config
 from edgespec.runtime.cache import cache_root
@@ -66,8 +68,15 @@ def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback
     if form == "paged" or (form == "auto" and is_cpu(device)):
         # The form GenAI runs on CPU: faster long prefills and long-context steps, free rollback.
         to_paged(model)
-        # An exact target prefills with int8 activations where the CPU has int8 dot products (2x faster prompts),
-        # into the same f32 cache; decoding and verifying stay exact (devices.prefill_config).
+        if exact and not draft and fast_prefill_differs():
+            # Where the CPU has int8 dot products, the fast kernels are exact across calls of 2+ tokens (call_width.py).
+            lm = PagedLM(compile_model(core, model, device), entry.context_length, vocab_map=entry.vocab_map(),
+                         min_feed=2)
+            if two_token_calls_exact(lm, entry, device):
+                return lm
+            del lm
+        # Else exact kernels; an exact target still prefills with int8 activations where the CPU has int8 dot products
+        # (2x faster prompts), into the same f32 cache (devices.prefill_config).
         prefill = (compile_model(core, model, device, extra=prefill_config())
                    if exact and not draft and fast_prefill_differs() else None)
         return PagedLM(compile_model(core, model, device, exact=exact), entry.context_length,
@@ -75,6 +84,15 @@ def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback
     slice_logits(model)
     compiled = compile_model(core, model, device, exact=exact)
     return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)
+
+
+def two_token_calls_exact(lm: PagedLM, entry: ModelEntry, device: str) -> bool:
+    """Whether this CPU's fast kernels give the target bitwise the same logits in every call of 2 or more tokens:
+    checked once per machine and model (about 0.5 s for SmolLM2), then from the cache. EDGESPEC_TWO_TOKEN=0: no."""
+    if os.environ.get("EDGESPEC_TWO_TOKEN", "1") == "0":
+        return False
+    key = probe_key(entry, None, f"{device}/two-token-calls", "")
+    return bool(remembered_costs(key, lambda: {"exact": bitwise_same_across_widths(lm)})["exact"])
 
 
 LM = StatefulLM | PagedLM | LlamaCppLM
@@ -172,7 +190,8 @@ class SpeculativePipeline:
             return
         # Keyed by the model files, versions, CPU, threads, devices, kernels and engine.
         _, draft_device, exact, _, _, form = self._draft_load
-        key = probe_key(self.pair.target, None, f"{self.target_device}/{self.engine}/exact={exact}/{form}",
+        feed = getattr(self.target, "min_feed", 1)
+        key = probe_key(self.pair.target, None, f"{self.target_device}/{self.engine}/exact={exact}/{form}/{feed}",
                         draft_device) + f"/calls-1-{longest}"
         seed = np.resize(np.asarray(PROBE_SEED, dtype=np.int64), past)
         timed = remembered_costs(key, lambda: {"call_s": time_calls(self.target, seed, list(range(1, longest + 1)),
