@@ -254,7 +254,8 @@ def test_auto_engine_probes_once_and_remembers(gguf_pair, tmp_path, monkeypatch)
 @needs_llama_cpp
 def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_path, monkeypatch):
     """A verdict where llama.cpp decodes faster and OpenVINO prefills faster keeps both targets: each generation
-    runs where it is expected to finish first, and the output is the same greedy text on either."""
+    runs where it is expected to finish first, and its output is the greedy target-only text of the engine that ran
+    it (the engines' kernels differ: OpenVINO's fast ones on a CPU with int8 dot products, call_width.py)."""
     from edgespec.runtime.engines import PROBE_FILE, probe_key
     from edgespec.runtime.manifest import load_pair
     from edgespec.runtime.pipeline import SpeculativePipeline
@@ -273,8 +274,10 @@ def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_
     long_prompt = list(range(5, 205))  # 200 prompt tokens: 0.23 s more to prefill on llama.cpp than 8 tokens save
     long_run = pipe.generate(long_prompt, config)
     assert long_run.stats.engine == "openvino"
+    on_openvino = SpeculativePipeline.from_manifest(gguf_pair, engine="openvino", use_draft=False)
+    assert long_run.token_ids == on_openvino.generate(long_prompt, config).token_ids
     on_llama = SpeculativePipeline.from_manifest(gguf_pair, engine="llamacpp", use_draft=False)
-    assert long_run.token_ids == on_llama.generate(long_prompt, config).token_ids
+    assert short.token_ids == on_llama.generate("Hello there", config, chat=False).token_ids
 
 
 SMOLLM2_CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"

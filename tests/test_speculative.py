@@ -325,7 +325,7 @@ def test_rollback_with_a_compressed_kv_cache(tiny_pair, mode, kv):
 
 def test_masked_rollback_compacts_and_stays_exact(tiny_pair):
     """Many rollbacks in mask mode: dead slots are compacted away and outputs stay target-only's."""
-    want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True, form="stateful")
     spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="mask", form="stateful")
     spec.target.max_dead = spec.draft.max_dead = 8
     config = GenerationConfig(max_new_tokens=100, ignore_eos=True, draft_length=6, adaptive_draft=False)
@@ -336,7 +336,7 @@ def test_masked_rollback_compacts_and_stays_exact(tiny_pair):
 
 
 def test_greedy_equal_with_trim_rollback(tiny_pair):
-    want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    want = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True, form="stateful")
     spec = SpeculativePipeline.from_manifest(tiny_pair, exact=True, rollback="trim", form="stateful")
     for prompt in PROMPTS[:6]:
         config = GenerationConfig(max_new_tokens=40, ignore_eos=True, draft_length=3)

@@ -1,8 +1,8 @@
 """Exact verification on a CPU's fast kernels: calls of two or more tokens.
 
 Greedy speculative output equals target-only output only if a token's logits do not depend on how many tokens the
-call that computed them fed. OpenVINO's CPU defaults (bf16 or f32 math, int8 dynamic quantization of activations,
-u8 KV cache) run a 1-token call through other kernels than a wider one, so speculation drifts from one-token
+call that computed them fed. OpenVINO's CPU defaults (bf16 math where the CPU has it, int8 dynamic quantization of
+activations, a rounded KV cache) run a 1-token call through other kernels than a wider one, so speculation drifts from one-token
 decoding (docs/exactness.md). Across calls of 2 or more tokens the paged model's logits are bitwise the same on a
 VNNI CPU: activations are quantized per token and summed in int32, and attention reads the in-call keys from the
 cache it just wrote. So a target whose every call feeds at least two tokens (a one-token step feeds the last cached

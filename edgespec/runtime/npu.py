@@ -100,8 +100,9 @@ def compile_npu(core: ov.Core, model: ov.Model, config: NPUConfig, generation_to
         log.warning("NPU: emulated on the CPU through NPUW (NPUW_DEVICES=CPU); timings are not NPU timings")
         # NPUW compiles its pieces with this core's CPU defaults; on bf16/VNNI CPUs those are bf16 math and
         # int8 activations, which would make the emulation diverge from the CPU path far more than an NPU's
-        # f16 does. The emulation stands in for the device's numerics, so keep the CPU part in f32 (a CPU model
-        # compiled later on this core without its own precision gets f32 too: emulation is a test path).
+        # f16 does. The emulation stands in for the device's numerics, so keep the CPU part in f32, on a core of
+        # its own (properties are per core): a CPU model compiled beside it keeps the CPU's defaults.
+        core = ov.Core()
         core.set_property("CPU", {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"})
     try:
         return core.compile_model(model, "NPU", npuw_properties(config, generation_tokens, emulate))
