@@ -62,6 +62,7 @@ def test_writes_json_markdown_and_plots(bench_run):
     assert re.search(r"Draft: [0-9.]+ ms per token between target calls \(.*\); [0-9.]+ ms back to back\.", report)
     assert not (out / "runs.partial.jsonl").exists()  # the live log is folded into results.json
     assert "| draft 2 |" not in report and "Kernels: edgespec's target on call-shape-independent kernels" in report
+    assert re.search(r"edgespec's target as loaded: (two-token calls|one-token steps)", report)  # what was chosen
 
 
 def test_raw_runs_are_interleaved_and_complete(bench_run):

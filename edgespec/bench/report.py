@@ -219,12 +219,19 @@ def _settings(results: dict, add) -> None:
                              "edgespec's target on call-shape-independent kernels (exact, the default); "
                              "its drafts on the device defaults"))
     eng = results.get("engine_config")
+    loaded = (eng or {}).get("target_kernels")
+    if loaded:
+        how = ("two-token calls on the device's fast kernels (every call feeds 2+ tokens; bitwise the same logits "
+               "across call widths, checked at load)" if loaded["min_feed"] >= 2 else "one-token steps")
+        add(f"- edgespec's target as loaded: {how}; compiled with {loaded['properties']}")
     if eng:
         es = eng["edgespec"]
         if isinstance(es, dict) and "target" in es:
             collab = (f", the collaborative modes' draft with {es['collab_draft']} (its logits enter the output)"
                       if es.get("collab_draft") else "")
-            add(f"- edgespec compiles the target with {es['target']}, the drafts with {es['draft']}{collab}; "
+            asked = (" (on CPUs with int8 dot products: the device defaults where two-token calls are exact)"
+                     if es.get("exact_target") and "CPU" in str(es["target"]) else "")
+            add(f"- edgespec compiles the target with {es['target']}{asked}, the drafts with {es['draft']}{collab}; "
                 f"GenAI: {eng['genai']}")
         else:
             add(f"- edgespec compiles with {es}; GenAI: {eng['genai']}")

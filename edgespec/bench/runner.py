@@ -206,6 +206,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                                  prefix_cache=opts.prefix_cache, collab_weight=opts.collab_weight,
                                  collab_alpha=opts.collab_alpha)
         results["load_s"][name] = time.perf_counter() - t
+        if "target_kernels" not in results["engine_config"]:
+            results["engine_config"]["target_kernels"] = _loaded_target_kernels(loaded[name])
 
     spec_modes = [m for m in modes if m in SPECULATIVE]
     n_main = len(all_prompts) * opts.repeats * len(modes)
@@ -299,6 +301,25 @@ def _engine_config(opts: BenchOptions) -> dict:
     return {"edgespec": edgespec,
             "genai": "LLMPipeline defaults (no properties passed); GenerationConfig apply_chat_template=False, "
                      "stop_token_ids = the pair's eos ids"}
+
+
+KERNEL_PROPERTIES = ("INFERENCE_PRECISION_HINT", "DYNAMIC_QUANTIZATION_GROUP_SIZE", "KV_CACHE_PRECISION")
+
+
+def _loaded_target_kernels(mode: Mode) -> dict | None:
+    """What an edgespec mode's OpenVINO target was compiled with, as loaded (two-token calls or the exact kernels are
+    chosen at load: runtime/call_width.py); None for other modes."""
+    target = getattr(getattr(mode, "pipe", None), "targets", {}).get("openvino")
+    compiled = getattr(target, "compiled", None)
+    if compiled is None:
+        return None
+    props = {}
+    for name in KERNEL_PROPERTIES:
+        try:
+            props[name] = str(compiled.get_property(name))
+        except RuntimeError:
+            pass  # a device without the property
+    return {"min_feed": getattr(target, "min_feed", 1), "properties": props}
 
 
 def _edgespec_compile(device: str, exact: bool) -> dict | str:

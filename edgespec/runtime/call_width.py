@@ -2,14 +2,15 @@
 
 Greedy speculative output equals target-only output only if a token's logits do not depend on how many tokens the
 call that computed them fed. OpenVINO's CPU defaults (bf16 math where the CPU has it, int8 dynamic quantization of
-activations, a rounded KV cache) run a 1-token call through other kernels than a wider one, so speculation drifts from one-token
-decoding (docs/exactness.md). Across calls of 2 or more tokens the paged model's logits are bitwise the same on a
-VNNI CPU: activations are quantized per token and summed in int32, and attention reads the in-call keys from the
-cache it just wrote. So a target whose every call feeds at least two tokens (a one-token step feeds the last cached
-token again: PagedLM.min_feed) is exact on the fast kernels, and its verify calls cost about what a step costs.
+activations, a rounded KV cache) run a 1-token call through other kernels than a wider one, so speculation drifts
+from one-token decoding (docs/exactness.md). Across calls of 2 or more tokens the paged model's logits are bitwise
+the same on a VNNI CPU: activations are quantized per token and summed in int32, and attention reads the in-call
+keys from the cache it just wrote. So a target whose every call feeds at least two tokens (a one-token step feeds
+the last cached token again: PagedLM.min_feed) is exact on the fast kernels, and its verify calls cost about what a
+step costs.
 
-Whether that holds is a property of the CPU's kernels, not promised by OpenVINO: `bitwise_same_across_widths`
-checks it on the loaded model, and the caller falls back to the exact f32 kernels where it does not hold.
+Whether that holds is a property of the CPU's kernels, not promised by OpenVINO: `bitwise_same_across_widths` checks
+it on the loaded model, and the caller falls back to the exact f32 kernels where it does not hold.
 """
 
 from __future__ import annotations
