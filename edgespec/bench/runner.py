@@ -206,7 +206,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                                  prefix_cache=opts.prefix_cache, collab_weight=opts.collab_weight,
                                  collab_alpha=opts.collab_alpha)
         results["load_s"][name] = time.perf_counter() - t
-        if "target_kernels" not in results["engine_config"]:
+        if results["engine_config"].get("target_kernels") is None:
             results["engine_config"]["target_kernels"] = _loaded_target_kernels(loaded[name])
 
     spec_modes = [m for m in modes if m in SPECULATIVE]
