@@ -24,7 +24,7 @@ from edgespec.runtime.paged import PagedLM, to_paged
 pair = load_pair(os.path.expanduser("~/.cache/edgespec/pairs/smollm2-int8-v1"))
 core = ov.Core()
 SETTINGS = {"exact (f32, no DQ, f32 KV)": cpu_config(True), "f32 + DQ, f32 KV": prefill_config(),
-            "defaults (bf16, DQ, u8 KV)": cpu_config(False)}
+            "defaults (bf16, DQ, default KV: f16 in the PA form here)": cpu_config(False)}
 tok = ov_genai.Tokenizer(str(pair.target.dir))
 prompts = [pp.ids for s in ("humaneval", "mtbench", "rag", "translation") for pp in prepare(load_prompt_set(s, 2), tok)]
 N, WIDTHS = 64, (1, 3, 5, 16, 33)
