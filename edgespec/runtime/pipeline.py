@@ -136,7 +136,7 @@ class SpeculativePipeline:
             self.draft = (load_llamacpp(pair.draft, "draft") if draft_engine == "llamacpp" else
                           load_lm(core, pair.draft, draft_device, bool(exact), rollback, npu, draft=True, form=form))
         # The target's logits must not depend on how many tokens a call feeds, or greedy speculative output
-        # drifts from target-only output (OpenVINO: exact kernels; llama.cpp: measured in docs/llamacpp.md).
+        # drifts from target-only output (OpenVINO: two-token calls or exact kernels; llama.cpp: docs/llamacpp.md).
         self.engine_probe: dict | None = None  # what auto measured (or remembered) to choose the target's engine
         probed: dict[str, LM] = {}  # targets the probe loaded, reused rather than loaded again
 
@@ -270,8 +270,9 @@ class SpeculativePipeline:
                       draft_engine: str = "openvino") -> SpeculativePipeline:
         """Load a pair folder (edgespec.json) or a bare model folder.
 
-        exact: None (default) compiles the target with call-shape-independent kernels (f32, no dynamic
-        quantization, f32 KV cache) so greedy speculative output equals target-only output, and the draft with
+        exact: None (default) gives the target call-shape-independent kernels so greedy speculative output equals
+        target-only output (on CPUs with int8 dot products the fast defaults with two-token calls where a check finds
+        them bitwise width-independent, call_width.py; else f32, no dynamic quantization, f32 KV cache), the draft
         the device's fast defaults; True makes both exact; False leaves both on the device defaults (faster on
         CPUs with bf16/VNNI, or with an f16 KV cache, but verifying k tokens at once may then flip the target's
         choice).
