@@ -19,7 +19,9 @@ import numpy as np
 
 PAST = 40  # tokens read before the checked ones
 CHECKED = 24  # positions whose logits are compared
-WIDTHS = (3, 4, 6, 12)  # call widths compared with two-token calls (each divides CHECKED: no 1-token call)
+# Call widths compared with two-token calls, each dividing CHECKED (no 1-token call): up to a longest chain (13) and
+# a 15-node tree with its pending token; prompts are wider, but both loops read a prompt in calls of the same width.
+WIDTHS = (3, 4, 6, 12, 24)
 
 
 def _ids(vocab_size: int, count: int) -> np.ndarray:

@@ -39,8 +39,9 @@ PROBE_REPEATS = 5
 # token match is 0.56 on MT-bench and 0.73 on HumanEval); the adaptive policy corrects k once decoding runs.
 PRIOR_ACCEPTANCE = 0.6
 PROBE_FILE = "engine-probes.json"
-PROBE_VERSION = 5  # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one;
+# 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one;
 # 5: every width warmed up before any is timed, median of 5
+PROBE_VERSION = 5
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
 LONG_CONTEXT = 2048  # a context where both engines are compared too (per_prompt when the faster one differs)
 # Decoding around more positions than this is corrected apart: the probe times steps up to PREFILL_TOKENS, and

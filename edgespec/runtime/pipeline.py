@@ -88,7 +88,8 @@ def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback
 
 def two_token_calls_exact(lm: PagedLM, entry: ModelEntry, device: str) -> bool:
     """Whether this CPU's fast kernels give the target bitwise the same logits in every call of 2 or more tokens:
-    checked once per machine and model (about 0.5 s for SmolLM2), then from the cache. EDGESPEC_TWO_TOKEN=0: no."""
+    checked once per machine and model (about 1 s for SmolLM2 on 2 cores), then from the cache.
+    EDGESPEC_TWO_TOKEN=0: no."""
     if os.environ.get("EDGESPEC_TWO_TOKEN", "1") == "0":
         return False
     key = probe_key(entry, None, f"{device}/two-token-calls", "")
