@@ -265,10 +265,16 @@ def test_two_token_calls_are_used_only_where_they_are_bitwise_exact(tiny_pair, m
         for k in (1, 4):
             config = GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_length=k, adaptive_draft=False)
             assert again.generate(prompt, config, chat=False).token_ids == want.token_ids, (prompt, k)
-    monkeypatch.setattr(pipeline, "bitwise_same_across_widths", lambda lm: False)
+    monkeypatch.setattr(pipeline, "bitwise_same_across_widths", lambda lm: checks.append(0) or False)
     monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path / "other"))
     fallback = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
     assert fallback.target.min_feed == 1 and fallback.target.prefill_request is not None
+    from edgespec.runtime.paged import PagedLM
+
+    compiled = []
+    monkeypatch.setattr(pipeline, "PagedLM", lambda *a, **k: compiled.append(k.get("min_feed", 1)) or PagedLM(*a, **k))
+    SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)
+    assert checks == [1, 0] and 2 not in compiled  # a remembered "no" compiles no fast-kernel copy
 
 
 @pytest.mark.parametrize("form, mode", [("stateful", "mask"), ("stateful", "trim"), ("paged", "mask")])

@@ -68,17 +68,16 @@ def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback
     if form == "paged" or (form == "auto" and is_cpu(device)):
         # The form GenAI runs on CPU: faster long prefills and long-context steps, free rollback.
         to_paged(model)
-        if exact and not draft and fast_prefill_differs():
+        int8_target = exact and not draft and fast_prefill_differs()
+        if int8_target:
             # Where the CPU has int8 dot products, the fast kernels are exact across calls of 2+ tokens (call_width.py).
-            lm = PagedLM(compile_model(core, model, device), entry.context_length, vocab_map=entry.vocab_map(),
-                         min_feed=2)
-            if two_token_calls_exact(lm, entry, device):
+            lm = two_token_target(lambda: PagedLM(compile_model(core, model, device), entry.context_length,
+                                                  vocab_map=entry.vocab_map(), min_feed=2), entry, device)
+            if lm is not None:
                 return lm
-            del lm
         # Else exact kernels; an exact target still prefills with int8 activations where the CPU has int8 dot products
         # (2x faster prompts), into the same f32 cache (devices.prefill_config).
-        prefill = (compile_model(core, model, device, extra=prefill_config())
-                   if exact and not draft and fast_prefill_differs() else None)
+        prefill = compile_model(core, model, device, extra=prefill_config()) if int8_target else None
         return PagedLM(compile_model(core, model, device, exact=exact), entry.context_length,
                        vocab_map=entry.vocab_map(), prefill_compiled=prefill)
     slice_logits(model)
@@ -86,14 +85,20 @@ def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback
     return StatefulLM(compiled, entry.context_length, vocab_map=entry.vocab_map(), rollback_mode=rollback)
 
 
-def two_token_calls_exact(lm: PagedLM, entry: ModelEntry, device: str) -> bool:
-    """Whether this CPU's fast kernels give the target bitwise the same logits in every call of 2 or more tokens:
-    checked once per machine and model (about 1 s for SmolLM2 on 2 cores), then from the cache.
-    EDGESPEC_TWO_TOKEN=0: no."""
+def two_token_target(make: Callable[[], PagedLM], entry: ModelEntry, device: str) -> PagedLM | None:
+    """The target `make` compiles on the fast kernels, where they give it bitwise the same logits in every call of 2
+    or more tokens; else None. Checked once per machine and model (about 1 s for SmolLM2 on 2 cores), then read from
+    the cache before anything is compiled. EDGESPEC_TWO_TOKEN=0: None."""
     if os.environ.get("EDGESPEC_TWO_TOKEN", "1") == "0":
-        return False
-    key = probe_key(entry, None, f"{device}/two-token-calls", "")
-    return bool(remembered_costs(key, lambda: {"exact": bitwise_same_across_widths(lm)})["exact"])
+        return None
+    made: list[PagedLM] = []
+
+    def check() -> dict:
+        made.append(make())
+        return {"exact": bitwise_same_across_widths(made[0])}
+    if not remembered_costs(probe_key(entry, None, f"{device}/two-token-calls", ""), check)["exact"]:
+        return None
+    return made[0] if made else make()
 
 
 LM = StatefulLM | PagedLM | LlamaCppLM
