@@ -136,20 +136,16 @@ def probe_prefill(lm, seed_ids: list[int]) -> tuple[float, float]:
     steady one-token step after it, the second (with probe_calls' step after PROBE_PAST tokens: the step's growth
     with the context)."""
     ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - 3))
-    times, steps = [], []
-    for _ in range(PROBE_REPEATS + 1):
-        lm.reset()
-        start = time.perf_counter()
-        lm.prefill(ids, last=1)
-        times.append(time.perf_counter() - start)
+
+    def step_after(lm) -> float:
         # The first step after a prefill pays OpenVINO's shape switch (about 8 ms here): taken as growth with the
         # context, it priced every OpenVINO step 90 ms dearer at 1000 tokens and sent long prompts to llama.cpp.
         lm.forward(ids[:1], last=1)
-        mid = time.perf_counter()
+        start = time.perf_counter()
         lm.forward(ids[1:2], last=1)
-        steps.append(time.perf_counter() - mid)
-    lm.reset()
-    return statistics.median(times[1:]), statistics.median(steps[1:])
+        return time.perf_counter() - start
+    prefill_s, steps = costs.time_prefills(lm, ids, PROBE_REPEATS, step_after)
+    return prefill_s, statistics.median(steps)
 
 
 def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], draft_token_s: float | None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import openvino as ov
 
 from edgespec.runtime.call_width import bitwise_same_across_widths
-from edgespec.runtime.costs import time_calls
+from edgespec.runtime.costs import time_calls, time_prefills
 from edgespec.runtime.devices import compile_model, fast_prefill_differs, is_cpu, is_npu, prefill_config
 from edgespec.runtime.cache import cache_root
 from edgespec.runtime.engines import (EngineChoice, check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
@@ -220,14 +219,7 @@ class SpeculativePipeline:
         ids = np.resize(np.asarray(PROBE_SEED, dtype=np.int64), past)
 
         def read() -> dict:
-            times = []
-            for _ in range(3):
-                self.draft.reset()
-                start = time.perf_counter()
-                self.draft.prefill(ids, last=1)
-                times.append(time.perf_counter() - start)
-            self.draft.reset()
-            return {"token_s": float(np.median(times[1:])) / past}
+            return {"token_s": time_prefills(self.draft, ids, 2)[0] / past}
         return float(remembered_costs(key, read)["token_s"])
 
     def _pending(self, ids: list[int]) -> dict[str, int]:
