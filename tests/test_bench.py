@@ -19,6 +19,8 @@ from edgespec.runtime import hardware
 from edgespec.bench.cli import bench_command
 from edgespec.bench.modes import ALL_MODES, DRAFT2_MODES, LABELS, MODES
 from edgespec.bench.prompts import load_prompt_set
+from edgespec.runtime.config import GenerationConfig
+from edgespec.runtime.pipeline import SpeculativePipeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -225,6 +227,36 @@ def test_sampling_run(tiny_pair, tmp_path):
     row = res["summary"]["all"]["edgespec-spec"]
     assert row["matches"] == {} and row["speedup"]["genai-target"]["n"] == 1
     assert not list(out.glob("*.png")) and "cost_curve" not in res and "memory" not in res
+    # every sampled output is scored under the target (a check that speculative sampling kept the distribution)
+    main = [r for r in res["runs"] if r["phase"] == "main"]
+    assert all(r["target_logprob"] is not None and r["target_logprob"] <= 0 for r in main)
+    assert row["target_logprob"] == pytest.approx(
+        next(r["target_logprob"] for r in main if r["mode"] == "edgespec-spec"))
+    assert "target log-prob/token" in (out / "report.md").read_text()
+
+
+def test_sampled_text_the_target_would_not_draw_scores_lower_and_is_flagged(tiny_pair):
+    """quality.py: the target's own samples score higher under it than tokens drawn uniformly from the vocabulary,
+    and the report names a mode whose score falls far below its target-only baseline's."""
+    from edgespec.bench.quality import mean_logprob
+    from edgespec.bench.report import _quality_note
+    from edgespec.runtime.sampling import Warp
+
+    pipe = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False)
+    prompt = pipe.prompt_ids("Once upon a time", chat=False)
+    warp = Warp(temperature=0.7)
+    own = [pipe.generate(prompt, GenerationConfig(max_new_tokens=16, do_sample=True, temperature=0.7, seed=s,
+                                                  ignore_eos=True)).token_ids for s in range(4)]
+    rng = np.random.default_rng(0)
+    noise = [[int(t) for t in rng.integers(0, pipe.target.vocab_size, 16)] for _ in range(4)]
+    own_score = np.mean([mean_logprob(pipe.target, prompt, t, warp) for t in own])
+    noise_score = np.mean([mean_logprob(pipe.target, prompt, t, warp) for t in noise])
+    assert own_score > noise_score + 0.5
+    assert mean_logprob(pipe.target, prompt, [], warp) is None
+    lines = []
+    _quality_note({"genai-target": {"target_logprob": -1.0}, "genai-spec": {"target_logprob": -4.4},
+                   "edgespec-target": {"target_logprob": -1.1}, "edgespec-spec": {"target_logprob": -1.2}}, lines.append)
+    assert len(lines) == 2 and "GenAI speculative" in lines[0] and "edgespec" not in lines[0]
 
 
 def test_user_jsonl_fields(user_jsonl):

@@ -153,6 +153,7 @@ def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_by
                 "acceptance_rate": acceptance(recs),
                 "tokens_per_target_call": block_efficiency(recs),
                 "drafted_per_call": draft_per_call(recs),
+                "target_logprob": _mean([r.get("target_logprob") for r in recs]),
             }
             d_bytes = per_mode.get(mode) or 0
             byte_ratio = d_bytes / target_bytes if target_bytes and d_bytes else None
@@ -177,6 +178,11 @@ def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_by
             table[mode] = row
         out[set_name] = table
     return out
+
+
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def summarize_sweep(records: list[dict]) -> dict:

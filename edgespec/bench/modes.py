@@ -113,6 +113,7 @@ class RunRecord:
     engine: str | None = None   # edgespec modes: the engine that ran the target (auto chooses per prompt)
     lookup_tokens: int | None = None  # of drafted_tokens, those prompt lookup proposed
     text: str = ""
+    target_logprob: float | None = None  # sampled runs: mean log-prob per token of the output under the target
 
     @property
     def tokens_per_s(self) -> float:

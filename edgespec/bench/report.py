@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from edgespec.bench.modes import COLLAB_MODES, COLLAB_REFERENCE, LABELS
+from edgespec.bench.quality import flagged
 
 GB = 1e9
 
@@ -269,9 +270,11 @@ def _tables(results: dict, add) -> None:
                 cells.append(_spread(row["speedup"].get(naive)) if naive else "1" if mode in COLLAB_MODES else "-")
             _row(add, cells)
         add("")
+        scored = any(row.get("target_logprob") is not None for row in table.values())
         head = (["mode", "acceptance", "tokens/target call", "drafted/call", "memory-bound speedup",
                  "weight GB/s (of measured)"] + [f"= {LABELS[r]} output" for r in refs])
         head += ["= naive collaborative output"] if collab else []
+        head += ["target log-prob/token"] if scored else []
         _head(add, head)
         for mode, row in table.items():
             frac = row["weight_bandwidth_fraction"]
@@ -283,7 +286,25 @@ def _tables(results: dict, add) -> None:
             if collab:
                 naive = COLLAB_REFERENCE.get(mode)
                 cells.append(_match(row["matches"].get(naive)) if naive else "-")
+            if scored:
+                cells.append(_f(row.get("target_logprob")))
             _row(add, cells)
+        add("")
+        if scored:
+            _quality_note(table, add)
+
+
+def _quality_note(table: dict, add) -> None:
+    """Name the sampled modes whose text the target finds far less likely than its target-only text."""
+    bad = []
+    for mode, row in table.items():
+        base = "genai-target" if mode.startswith("genai") else "edgespec-target"
+        if base in table and mode != base and flagged(row.get("target_logprob"), table[base].get("target_logprob")):
+            bad.append(f"{LABELS[mode]} ({row['target_logprob']:.2f} against {table[base]['target_logprob']:.2f})")
+    if bad:
+        add("> **Not a sample of the target's distribution:** " + "; ".join(bad) + ". Its mean log-probability "
+            "per token under the target is far below target-only sampling's, so its text is not what the target "
+            "would have sampled, and its speed is no comparison for a lossless sampler.")
         add("")
 
 
@@ -431,6 +452,9 @@ def _definitions(add) -> None:
         "against the numpy-measured read bandwidth.")
     add("- '= output': prompts (x repeats) whose generated token ids equal the reference mode's, token for token "
         "(greedy runs only).")
+    add("- target log-prob/token (sampled runs): each output's mean log-probability per token under edgespec's "
+        "OpenVINO target, warped as generation warped it, averaged over the runs; a lossless speculative sampler "
+        "scores as target-only sampling does, up to sampling noise (flagged 0.5 below it).")
     add("- Collaborative modes: a CoS mode's speedup and '= naive collaborative output' are against the naive mode "
         "of the same combination (ensemble or contrastive); acceptance counts the draft's proposals kept against "
         "the combined distribution r, tokens/target call as above (the naive modes make one token per call).")

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.manifest import DRAFT_VOCAB, MANIFEST, ModelEntry, Pair, load_pair, read_model_entry
-from edgespec.bench import metrics
+from edgespec.bench import metrics, quality
 from edgespec.runtime import costs as costcurve
 from edgespec.runtime import hardware
 from edgespec.runtime.config import GenerationConfig
@@ -263,6 +263,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                               if m in loaded and "llamacpp" in loaded[m].pipe.targets), None)
                 if llama is not None:
                     results["cost_curve_llamacpp"] = _llamacpp_cost_curve(llama, opts, all_prompts[0].ids)
+            if not greedy:
+                _score_sampled(records, all_prompts, loaded, settings, results, console)
     finally:
         for mode in loaded.values():
             mode.close()
@@ -285,6 +287,19 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     results["machine"]["load_average_end"] = hardware.machine_info()["load_average"]
     return results
+
+
+def _score_sampled(records: list[RunRecord], all_prompts: list[PreparedPrompt], loaded: dict[str, Mode],
+                   settings: GenerationConfig, results: dict, console: Console) -> None:
+    """Sampled runs: each output's mean log-probability per token under edgespec's OpenVINO target, warped as the
+    runs were (quality.py: a lossless speculative sampler's text scores as target-only sampling's does)."""
+    target = next((m.pipe.targets["openvino"] for m in loaded.values()
+                   if "openvino" in getattr(getattr(m, "pipe", None), "targets", {})), None)
+    if target is None:
+        results["notes"].append("Sampled outputs were not scored: no edgespec mode with an OpenVINO target ran.")
+        return
+    console.print("scoring sampled outputs under the target ...")
+    quality.score_runs(records, {pp.key: pp.ids for pp in all_prompts}, target, settings.warp)
 
 
 def _engine_config(opts: BenchOptions) -> dict:
