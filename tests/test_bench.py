@@ -214,7 +214,8 @@ def test_draft2_mode_checks(tiny_pair, tmp_path):
 
 
 def test_sampling_run(tiny_pair, tmp_path):
-    """--sample reaches both runtimes; output equality is not reported for sampled text."""
+    """--sample reaches both runtimes; output equality is not reported for sampled text, each output is scored under
+    the target instead."""
     out = tmp_path / "sampled"
     args = [str(tiny_pair), "--modes", "genai-target,edgespec-spec", "--prompts", "mtbench", "--limit", "1",
             "--max-new-tokens", "4", "--repeats", "1", "--sample", "--seed", "3", "--no-memory", "--no-cost-curve",
@@ -254,8 +255,8 @@ def test_sampled_text_the_target_would_not_draw_scores_lower_and_is_flagged(tiny
     assert own_score > noise_score + 0.5
     assert mean_logprob(pipe.target, prompt, [], warp) is None
     lines = []
-    _quality_note({"genai-target": {"target_logprob": -1.0}, "genai-spec": {"target_logprob": -4.4},
-                   "edgespec-target": {"target_logprob": -1.1}, "edgespec-spec": {"target_logprob": -1.2}}, lines.append)
+    scores = {"genai-target": -1.0, "genai-spec": -4.4, "edgespec-target": -1.1, "edgespec-spec": -1.2}
+    _quality_note({mode: {"target_logprob": v} for mode, v in scores.items()}, lines.append)
     assert len(lines) == 2 and "GenAI speculative" in lines[0] and "edgespec" not in lines[0]
 
 
