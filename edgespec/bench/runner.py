@@ -29,8 +29,8 @@ from edgespec.runtime import costs as costcurve
 from edgespec.runtime import hardware
 from edgespec.runtime.config import GenerationConfig
 from edgespec.bench.memprobe import run_probe
-from edgespec.bench.modes import (ALL_MODES, COLLAB_MODES, DRAFT2_MODES, KNOWN_MODES, MODES, SPECULATIVE, Mode,
-                                  RunRecord, load_mode)
+from edgespec.bench.modes import (ALL_MODES, COLLAB_MODES, DRAFT2_MODES, KNOWN_MODES, LABELS, MODES, SPECULATIVE,
+                                  Mode, RunRecord, _last_line, load_mode)
 from edgespec.bench.prompts import PreparedPrompt, load_prompt_set, prepare
 
 SCHEMA = 1
@@ -218,8 +218,15 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         opts.log.parent.mkdir(parents=True, exist_ok=True)
     log = opts.log.open("w") if opts.log else None
 
-    def record(rec: RunRecord) -> None:
+    def record(mode: Mode, pp: PreparedPrompt, cfg: GenerationConfig, k: int | None, rep: int, phase: str) -> None:
         # Each finished run goes to the log at once: a long bench that dies keeps what it measured.
+        try:
+            rec = _run(mode, pp, cfg, k, rep, phase)
+        except Exception as exc:  # one run a runtime cannot finish must not end an hour of runs: noted, left out
+            note = f"{LABELS[mode.name]} failed on {pp.key} ({phase}, repeat {rep}): {_last_line(exc)}"
+            results["notes"].append(note)
+            console.print(f"[yellow]{note}[/]")
+            return
         records.append(rec)
         if log:
             log.write(json.dumps(rec.to_json()) + "\n")
@@ -229,7 +236,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         with _progress(console) as progress:
             task = progress.add_task("warm-up", total=len(modes))
             for name in modes:
-                record(_run(loaded[name], all_prompts[0], settings, _main_k(opts, name), 0, "warmup"))
+                record(loaded[name], all_prompts[0], settings, _main_k(opts, name), 0, "warmup")
                 progress.advance(task)
             task = progress.add_task("interleaved runs", total=n_main)
             turn = 0
@@ -237,7 +244,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                 for pp in pps:
                     for rep in range(opts.repeats):
                         for name in _rotated(modes, turn):
-                            record(_run(loaded[name], pp, settings, _main_k(opts, name), rep, "main"))
+                            record(loaded[name], pp, settings, _main_k(opts, name), rep, "main")
                             progress.advance(task)
                         turn += 1
             if n_sweep:
@@ -249,7 +256,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                         for rep in range(opts.sweep_repeats):
                             for k in opts.draft_lengths:
                                 for name in _rotated(spec_modes, turn):
-                                    record(_run(loaded[name], pp, fixed, k, rep, "sweep"))
+                                    record(loaded[name], pp, fixed, k, rep, "sweep")
                                     progress.advance(task)
                                 turn += 1
             if opts.cost_curve:
