@@ -217,8 +217,8 @@ def test_sampling_run(tiny_pair, tmp_path):
     """--sample reaches both runtimes; output equality is not reported for sampled text, each output is scored under
     the target instead."""
     out = tmp_path / "sampled"
-    args = [str(tiny_pair), "--modes", "genai-target,edgespec-spec", "--prompts", "mtbench", "--limit", "1",
-            "--max-new-tokens", "4", "--repeats", "1", "--sample", "--seed", "3", "--no-memory", "--no-cost-curve",
+    args = [str(tiny_pair), "--modes", "genai-target,genai-spec,edgespec-spec", "--prompts", "mtbench", "--limit",
+            "1", "--max-new-tokens", "4", "--repeats", "1", "--sample", "--seed", "3", "--no-memory", "--no-cost-curve",
             "--no-plots", "--out", str(out)]
     result = CliRunner().invoke(_app(), args)
     if result.exception:
@@ -234,6 +234,9 @@ def test_sampling_run(tiny_pair, tmp_path):
     assert row["target_logprob"] == pytest.approx(
         next(r["target_logprob"] for r in main if r["mode"] == "edgespec-spec"))
     assert "target log-prob/token" in (out / "report.md").read_text()
+    # GenAI's speculative sampling garbles its text under any SchedulerConfig: that mode runs without one, and says so
+    assert any(n.startswith("GenAI speculative ran with GenAI's prefix caching on") for n in res["notes"])
+    assert not any(n.startswith("GenAI target only ran with") for n in res["notes"])
 
 
 def test_sampled_text_the_target_would_not_draw_scores_lower_and_is_flagged(tiny_pair):

@@ -216,16 +216,21 @@ def _tokenized(ids: list[int]):
 
 class GenAIMode(Mode):
     def __init__(self, pair: Pair, target_device: str, draft_device: str | None, eos: set[int],
-                 scratch: Path | None = None, name: str | None = None, prefix_cache: bool = False):
+                 scratch: Path | None = None, name: str | None = None, prefix_cache: bool = False,
+                 sampling: bool = False):
         """prefix_cache: GenAI's default (reuse the KV cache of an identical earlier prompt), or every run cold:
-        the bench repeats each prompt, and a repeat served from the cache measures no prefill at all."""
+        the bench repeats each prompt, and a repeat served from the cache measures no prefill at all.
+        sampling: the runs sample. GenAI 2026.4's speculative pipeline then keeps tokens its target would not draw
+        whenever a SchedulerConfig is passed, even a default one (docs/results.md, Stop 34), so a sampling
+        speculative mode gets none and runs with GenAI's prefix caching on (`cold` False)."""
         import openvino_genai as ov_genai
 
         self.eos = eos
         self.speculative = draft_device is not None
         self.name = name or ("genai-spec" if self.speculative else "genai-target")
+        self.cold = not prefix_cache and not (sampling and self.speculative)
         kwargs = {}
-        if not prefix_cache:
+        if self.cold:
             scheduler = ov_genai.SchedulerConfig()
             scheduler.enable_prefix_caching = False
             scheduler.max_num_batched_tokens = 2**31 - 1  # LLMPipeline's own default: prompts are not chunked
@@ -460,10 +465,11 @@ def with_draft2(pair: Pair, draft2: ModelEntry | None) -> Pair:
 
 def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos: set[int],
               draft2: ModelEntry | None = None, exact: bool | None = None, prefix_cache: bool = False,
-              collab_weight: float = 0.5, collab_alpha: float = 0.1) -> Mode:
+              collab_weight: float = 0.5, collab_alpha: float = 0.1, sampling: bool = False) -> Mode:
     """exact applies to the edgespec modes only (GenAI compiles with its own defaults); prefix_cache to all;
-    collab_weight (ensemble) and collab_alpha (contrastive) to the collaborative modes."""
-    genai = {"prefix_cache": prefix_cache}
+    collab_weight (ensemble) and collab_alpha (contrastive) to the collaborative modes; sampling (the runs will
+    sample) to GenAI's speculative modes (GenAIMode)."""
+    genai = {"prefix_cache": prefix_cache, "sampling": sampling}
     edgespec = {"exact": exact, "prefix_cache": prefix_cache}
     if name == "genai-target":
         return GenAIMode(pair, target_device, None, eos, **genai)

@@ -204,8 +204,12 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         t = time.perf_counter()
         loaded[name] = load_mode(name, pair, opts.target_device, opts.draft_device, eos, draft2=draft2, exact=opts.exact,
                                  prefix_cache=opts.prefix_cache, collab_weight=opts.collab_weight,
-                                 collab_alpha=opts.collab_alpha)
+                                 collab_alpha=opts.collab_alpha, sampling=not greedy)
         results["load_s"][name] = time.perf_counter() - t
+        if getattr(loaded[name], "cold", True) is False and not opts.prefix_cache:
+            results["notes"].append(f"{LABELS[name]} ran with GenAI's prefix caching on (a repeated prompt may skip "
+                                    "its prefill): given a SchedulerConfig, GenAI 2026.4's speculative sampling keeps "
+                                    "tokens its target would not draw (docs/results.md, Stop 34).")
         if results["engine_config"].get("target_kernels") is None:
             results["engine_config"]["target_kernels"] = _loaded_target_kernels(loaded[name])
 
