@@ -30,10 +30,15 @@ def mean_logprob(target, prompt_ids: list[int], tokens: list[int], warp: Warp) -
 
 
 def score_runs(records: list, prompt_ids: dict[str, list[int]], target, warp: Warp) -> None:
-    """Set `target_logprob` on every main-phase record (RunRecord) whose prompt is known."""
+    """Set `target_logprob` on every main-phase record (RunRecord) whose prompt is known; an output seen before
+    (repeats with the same seed give the same text) is scored once."""
+    scored: dict[tuple, float | None] = {}
     for rec in records:
         if rec.phase == "main" and rec.prompt in prompt_ids:
-            rec.target_logprob = mean_logprob(target, prompt_ids[rec.prompt], rec.token_ids, warp)
+            key = (rec.prompt, tuple(rec.token_ids))
+            if key not in scored:
+                scored[key] = mean_logprob(target, prompt_ids[rec.prompt], rec.token_ids, warp)
+            rec.target_logprob = scored[key]
 
 
 def flagged(row_logprob: float | None, base_logprob: float | None) -> bool:

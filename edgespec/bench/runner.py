@@ -304,8 +304,7 @@ def _score_sampled(records: list[RunRecord], all_prompts: list[PreparedPrompt], 
                    settings: GenerationConfig, results: dict, console: Console) -> None:
     """Sampled runs: each output's mean log-probability per token under edgespec's OpenVINO target, warped as the
     runs were (quality.py: a lossless speculative sampler's text scores as target-only sampling's does)."""
-    target = next((m.pipe.targets["openvino"] for m in loaded.values()
-                   if "openvino" in getattr(getattr(m, "pipe", None), "targets", {})), None)
+    target = next((t for t in map(_openvino_target, loaded.values()) if t is not None), None)
     if target is None:
         results["notes"].append("Sampled outputs were not scored: no edgespec mode with an OpenVINO target ran.")
         return
@@ -335,7 +334,7 @@ KERNEL_PROPERTIES = ("INFERENCE_PRECISION_HINT", "DYNAMIC_QUANTIZATION_GROUP_SIZ
 def _loaded_target_kernels(mode: Mode) -> dict | None:
     """What an edgespec mode's OpenVINO target was compiled with, as loaded (two-token calls or the exact kernels are
     chosen at load: runtime/call_width.py); None for other modes."""
-    target = getattr(getattr(mode, "pipe", None), "targets", {}).get("openvino")
+    target = _openvino_target(mode)
     compiled = getattr(target, "compiled", None)
     if compiled is None:
         return None
@@ -346,6 +345,11 @@ def _loaded_target_kernels(mode: Mode) -> dict | None:
         except RuntimeError:
             pass  # a device without the property
     return {"min_feed": getattr(target, "min_feed", 1), "properties": props}
+
+
+def _openvino_target(mode: Mode):
+    """An edgespec mode's OpenVINO target model (its pipeline's), or None for other modes and engines."""
+    return getattr(getattr(mode, "pipe", None), "targets", {}).get("openvino")
 
 
 def _edgespec_compile(device: str, exact: bool) -> dict | str:
