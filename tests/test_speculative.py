@@ -64,6 +64,29 @@ def test_stats_are_consistent(tiny_pipes):
     assert s.new_tokens == 1 + (s.target_calls - 1) + s.accepted_tokens
     assert s.tokens_per_target_call == pytest.approx((s.new_tokens - 1) / (s.target_calls - 1))
     assert 0 < s.ttft_s <= s.wall_s
+    # no prompt lookup here: every proposal was the draft's chain
+    assert s.chain_accepted == s.accepted_tokens and s.chain_rejected == s.rejected_steps
+    assert s.chain_acceptance() == pytest.approx(s.token_acceptance())
+
+
+def test_draft_agreement_is_the_share_of_answer_tokens_the_draft_would_propose(tiny_pipes):
+    """After a generation that did not draft, auto measures the draft's acceptance on the answer in one call: the
+    share of answer tokens equal to the draft's greedy choice after the true text before each (token-by-token here)."""
+    from edgespec.runtime.speculative import draft_agreement
+
+    pipe = tiny_pipes["near"]
+    prompt = pipe.prompt_ids("Once upon a time", chat=False)
+    answer = tiny_pipes["target"].generate(prompt, GenerationConfig(max_new_tokens=30, ignore_eos=True)).token_ids
+    draft = pipe.draft
+    draft.reset()
+    draft.forward(prompt)
+    hits = []
+    for i in range(1, 30):  # the draft's choice for answer token i after the prompt and answer tokens before it
+        hits.append(int(draft.forward([answer[i - 1]], last=1)[0].argmax()) == answer[i])
+    draft.forward([5, 6, 7])  # whatever the draft holds, the measure rolls back to what it needs
+    assert draft_agreement(draft, prompt + answer, 30) == pytest.approx(np.mean(hits))
+    assert draft_agreement(draft, prompt + answer, 30, limit=12) == pytest.approx(np.mean(hits[:12]))
+    assert draft_agreement(draft, prompt + answer[:5], 5) is None  # too short to tell
 
 
 def chi_square_critical(df: int) -> float:

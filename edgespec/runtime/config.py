@@ -99,6 +99,8 @@ class GenerationStats:
     rejected_steps: int = 0  # steps whose proposal was cut short by a rejection (per-token acceptance's trials)
     lookup_tokens: int = 0  # proposed by prompt lookup (no draft call), part of drafted_tokens
     lookup_accepted: int = 0
+    chain_accepted: int = 0  # of the draft model's chain proposals (lookup and trees apart): kept tokens
+    chain_rejected: int = 0  # and chain steps cut short by a rejection
     alternate_tokens: int = 0  # CoS alternate proposal: the target's own tokens, checked against r by the draft
     alternate_accepted: int = 0
     acceptance_rate: float = 0.0
@@ -111,6 +113,7 @@ class GenerationStats:
     tree_steps: int = 0  # steps that verified a drafted tree (their node counts are in draft_lengths)
     tree_choice: str = ""  # --tree auto: what the tuner chose last and why
     engine: str = ""  # the target's engine for this generation (auto may choose per generation)
+    draft_check_s: float = 0.0  # auto, after a generation that did not draft: the draft reading the answer
 
     def finish(self, start: float) -> None:
         self.wall_s = time.perf_counter() - start
@@ -124,6 +127,12 @@ class GenerationStats:
         tried): what the expected-tokens formula takes. None when nothing was proposed."""
         trials = self.accepted_tokens + self.rejected_steps
         return self.accepted_tokens / trials if self.drafted_tokens and trials else None
+
+    def chain_acceptance(self, min_trials: int = 8) -> float | None:
+        """Per-token acceptance of the draft model's own chains (prompt lookup's copies, accepted far more often,
+        left out): what the draft would give the next text like this one. None below `min_trials`."""
+        trials = self.chain_accepted + self.chain_rejected
+        return self.chain_accepted / trials if trials >= min_trials else None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -192,11 +192,17 @@ class EngineChoice:
     """Chooses the engine for each generation (auto with both targets loaded) from the probe's verdict, corrected
     by what the generations on each engine really took: a generation's prefill over the predicted one, and its
     decoding time over what the probe's costs price the calls it really made at (each step's call width, its draft
-    calls; the probe prices one prompt's context, real answers run longer). The latest generations weigh most. The
-    next answer is priced at the prior acceptance: one set's acceptance carried to the next (code at 0.8, then
-    questions at 0.4) sent the first question of each set to the slower engine (MT-bench 0.79x). Pricing a run
-    from its acceptance instead failed on prompt lookup: a code edit at per-token acceptance 0.88 (lookup tokens,
-    one-token and wide calls mixed) ran at twice what 0.88 predicts, and chat went to the slower engine (v13)."""
+    calls; the probe prices one prompt's context, real answers run longer). The latest generations weigh most.
+
+    The answer is priced at the decode rate the last generations point to, not at the prior acceptance: the engine
+    that ran gives its realized rate (tokens per probe-priced second of the calls it made: acceptance and prompt
+    lookup included), and the draft's measured acceptance on that text (its chains, or after a generation that did
+    not draft, its agreement with the answer: draft_agreement) prices every other engine's best draft length. At
+    the prior alone, MT-bench's questions (acceptance 0.3-0.55) stayed on OpenVINO, 0.87x of llama.cpp's plain
+    decoding (v20). Carried from one generation to the next, one workload's rate misprices the first prompt of the
+    next (code at 0.8, then questions at 0.4: v8); measured again after every generation, it misprices only that
+    one. Acceptance alone, without the realized rate, failed on prompt lookup: a code edit at per-token acceptance
+    0.88 (lookup tokens, one-token and wide calls mixed) ran at twice what 0.88 predicts (v13)."""
 
     KEEP = 0.5  # weight of the old correction when a generation is recorded
     BOUNDS = (0.25, 4.0)  # one stalled generation (other work on the cores) must not rule an engine out for good
@@ -206,13 +212,15 @@ class EngineChoice:
         self.prefill_factor = {e: 1.0 for e in verdict["call_s"]}
         self.decode_factor = {e: 1.0 for e in verdict["call_s"]}
         self.long_decode_factor: dict[str, float | None] = {e: None for e in verdict["call_s"]}  # past LONG_DECODE
+        # Tokens per second each engine is expected to decode at, at the probe's context, for the current workload.
+        self.rate = {e: float(r) for e, r in verdict["predicted_tokens_per_s"].items()}
 
     def expected(self, engine: str, pending: int, prompt_tokens: int, answer_tokens: float) -> float:
         """Expected seconds on `engine` for a prompt of `prompt_tokens` of which `pending` are not cached there."""
         prefill = prefill_seconds(self.verdict, engine, pending) * self.prefill_factor[engine]
         context = prompt_tokens + answer_tokens / 2
-        decode = per_token_s(self.verdict, engine, context) * self._decode_factor(engine, context)
-        return prefill + answer_tokens * decode
+        decode = context_growth(self.verdict, engine, context) / self.rate[engine]
+        return prefill + answer_tokens * decode * self._decode_factor(engine, context)
 
     def _decode_factor(self, engine: str, context: float) -> float:
         long = self.long_decode_factor[engine]
@@ -232,14 +240,24 @@ class EngineChoice:
             self._update(self.prefill_factor, engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
         if new_tokens >= 8 and wall_s > ttft_s:
             context = prompt_tokens + new_tokens / 2
-            ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, widths or [1] * (new_tokens - 1),
-                                                              draft_calls)
+            steps = widths or [1] * (new_tokens - 1)
+            ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, steps, draft_calls)
             if context > LONG_DECODE:
                 if self.long_decode_factor[engine] is None:  # the first long run starts from the short ones' factor
                     self.long_decode_factor[engine] = self.decode_factor[engine]
                 self._update(self.long_decode_factor, engine, ratio)
             else:
                 self._update(self.decode_factor, engine, ratio)
+            priced = self._priced_decoding(engine, self.verdict["probe_past"], steps, draft_calls)
+            self.rate[engine] = self.KEEP * self.rate[engine] + (1 - self.KEEP) * (new_tokens - 1) / priced
+
+    def record_acceptance(self, ran: str, acceptance: float) -> None:
+        """The draft's per-token acceptance on the text `ran` just decoded: the rate every other engine would
+        decode such text at (its best draft length at that acceptance, or its target alone)."""
+        for engine, call_s in self.verdict["call_s"].items():
+            if engine != ran:
+                rate, _ = predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)
+                self.rate[engine] = self.KEEP * self.rate[engine] + (1 - self.KEEP) * rate
 
     def _priced_decoding(self, engine: str, context: float, widths: list[int], draft_calls: int) -> float:
         """Seconds the probe's costs give these target calls (grown with the context) and draft calls."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from edgespec.runtime.npu import NPUConfig
 from edgespec.runtime.collab import collab_decode
 from edgespec.runtime.config import CollabConfig, GenerationConfig, GenerationStats
 from edgespec.runtime.draft_length import DraftLength, decayed_length
-from edgespec.runtime.speculative import decode
+from edgespec.runtime.speculative import DraftWindow, decode, draft_agreement
 from edgespec.runtime.tree_shape import TreeShape
 from edgespec.runtime.tokenizer import TextStream, TextTokenizer, TextTooLong
 
@@ -382,6 +383,8 @@ class SpeculativePipeline:
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
                                           stats.new_tokens, stats.wall_s,
                                           [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls)
+                if config.collab is None and stats.stop_reason in ("eos", "length", "stop_string"):
+                    self._record_acceptance(ids, generated, config, stats)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
@@ -390,6 +393,22 @@ class SpeculativePipeline:
                 streamer(final[len(text):])
             text = final
         return GenerationResult(text=text, token_ids=generated, stats=stats)
+
+
+    def _record_acceptance(self, ids: list[int], generated: list[int], config: GenerationConfig,
+                           stats: GenerationStats) -> None:
+        """auto with both targets: tell the engine choice how well the draft did on this text (its chains' per-token
+        acceptance; after a generation that did not draft, its agreement with the answer, read in one draft call
+        whose time counts as this generation's)."""
+        acceptance = stats.chain_acceptance()
+        if acceptance is None and self.draft is not None and not stats.draft_calls and not config.do_sample:
+            # Greedy agreement is the greedy acceptance; sampled text's would need the draft's distributions.
+            start = time.perf_counter()
+            view = DraftWindow.for_prompt(len(ids), config.draft_window).view(ids + generated)
+            acceptance = draft_agreement(self.draft, view, len(generated))
+            stats.draft_check_s = time.perf_counter() - start
+        if acceptance is not None:
+            self.engine_choice.record_acceptance(self.engine, acceptance)
 
 
 def _find_stop(text: str, stop_strings: tuple[str, ...]) -> int | None:
