@@ -261,6 +261,14 @@ def test_sampled_text_the_target_would_not_draw_scores_lower_and_is_flagged(tiny
     scores = {"genai-target": -1.0, "genai-spec": -4.4, "edgespec-target": -1.1, "edgespec-spec": -1.2}
     _quality_note({mode: {"target_logprob": v} for mode, v in scores.items()}, lines.append)
     assert len(lines) == 2 and "GenAI speculative" in lines[0] and "edgespec" not in lines[0]
+    # llama.cpp modes sample another quantization of the target: each is held to llama.cpp's target-only score
+    lines = []
+    scores = {"edgespec-target": -1.1, "llamacpp-target": -1.7, "llamacpp-lookup": -1.75, "edgespec-llamacpp": -1.72}
+    _quality_note({mode: {"target_logprob": v} for mode, v in scores.items()}, lines.append)
+    assert lines == []
+    scores["llamacpp-lookup"] = -2.5
+    _quality_note({mode: {"target_logprob": v} for mode, v in scores.items()}, lines.append)
+    assert len(lines) == 2 and "llama.cpp prompt lookup" in lines[0] and "edgespec" not in lines[0]
 
 
 def test_a_run_a_runtime_cannot_finish_is_noted_and_the_bench_goes_on(tiny_pair, tmp_path, monkeypatch):

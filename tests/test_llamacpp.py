@@ -149,6 +149,11 @@ def test_engine_choice_follows_the_workloads_rate_and_measures_it_again_each_gen
         choice.record("llamacpp", 53, 53, 0.2, 128, 0.2 + 127 * 0.0075)
         choice.record_acceptance("llamacpp", 0.9)
     assert choice.choose(*short) == "openvino"
+    # a draft that could not pay on the other engine even when right 9 times in 10 is not measured
+    assert choice.acceptance_matters("llamacpp")
+    qwen = decide({1: 0.060, 2: 0.084, 4: 0.117}, {1: 0.037, 2: 0.060, 4: 0.103}, 0.0286,
+                  {"openvino": 2.0, "llamacpp": 2.4}, {"openvino": 0.066, "llamacpp": 0.040})
+    assert not EngineChoice(qwen).acceptance_matters("llamacpp")
 
 
 def test_engine_choice_corrects_long_contexts_apart():

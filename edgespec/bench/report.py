@@ -298,14 +298,28 @@ def _quality_note(table: dict, add) -> None:
     """Name the sampled modes whose text the target finds far less likely than its target-only text."""
     bad = []
     for mode, row in table.items():
-        base = "genai-target" if mode.startswith("genai") else "edgespec-target"
-        if base in table and mode != base and flagged(row.get("target_logprob"), table[base].get("target_logprob")):
+        base = _sampling_baseline(mode, table)
+        if base and mode != base and flagged(row.get("target_logprob"), table[base].get("target_logprob")):
             bad.append(f"{LABELS[mode]} ({row['target_logprob']:.2f} against {table[base]['target_logprob']:.2f})")
     if bad:
         add("> **Not a sample of the target's distribution:** " + "; ".join(bad) + ". Its mean log-probability "
             "per token under the target is far below target-only sampling's, so its text is not what the target "
             "would have sampled, and its speed is no comparison for a lossless sampler.")
         add("")
+
+
+def _sampling_baseline(mode: str, table: dict) -> str | None:
+    """The target-only mode of the runtime and engine that `mode` samples with (its own weights and kernels: the
+    llama.cpp GGUF is another quantization than the OpenVINO IR)."""
+    if mode.startswith("genai"):
+        order = ["genai-target"]
+    elif mode.startswith("llamacpp"):
+        order = ["llamacpp-target"]
+    elif mode.startswith("edgespec-llamacpp"):
+        order = ["edgespec-llamacpp-target", "llamacpp-target"]
+    else:
+        order = ["edgespec-target"]
+    return next((base for base in order if base in table), None)
 
 
 def _memory(results: dict, add) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgespec.runtime import costs
 from edgespec.runtime.cache import cache_root
-from edgespec.runtime.draft_length import expected_tokens
+from edgespec.runtime.draft_length import CEILING, PROBE_GAIN, expected_tokens
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import LlamaCppLM, available, default_threads, llama_cpp_version
 from edgespec.runtime.manifest import ModelEntry
@@ -253,6 +253,15 @@ class EngineChoice:
                 self._update(self.decode_factor, engine, ratio)
             priced = self._priced_decoding(engine, self.verdict["probe_past"], steps, draft_calls)
             self.rate[engine] = self.KEEP_RATE * self.rate[engine] + (1 - self.KEEP_RATE) * (new_tokens - 1) / priced
+
+    def acceptance_matters(self, ran: str) -> bool:
+        """Whether the draft's acceptance could price another engine than `ran` above its target alone (by
+        PROBE_GAIN at an acceptance of CEILING): if not (Qwen's 0.5B draft, half a target step), measuring it is
+        time lost."""
+        draft_s = self.verdict["draft_token_s"]
+        return draft_s is not None and any(
+            predicted_rate(call_s, draft_s, CEILING)[0] > PROBE_GAIN / costs.interp_call(call_s, 1)
+            for engine, call_s in self.verdict["call_s"].items() if engine != ran)
 
     def record_acceptance(self, ran: str, acceptance: float) -> None:
         """The draft's per-token acceptance on the text `ran` just decoded: the rate every other engine would

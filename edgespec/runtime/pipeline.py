@@ -409,7 +409,8 @@ class SpeculativePipeline:
         acceptance = stats.chain_acceptance()
         if acceptance is not None:
             self.since_check = CHECK_EVERY
-        elif self.draft is not None and not stats.draft_calls and not config.do_sample and len(generated) >= 16:
+        elif (self.draft is not None and not stats.draft_calls and not config.do_sample and len(generated) >= 16
+              and self.engine_choice.acceptance_matters(self.engine)):
             # Greedy agreement is the greedy acceptance; sampled text's would need the draft's distributions.
             self.since_check += 1
             if self.since_check < CHECK_EVERY:
