@@ -7,7 +7,8 @@ one-token step, predicts the tokens per second each engine would decode at with 
 (llama.cpp decodes SmolLM2 Q4_1 faster here but prefills it at half OpenVINO's speed, and its step grows with the
 context where OpenVINO's paged form hardly does), both stay loaded and each generation takes the engine with the
 least expected time (EngineChoice): the prompt tokens its cache lacks at its prefill rate plus the expected answer
-at its decode rate for that context, both corrected by what the last generations on that engine really took. The
+at its decode rate for that context, both corrected by what the last generations on that engine really took, the
+decode rate following the workload (the last generation's realized rate, and the draft's measured acceptance). The
 verdict is kept in the cache, keyed by the model files, the library versions, the CPU and the thread count, so it
 is measured again only when one of those changes.
 """
@@ -35,13 +36,15 @@ ENGINES = ("openvino", "llamacpp", "auto")
 PROBE_NS = (1, 2, 4)
 PROBE_PAST = 128
 PROBE_REPEATS = 5
+PROBE_ROUNDS = 3  # the engines' calls timed in turns, three rounds of CALL_REPEATS each
+CALL_REPEATS = 3
 # Per-token acceptance assumed before any is measured: about what the shipped SmolLM2 draft reaches (its greedy
 # token match is 0.56 on MT-bench and 0.73 on HumanEval); the adaptive policy corrects k once decoding runs.
 PRIOR_ACCEPTANCE = 0.6
 PROBE_FILE = "engine-probes.json"
 # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one;
-# 5: every width warmed up before any is timed, median of 5
-PROBE_VERSION = 5
+# 5: every width warmed up before any is timed, median of 5; 6: the engines timed in turns, median over rounds
+PROBE_VERSION = 6
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
 LONG_CONTEXT = 2048  # a context where both engines are compared too (per_prompt when the faster one differs)
 # Decoding around more positions than this is corrected apart: the probe times steps up to PREFILL_TOKENS, and
@@ -116,13 +119,22 @@ def predicted_rate(call_s: dict[int, float], draft_token_s: float | None, accept
     return best
 
 
-def probe_calls(lm, seed_ids: list[int]) -> dict[int, float]:
-    """Median seconds of target calls of PROBE_NS tokens after a PROBE_PAST-token past."""
-    past = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PROBE_PAST, lm.context_length - max(PROBE_NS) - 1))
-    # A first pass warms every shape up: the probe runs once, at load, and a cold 1-token step read as 20 ms against
-    # 12 (the machine settling) chose the engine for good.
-    costs.time_calls(lm, past, list(PROBE_NS), 1)
-    return costs.time_calls(lm, past, list(PROBE_NS), PROBE_REPEATS)["call_s"]
+def probe_calls(lms: dict, seed_ids: list[int], rounds: int = PROBE_ROUNDS) -> dict[str, dict[int, float]]:
+    """Per model, median seconds of target calls of PROBE_NS tokens after a PROBE_PAST-token past, the models timed
+    in turns (each round times every one), per width the median over rounds: this shared VM's speed moves by up to
+    25% within a minute, and one engine timed in a slow moment (OpenVINO's step read 22.5 ms against 13-17 in the
+    bench's loop) priced it out of every short prompt."""
+    pasts = {name: np.resize(np.asarray(seed_ids, dtype=np.int64),
+                             min(PROBE_PAST, lm.context_length - max(PROBE_NS) - 1)) for name, lm in lms.items()}
+    for name, lm in lms.items():
+        # A first pass warms every shape up: the probe runs once, at load, and a cold 1-token step read as 20 ms
+        # against 12 (the machine settling) chose the engine for good.
+        costs.time_calls(lm, pasts[name], list(PROBE_NS), 1)
+    timed: dict[str, list[dict]] = {name: [] for name in lms}
+    for _ in range(rounds):
+        for name, lm in lms.items():
+            timed[name].append(costs.time_calls(lm, pasts[name], list(PROBE_NS), CALL_REPEATS)["call_s"])
+    return {name: {n: statistics.median(r[n] for r in runs) for n in PROBE_NS} for name, runs in timed.items()}
 
 
 def probe_draft(draft, seed_ids: list[int]) -> float:

@@ -261,11 +261,12 @@ class SpeculativePipeline:
         """Time the target on both engines (decode-shaped calls and a prefill), and the draft's step."""
         ov_target, llama_target = load_target("openvino"), load_target("llamacpp")
         draft_s = probe_draft(self.draft, PROBE_SEED) if self.draft is not None else None
-        # OpenVINO's timings before llama.cpp's first call: its OpenMP threads spin a while after each call, and on
+        # OpenVINO's prefill before llama.cpp's first call: its OpenMP threads spin a while after each call, and on
         # 2 cores OpenVINO steps timed in that spin read 15.8 ms against 12 (the engine choice's input).
-        ov_calls, ov_prefill = probe_calls(ov_target, PROBE_SEED), probe_prefill(ov_target, PROBE_SEED)
-        timed = {"openvino": ov_prefill, "llamacpp": probe_prefill(llama_target, PROBE_SEED)}
-        return decide(ov_calls, probe_calls(llama_target, PROBE_SEED), draft_s,
+        timed = {"openvino": probe_prefill(ov_target, PROBE_SEED)}
+        calls = probe_calls({"openvino": ov_target, "llamacpp": llama_target}, PROBE_SEED)
+        timed["llamacpp"] = probe_prefill(llama_target, PROBE_SEED)
+        return decide(calls["openvino"], calls["llamacpp"], draft_s,
                       {e: t[0] for e, t in timed.items()}, {e: t[1] for e, t in timed.items()})
 
     @classmethod
