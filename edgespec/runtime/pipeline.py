@@ -401,7 +401,6 @@ class SpeculativePipeline:
             text = final
         return GenerationResult(text=text, token_ids=generated, stats=stats)
 
-
     def _record_acceptance(self, ids: list[int], generated: list[int], config: GenerationConfig,
                            stats: GenerationStats) -> None:
         """auto with both targets: tell the engine choice how well the draft did on this text (its chains' per-token
