@@ -65,6 +65,12 @@ def test_engine_choice_from_costs():
     verdict = decide({1: 0.016, 2: 0.017, 4: 0.019}, steep, 0.0005)
     assert verdict["engine"] == "openvino" and verdict["predicted_k"]["openvino"] == 3
     assert not verdict["per_prompt"]  # no prefill measured: one engine
+    # the step's growth from steps timed alike after a short and a long prompt (not against the calls' own timing)
+    grown = decide({1: 0.057, 2: 0.081, 4: 0.101}, {1: 0.038, 2: 0.068, 4: 0.116}, 0.034,
+                   {"openvino": 1.7, "llamacpp": 2.5}, {"openvino": 0.0617, "llamacpp": 0.0392},
+                   {"openvino": 0.0595, "llamacpp": 0.0360})
+    assert grown["step_growth_s"]["openvino"] == pytest.approx(0.0022 / 224)
+    assert grown["step_growth_s"]["llamacpp"] == pytest.approx(0.0032 / 224)
 
 
 def test_engine_per_prompt_when_the_faster_decoder_prefills_slower():

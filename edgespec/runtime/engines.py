@@ -43,9 +43,12 @@ CALL_REPEATS = 3
 PRIOR_ACCEPTANCE = 0.6
 PROBE_FILE = "engine-probes.json"
 # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one;
-# 5: every width warmed up before any is timed, median of 5; 6: the engines timed in turns, median over rounds
-PROBE_VERSION = 6
+# 5: every width warmed up before any is timed, median of 5; 6: the engines timed in turns, median over rounds;
+# 7: the step's growth from steps timed alike after 32 and 256 prompt tokens
+PROBE_VERSION = 7
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
+SHORT_PREFILL = 32  # the short prompt a step is timed after too (the step's growth from 32 to 256 positions)
+STEPS_AFTER = 4
 LONG_CONTEXT = 2048  # a context where both engines are compared too (per_prompt when the faster one differs)
 # Decoding around more positions than this is corrected apart: the probe times steps up to PREFILL_TOKENS, and
 # OpenVINO speculation after 600-1000-token prompts ran 1.5x its prediction, which priced chat prompts of 250-300
@@ -143,28 +146,37 @@ def probe_draft(draft, seed_ids: list[int]) -> float:
     return costs.time_calls(draft, past, [1], PROBE_REPEATS)["call_s"][1]
 
 
-def probe_prefill(lm, seed_ids: list[int]) -> tuple[float, float]:
+def probe_prefill(lm, seed_ids: list[int]) -> tuple[float, float, float]:
     """Median seconds of a PREFILL_TOKENS-token prompt fed to an empty cache (the first is a warm-up), and of a
-    steady one-token step after it, the second (with probe_calls' step after PROBE_PAST tokens: the step's growth
-    with the context)."""
-    ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - 3))
+    steady one-token step after it and after a SHORT_PREFILL-token one, timed alike: the step's growth with the
+    context is their difference."""
+    ids = np.resize(np.asarray(seed_ids, dtype=np.int64), min(PREFILL_TOKENS, lm.context_length - STEPS_AFTER - 2))
+    prefill_s, steps = costs.time_prefills(lm, ids, PROBE_REPEATS, steady_step)
+    _, short = costs.time_prefills(lm, ids[:SHORT_PREFILL], PROBE_REPEATS, steady_step)
+    return prefill_s, statistics.median(steps), statistics.median(short)
 
-    def step_after(lm) -> float:
-        # The first step after a prefill pays OpenVINO's shape switch (about 8 ms here): taken as growth with the
-        # context, it priced every OpenVINO step 90 ms dearer at 1000 tokens and sent long prompts to llama.cpp.
-        lm.forward(ids[:1], last=1)
+
+def steady_step(lm) -> float:
+    """Median seconds of STEPS_AFTER one-token steps after the cached text, the first (untimed) not counted: it pays
+    OpenVINO's shape switch (about 8 ms here). One timed step against the calls' probe (another timing pattern) read
+    Qwen's OpenVINO growth at 1e-4 s a position, ten times what its steps show, and priced a step after a
+    1000-token prompt at 150 ms against 65 ms measured: long prompts went to llama.cpp at 0.7x OpenVINO's speed."""
+    lm.forward([lm.tokens[-1]], last=1)
+    times = []
+    for _ in range(STEPS_AFTER):
         start = time.perf_counter()
-        lm.forward(ids[1:2], last=1)
-        return time.perf_counter() - start
-    prefill_s, steps = costs.time_prefills(lm, ids, PROBE_REPEATS, step_after)
-    return prefill_s, statistics.median(steps)
+        lm.forward([lm.tokens[-1]], last=1)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], draft_token_s: float | None,
-           prefill_s: dict[str, float] | None = None, long_step_s: dict[str, float] | None = None) -> dict:
+           prefill_s: dict[str, float] | None = None, long_step_s: dict[str, float] | None = None,
+           short_step_s: dict[str, float] | None = None) -> dict:
     """The probe's verdict from measured costs: each engine's predicted decode rate, the faster engine, and whether
     the other one prefills faster or decodes faster at LONG_CONTEXT (per_prompt: keep both, choose per generation
-    with EngineChoice). long_step_s: a one-token step after PREFILL_TOKENS (None: steps taken not to grow)."""
+    with EngineChoice). long_step_s: a one-token step after PREFILL_TOKENS (None: steps taken not to grow);
+    short_step_s: the same after SHORT_PREFILL (None: the growth is taken from the calls' one-token step)."""
     calls = {"openvino": openvino_calls, "llamacpp": llamacpp_calls}
     rates = {e: predicted_rate(c, draft_token_s) for e, c in calls.items()}
     engine = max(rates, key=lambda e: rates[e][0])
@@ -174,8 +186,13 @@ def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], d
                "prefill_tokens": PREFILL_TOKENS, "probe_past": PROBE_PAST}
     # Seconds a one-token step gains per position of context (llama.cpp's grows about 8 us here, OpenVINO's
     # paged form's hardly at all: docs/llamacpp.md).
-    verdict["step_growth_s"] = {e: max(0.0, (long_step_s[e] - costs.interp_call(c, 1)) / (PREFILL_TOKENS - PROBE_PAST))
-                                for e, c in calls.items()} if long_step_s else {e: 0.0 for e in calls}
+    if long_step_s and short_step_s:
+        growth = {e: (long_step_s[e] - short_step_s[e]) / (PREFILL_TOKENS - SHORT_PREFILL) for e in calls}
+    elif long_step_s:
+        growth = {e: (long_step_s[e] - costs.interp_call(c, 1)) / (PREFILL_TOKENS - PROBE_PAST) for e, c in calls.items()}
+    else:
+        growth = {e: 0.0 for e in calls}
+    verdict["step_growth_s"] = {e: max(0.0, g) for e, g in growth.items()}
     long_decoder = min(calls, key=lambda e: per_token_s(verdict, e, LONG_CONTEXT))
     prefiller = min(prefill_s, key=prefill_s.get) if prefill_s else engine
     verdict["per_prompt"] = bool(prefill_s) and (prefiller != engine or long_decoder != engine)

@@ -266,8 +266,8 @@ class SpeculativePipeline:
         timed = {"openvino": probe_prefill(ov_target, PROBE_SEED)}
         calls = probe_calls({"openvino": ov_target, "llamacpp": llama_target}, PROBE_SEED)
         timed["llamacpp"] = probe_prefill(llama_target, PROBE_SEED)
-        return decide(calls["openvino"], calls["llamacpp"], draft_s,
-                      {e: t[0] for e, t in timed.items()}, {e: t[1] for e, t in timed.items()})
+        return decide(calls["openvino"], calls["llamacpp"], draft_s, {e: t[0] for e, t in timed.items()},
+                      {e: t[1] for e, t in timed.items()}, {e: t[2] for e, t in timed.items()})
 
     @classmethod
     def from_manifest(cls, path: str | Path, target_device: str = "CPU", draft_device: str = "CPU",
