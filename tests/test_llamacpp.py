@@ -294,6 +294,8 @@ def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_
     config = GenerationConfig(max_new_tokens=8)
     short = pipe.generate("Hello there", config, chat=False)
     assert short.stats.engine == "llamacpp"
+    # the first generation timed both targets' calls, not only its own engine's
+    assert all(policy.steady_cost for policy in pipe.policies.values())
     long_prompt = list(range(5, 205))  # 200 prompt tokens: 0.23 s more to prefill on llama.cpp than 8 tokens save
     long_run = pipe.generate(long_prompt, config)
     assert long_run.stats.engine == "openvino"
