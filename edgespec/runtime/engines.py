@@ -281,7 +281,7 @@ class EngineChoice:
             else:
                 self._update(self.decode_factor, engine, ratio)
             priced = self._priced_decoding(engine, self.verdict["probe_past"], steps, draft_calls)
-            self.rate[engine] = self.KEEP_RATE * self.rate[engine] + (1 - self.KEEP_RATE) * (new_tokens - 1) / priced
+            self._move_rate(engine, (new_tokens - 1) / priced)
 
     def acceptance_matters(self, ran: str) -> bool:
         """Whether the draft's acceptance could price another engine than `ran` above its target alone (by
@@ -297,8 +297,10 @@ class EngineChoice:
         decode such text at (its best draft length at that acceptance, or its target alone)."""
         for engine, call_s in self.verdict["call_s"].items():
             if engine != ran:
-                rate, _ = predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)
-                self.rate[engine] = self.KEEP_RATE * self.rate[engine] + (1 - self.KEEP_RATE) * rate
+                self._move_rate(engine, predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)[0])
+
+    def _move_rate(self, engine: str, rate: float) -> None:
+        self.rate[engine] = self.KEEP_RATE * self.rate[engine] + (1 - self.KEEP_RATE) * rate
 
     def _priced_decoding(self, engine: str, context: float, widths: list[int], draft_calls: int) -> float:
         """Seconds the probe's costs give these target calls (grown with the context) and draft calls."""

@@ -155,9 +155,8 @@ def draft_agreement(draft: StatefulLM, draft_sequence: list[int], answer_tokens:
     if n < 9 or start < 1 or start + n > draft.context_length:
         return None
     text = draft_sequence[:start + n]
-    draft.pending(text[:-1])
-    draft.rollback(min(draft.cached, start))  # the rows that predict answer tokens 1..n-1 are fed in this call
-    logits = draft.forward(draft.pending(text[:-1]), last=n - 1)
+    draft.pending(text[:start])  # keeps at most the prompt: the rows predicting answer tokens 1..n-1 are fed now
+    logits = draft.forward(text[draft.cached:-1], last=n - 1)
     choice = logits.argmax(axis=-1)
     if draft.vocab_map is not None:
         choice = np.asarray(draft.vocab_map)[choice]
