@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgespec.runtime.config import GenerationConfig, GenerationStats
-from edgespec.runtime.engines import EngineChoice, decide, per_token_s, predicted_rate, prefill_seconds
+from edgespec.runtime.engines import (LOW_ACCEPTANCE, EngineChoice, decide, per_token_s, predicted_rate,
+                                      prefill_seconds)
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import available
 
@@ -90,6 +91,22 @@ def test_engine_per_prompt_when_the_faster_decoder_prefills_slower():
     # a chat whose history llama.cpp holds: only the new turn is prefilled there
     assert choice.choose({"openvino": 800, "llamacpp": 30}, 800, 128) == "llamacpp"
     assert not decide(flat, steep, None, {"openvino": 0.6, "llamacpp": 0.3})["per_prompt"]
+
+
+def test_engine_per_prompt_when_the_other_engine_decodes_faster_where_the_draft_does_poorly():
+    """SmolLM2's probe (v24): OpenVINO with the draft at the prior acceptance 129 tokens/s, llama.cpp alone 123, and
+    OpenVINO prefills 5x faster; kept alone, OpenVINO ran MT-bench (acceptance 0.3-0.4) at 0.90x of llama.cpp."""
+    ov_calls = {1: 0.0119, 2: 0.01215, 4: 0.0125}
+    llama_calls = {1: 0.00816, 2: 0.0148, 4: 0.0211}
+    verdict = decide(ov_calls, llama_calls, 0.00145, {"openvino": 0.138, "llamacpp": 0.724},
+                     {"openvino": 0.0125, "llamacpp": 0.0095}, {"openvino": 0.0119, "llamacpp": 0.0082})
+    assert verdict["engine"] == "openvino"
+    assert predicted_rate(llama_calls, 0.00145, LOW_ACCEPTANCE)[0] > predicted_rate(ov_calls, 0.00145, LOW_ACCEPTANCE)[0]
+    assert verdict["per_prompt"]
+    # a draft that wins at any acceptance (here: llama.cpp's step no faster) keeps one engine
+    assert not decide(ov_calls, {n: 2 * t for n, t in llama_calls.items()}, 0.00145,
+                      {"openvino": 0.138, "llamacpp": 0.724}, {"openvino": 0.0125, "llamacpp": 0.019},
+                      {"openvino": 0.0119, "llamacpp": 0.0164})["per_prompt"]
 
 
 def test_engine_choice_learns_from_the_generations_it_runs():

@@ -1,16 +1,16 @@
 """Which engine runs a model: OpenVINO, llama.cpp, or the faster of the two on this machine (auto).
 
-auto times both engines on the target (calls of 1, 2 and 4 tokens after a short past, as verification makes them,
-a prompt's prefill, and a one-token step after it: how a step's cost grows with the context) and the draft's
-one-token step, predicts the tokens per second each engine would decode at with the draft at a prior acceptance
-(and alone), and picks the higher. Where the other engine prefills faster or decodes faster at long contexts
-(llama.cpp decodes SmolLM2 Q4_1 faster here but prefills it at half OpenVINO's speed, and its step grows with the
-context where OpenVINO's paged form hardly does), both stay loaded and each generation takes the engine with the
-least expected time (EngineChoice): the prompt tokens its cache lacks at its prefill rate plus the expected answer
-at its decode rate for that context, both corrected by what the last generations on that engine really took, the
-decode rate following the workload (the last generation's realized rate, and the draft's measured acceptance). The
-verdict is kept in the cache, keyed by the model files, the library versions, the CPU and the thread count, so it
-is measured again only when one of those changes.
+auto times both engines on the target (calls of 1, 2 and 4 tokens after a short past, as verification makes them, a
+prompt's prefill, and a one-token step after it: how a step's cost grows with the context) and the draft's one-token
+step, predicts the tokens per second each engine would decode at with the draft at a prior acceptance (and alone),
+and picks the higher. Where the other engine prefills faster or decodes faster at long contexts (llama.cpp decodes
+SmolLM2 Q4_1 faster here but prefills it at half OpenVINO's speed, and its step grows with the context where
+OpenVINO's paged form hardly does), or decodes faster where the draft does poorly, both stay loaded and each
+generation takes the engine with the least expected time (EngineChoice): the prompt tokens its cache lacks at its
+prefill rate plus the expected answer at its decode rate for that context, both corrected by what the last
+generations on that engine really took, the decode rate following the workload (the last generation's realized rate,
+and the draft's measured acceptance). The verdict is kept in the cache, keyed by the model files, the library
+versions, the CPU and the thread count, so it is measured again only when one of those changes.
 """
 
 from __future__ import annotations
@@ -41,11 +41,16 @@ CALL_REPEATS = 3
 # Per-token acceptance assumed before any is measured: about what the shipped SmolLM2 draft reaches (its greedy
 # token match is 0.56 on MT-bench and 0.73 on HumanEval); the adaptive policy corrects k once decoding runs.
 PRIOR_ACCEPTANCE = 0.6
+# A workload the draft does poorly on (MT-bench's questions: 0.3-0.4 a token with the shipped draft): where the other
+# engine decodes faster there, both stay loaded. At the prior alone, SmolLM2's probe kept OpenVINO only (129 against
+# 123 tokens/s) and MT-bench ran there at 0.90x of llama.cpp's plain decoding (v24).
+LOW_ACCEPTANCE = 0.3
 PROBE_FILE = "engine-probes.json"
 # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one;
 # 5: every width warmed up before any is timed, median of 5; 6: the engines timed in turns, median over rounds;
-# 7: the step's growth from steps timed alike after 32 and 256 prompt tokens
-PROBE_VERSION = 7
+# 7: the step's growth from steps timed alike after 32 and 256 prompt tokens; 8: per_prompt also where the other
+# engine decodes faster at LOW_ACCEPTANCE
+PROBE_VERSION = 8
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
 SHORT_PREFILL = 32  # the short prompt a step is timed after too (the step's growth from 32 to 256 positions)
 STEPS_AFTER = 4
@@ -194,8 +199,9 @@ def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], d
         growth = {e: 0.0 for e in calls}
     verdict["step_growth_s"] = {e: max(0.0, g) for e, g in growth.items()}
     long_decoder = min(calls, key=lambda e: per_token_s(verdict, e, LONG_CONTEXT))
+    low_decoder = max(calls, key=lambda e: predicted_rate(calls[e], draft_token_s, LOW_ACCEPTANCE)[0])
     prefiller = min(prefill_s, key=prefill_s.get) if prefill_s else engine
-    verdict["per_prompt"] = bool(prefill_s) and (prefiller != engine or long_decoder != engine)
+    verdict["per_prompt"] = bool(prefill_s) and any(e != engine for e in (prefiller, long_decoder, low_decoder))
     return verdict
 
 
