@@ -139,6 +139,7 @@ def test_prompt_lookup_proposes_what_followed_the_last_match():
     assert lookup.propose(10) == [4, 5, 9, 1, 2, 3]  # the 3-gram (1, 2, 3), up to the end of the text
     lookup.sync([7, 1, 2, 3, 4, 5, 9, 1, 2, 3, 8, 8])
     assert lookup.propose(3) == []  # (3, 8, 8) and (8, 8) never occurred before
+    assert lookup.propose(3, shortest=1) == [8]  # the 1-gram (8,): what followed the first 8
     assert lookup.propose(0) == []
 
 
@@ -283,11 +284,18 @@ def test_two_token_calls_are_used_only_where_they_are_bitwise_exact(tiny_pair, m
     again = SpeculativePipeline.from_manifest(tiny_pair, exact=True)
     assert checks == [1]  # the second load read the answer from the cache
     assert first.target.min_feed == again.target.min_feed == (2 if real(first.target) else 1)
+    free = []
     for prompt in PROMPTS[:4]:
         want = first.generate(prompt, GenerationConfig(max_new_tokens=24, ignore_eos=True), chat=False)
         for k in (1, 4):
             config = GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_length=k, adaptive_draft=False)
             assert again.generate(prompt, config, chat=False).token_ids == want.token_ids, (prompt, k)
+        # no drafting: with two-token calls each plain step verifies one looked-up token in the padded slot
+        plain = again.generate(prompt, GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_length=0,
+                                                        adaptive_draft=False), chat=False)
+        assert plain.token_ids == want.token_ids and plain.stats.draft_calls == 0
+        free.append(plain.stats.lookup_tokens)
+    assert (sum(free) > 0) == (again.target.min_feed == 2)
     monkeypatch.setattr(pipeline, "bitwise_same_across_widths", lambda lm: checks.append(0) or False)
     monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path / "other"))
     fallback = SpeculativePipeline.from_manifest(tiny_pair, use_draft=False, exact=True)

@@ -246,6 +246,13 @@ class DraftLength:
         self.realized["lookup"].add(target_seconds, kept + 1)
         self.record_target(proposed + 1, target_seconds)
 
+    def record_free(self, kept: int, target_seconds: float) -> None:
+        """A plain step that verified one proposed token in the slot the target pads anyway (free_slot): priced as
+        the plain step it is, credited with the tokens it gave (what plain steps yield now)."""
+        if self.last_feed == 1:
+            self.realized["plain"].add(target_seconds, kept + 1)
+        self.record_target(1, target_seconds)
+
     def record_target(self, n: int, target_seconds: float) -> None:
         if n not in self.fed_widths:
             # A width's first call seen by this policy (the pipeline keeps one per engine for the process) pays

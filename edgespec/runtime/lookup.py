@@ -7,8 +7,9 @@ from __future__ import annotations
 
 
 class PromptLookup:
-    """An index of every n-gram (min_ngram..max_ngram tokens) to the position after its latest occurrence,
-    updated as the sequence grows, so each proposal costs O(max_ngram) dictionary lookups."""
+    """An index of every n-gram (1..max_ngram tokens) to the position after its latest occurrence, updated as the
+    sequence grows, so each proposal costs O(max_ngram) dictionary lookups. Proposals follow n-grams of at least
+    min_ngram tokens unless asked for shorter ones (a free slot: speculative.free_slot)."""
 
     def __init__(self, max_ngram: int = 3, min_ngram: int = 2):
         self.max_ngram, self.min_ngram = max_ngram, min_ngram
@@ -19,7 +20,7 @@ class PromptLookup:
         for token in tokens:
             # Index the n-grams that end at the token before this one: their continuation starts here.
             end = len(self.tokens)
-            for n in range(self.min_ngram, self.max_ngram + 1):
+            for n in range(1, self.max_ngram + 1):
                 if end >= n:
                     self.after[tuple(self.tokens[end - n:end])] = end
             self.tokens.append(token)
@@ -29,13 +30,13 @@ class PromptLookup:
         if len(sequence) > len(self.tokens):
             self.extend(sequence[len(self.tokens):])
 
-    def propose(self, limit: int) -> list[int]:
-        """Up to `limit` tokens that followed the longest n-gram ending the sequence, from its latest earlier
-        occurrence; [] when there is none."""
+    def propose(self, limit: int, shortest: int | None = None) -> list[int]:
+        """Up to `limit` tokens that followed the longest n-gram (of at least `shortest` tokens, min_ngram by
+        default) ending the sequence, from its latest earlier occurrence; [] when there is none."""
         if limit <= 0:
             return []
         end = len(self.tokens)
-        for n in range(self.max_ngram, self.min_ngram - 1, -1):
+        for n in range(self.max_ngram, (shortest or self.min_ngram) - 1, -1):
             if end < n:
                 continue
             start = self.after.get(tuple(self.tokens[end - n:end]))

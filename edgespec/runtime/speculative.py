@@ -240,8 +240,9 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
               sequence: list[int], draft_sequence: list[int], room: int, rule: Rule, rng: np.random.Generator,
               generated: int = 0) -> Step:
     """One step after the prefill: prompt-lookup tokens where they promise more tokens per second than the
-    draft's k (the policy's call), else the draft's k tokens (k = 0: the target alone). The draft waits while
-    reading what it has not seen (a long prompt) would cost more than the answer so far says it will save."""
+    draft's k (the policy's call), else the draft's k tokens (k = 0: the target alone, with one looked-up token
+    where the target's call has a free slot). The draft waits while reading what it has not seen (a long prompt)
+    would cost more than the answer so far says it will save."""
     k = 0
     if draft is not None and policy.sitting_out():
         policy.next()  # counts the step of the sit-out; pricing a catch-up for no draft would only cost time
@@ -257,6 +258,12 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
             step = lookup_step(target, draft, sequence, candidate[:m], rule, rng, draft_sequence)
             policy.record_lookup(m, step.kept, step.target_s)
             return step
+        if k == 0 and room > 0 and free_slot(target):
+            guess = candidate[:1] or lookup.propose(1, shortest=1)
+            if guess:
+                step = lookup_step(target, draft, sequence, guess, rule, rng, draft_sequence)
+                policy.record_free(step.kept, step.target_s)
+                return step
     caught, catch_up_s = catch_up(draft, draft_sequence) if k else (0, 0.0)
     if caught:
         policy.record_catch_up(caught, catch_up_s)
@@ -265,6 +272,14 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
     if draft is not None:
         policy.record(k, step.kept, step.target_s, step.draft_s)
     return step
+
+
+def free_slot(target: StatefulLM) -> bool:
+    """Whether a one-token step has room for a proposed token at no cost: a target that feeds every call at least
+    two tokens (PagedLM.min_feed, the exact fast kernels) feeds the last cached token again in a plain step; the
+    token that followed the last occurrence of the current one in the text instead is right 5-30% of the time on
+    free text (MT-bench 0.05, chat 0.13, math and long documents 0.25) and 50-90% where a 2-gram matches."""
+    return getattr(target, "min_feed", 1) >= 2 and target.cached > 0
 
 
 def tree_shape_for(config: GenerationConfig, target, draft, shape: TreeShape | None) -> TreeShape | None:
