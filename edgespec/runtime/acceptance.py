@@ -52,18 +52,32 @@ class SamplingRule:
         return sample(probs, rng), probs
 
     def first(self, logits: np.ndarray, rng: np.random.Generator) -> int:
-        return sample(probabilities(logits, self.warp)[-1], rng)
+        return sample(probabilities(logits[-1], self.warp), rng)
 
     def verify(self, target_logits: np.ndarray, drafted: list[int], draft_probs: np.ndarray | None,
                rng: np.random.Generator) -> tuple[int, int]:
-        return accept_drafted(probabilities(target_logits, self.warp), draft_probs, drafted, rng)
+        return accept_drafted(WarpedRows(target_logits, self.warp), draft_probs, drafted, rng)
+
+
+class WarpedRows:
+    """The target's warped distributions, row by row as accept_drafted reads them: a step rejected at token i never
+    warps the rows after it (each row costs a float64 softmax over the vocabulary, about 0.25 ms for SmolLM2's)."""
+
+    def __init__(self, logits: np.ndarray, warp: Warp):
+        self.logits, self.warp, self.rows = logits, warp, {}
+
+    def __getitem__(self, index):
+        i, *token = index if isinstance(index, tuple) else (index,)
+        if i not in self.rows:
+            self.rows[i] = probabilities(self.logits[i], self.warp)
+        return self.rows[i][token[0]] if token else self.rows[i]
 
 
 def accept_drafted(target_probs: np.ndarray, draft_probs: np.ndarray | None, drafted: list[int],
                    rng: np.random.Generator) -> tuple[int, int]:
     """Rejection-sample the drafted tokens against the target.
 
-    target_probs: [k+1, V] (row i is the target's distribution after drafted[:i]);
+    target_probs: [k+1, V] (row i is the target's distribution after drafted[:i]), or WarpedRows;
     draft_probs: [k, V], or None for deterministic proposals (all mass on the drafted token).
     Returns (number accepted, the next token: a residual draw at the first rejection, or a draw
     from the last target row when all k were accepted).
@@ -78,9 +92,9 @@ def accept_drafted(target_probs: np.ndarray, draft_probs: np.ndarray | None, dra
             residual[token] = 0.0
         else:
             residual = np.maximum(target_probs[i] - draft_probs[i], 0.0)
-        total = residual.sum()
-        # total == 0 only when p == q exactly, in which case rejection cannot happen; guard anyway.
-        return i, sample(residual / total if total > 0 else target_probs[i], rng)
+        # sample() scales by the row's total, so the residual needs no normalising; its total is 0 only when p == q
+        # exactly, in which case rejection cannot happen (guarded anyway).
+        return i, sample(residual if residual.sum() > 0 else target_probs[i], rng)
     return len(drafted), sample(target_probs[len(drafted)], rng)
 
 
