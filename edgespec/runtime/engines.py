@@ -279,14 +279,15 @@ class EngineChoice:
         if new_tokens >= 8 and wall_s > ttft_s:
             context = prompt_tokens + new_tokens / 2
             steps = widths or [1] * (new_tokens - 1)
-            ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, steps, draft_calls)
+            calls_s = sum(costs.interp_call(self.verdict["call_s"][engine], w) for w in steps)  # at the probe's past
+            ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, calls_s, draft_calls)
             if context > LONG_DECODE:
                 if self.long_decode_factor[engine] is None:  # the first long run starts from the short ones' factor
                     self.long_decode_factor[engine] = self.decode_factor[engine]
                 self._update(self.long_decode_factor, engine, ratio)
             else:
                 self._update(self.decode_factor, engine, ratio)
-            priced = self._priced_decoding(engine, self.verdict["probe_past"], steps, draft_calls)
+            priced = self._priced_decoding(engine, self.verdict["probe_past"], calls_s, draft_calls)
             self._move_rate(engine, (new_tokens - 1) / priced)
 
     def acceptance_matters(self, ran: str) -> bool:
@@ -308,11 +309,11 @@ class EngineChoice:
     def _move_rate(self, engine: str, rate: float) -> None:
         self.rate[engine] = self.KEEP_RATE * self.rate[engine] + (1 - self.KEEP_RATE) * rate
 
-    def _priced_decoding(self, engine: str, context: float, widths: list[int], draft_calls: int) -> float:
-        """Seconds the probe's costs give these target calls (grown with the context) and draft calls."""
-        call_s = self.verdict["call_s"][engine]
-        calls = sum(costs.interp_call(call_s, w) for w in widths) * context_growth(self.verdict, engine, context)
-        return calls + draft_calls * (self.verdict["draft_token_s"] or 0.0)
+    def _priced_decoding(self, engine: str, context: float, calls_s: float, draft_calls: int) -> float:
+        """Seconds the probe's costs give target calls priced `calls_s` at the probe's past, grown to `context`,
+        and `draft_calls` draft calls."""
+        draft_s = draft_calls * (self.verdict["draft_token_s"] or 0.0)
+        return calls_s * context_growth(self.verdict, engine, context) + draft_s
 
     def _update(self, factors: dict[str, float], engine: str, ratio: float) -> None:
         low, high = self.BOUNDS
