@@ -18,8 +18,9 @@ import openvino_genai as ov_genai
 from edgespec.bench.prompts import load_prompt_set, prepare
 from edgespec.runtime.devices import cpu_config
 from edgespec.runtime.manifest import load_pair
-from edgespec.runtime.model import LOGITS_COUNT, read_ir
-from edgespec.runtime.paged import NO_TREE, PagedLM, to_paged
+from edgespec.runtime.model import read_ir
+from edgespec.runtime.paged import PagedLM, to_paged
+from paged_calls import run, split_inputs
 
 
 class SplitLM(PagedLM):
@@ -36,21 +37,7 @@ class SplitLM(PagedLM):
         n, past = len(tokens), self.cached
         self.grow(past + n)
         rows = n if last is None else min(last, n)
-        blocks = -(-np.arange(past + 1, past + n + 1) // self.block_size)
-        inputs = {"input_ids": tokens, "position_ids": positions, "max_context_len": np.array(past + n, np.int32),
-                  "past_lens": np.arange(past, past + n, dtype=np.int32),
-                  "subsequence_begins": np.arange(n + 1, dtype=np.int32),
-                  "block_indices": np.concatenate([self.block_ids[:b] for b in blocks]),
-                  "block_indices_begins": np.concatenate([[0], np.cumsum(blocks)]).astype(np.int32)}
-        if LOGITS_COUNT in self.input_names:
-            inputs[LOGITS_COUNT] = np.array([rows], np.int64)
-        if self.tree:
-            inputs |= NO_TREE
-        self.request.start_async(inputs, share_inputs=True)
-        self.request.wait()
-        self.tokens.extend(int(t) for t in tokens)
-        logits = self.request.get_tensor("logits").data
-        return np.array(logits.reshape(-1, logits.shape[-1])[-rows:], dtype=np.float32)
+        return run(self, split_inputs(self, tokens, positions), tokens, rows)
 
 
 pair = load_pair(os.path.expanduser("~/.cache/edgespec/pairs/smollm2-int8-v1"))
