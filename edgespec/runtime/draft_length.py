@@ -149,7 +149,9 @@ class DraftLength:
                 self.realized["draft"].add(target_seconds + draft_seconds, kept + 1)
                 self.block.add(target_seconds + draft_seconds, kept + 1)
         elif self.last_feed == 1:
-            self.realized["plain"].add(target_seconds, 1)
+            # kept: a looked-up token verified in the slot a padded call has free (speculative.free_slot), priced
+            # as the plain step it is and credited with what it gave
+            self.realized["plain"].add(target_seconds, kept + 1)
         self.record_target(drafted + 1, target_seconds)
         if drafted:
             self.recent_draft.add(draft_seconds / drafted, self.load)
@@ -245,13 +247,6 @@ class DraftLength:
         self.lookup_seen = self.decay * self.lookup_seen + kept + (1 if kept < proposed else 0)
         self.realized["lookup"].add(target_seconds, kept + 1)
         self.record_target(proposed + 1, target_seconds)
-
-    def record_free(self, kept: int, target_seconds: float) -> None:
-        """A plain step that verified one proposed token in the slot the target pads anyway (free_slot): priced as
-        the plain step it is, credited with the tokens it gave (what plain steps yield now)."""
-        if self.last_feed == 1:
-            self.realized["plain"].add(target_seconds, kept + 1)
-        self.record_target(1, target_seconds)
 
     def record_target(self, n: int, target_seconds: float) -> None:
         if n not in self.fed_widths:

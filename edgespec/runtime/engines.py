@@ -194,7 +194,8 @@ def decide(openvino_calls: dict[int, float], llamacpp_calls: dict[int, float], d
     if long_step_s and short_step_s:
         growth = {e: (long_step_s[e] - short_step_s[e]) / (PREFILL_TOKENS - SHORT_PREFILL) for e in calls}
     elif long_step_s:
-        growth = {e: (long_step_s[e] - costs.interp_call(c, 1)) / (PREFILL_TOKENS - PROBE_PAST) for e, c in calls.items()}
+        growth = {e: (long_step_s[e] - costs.interp_call(c, 1)) / (PREFILL_TOKENS - PROBE_PAST)
+                  for e, c in calls.items()}
     else:
         growth = {e: 0.0 for e in calls}
     verdict["step_growth_s"] = {e: max(0.0, g) for e, g in growth.items()}

@@ -262,7 +262,7 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
             guess = candidate[:1] or lookup.propose(1, shortest=1)
             if guess:
                 step = lookup_step(target, draft, sequence, guess, rule, rng, draft_sequence)
-                policy.record_free(step.kept, step.target_s)
+                policy.record(0, step.kept, step.target_s, 0.0)
                 return step
     caught, catch_up_s = catch_up(draft, draft_sequence) if k else (0, 0.0)
     if caught:
