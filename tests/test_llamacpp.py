@@ -101,8 +101,9 @@ def test_engine_per_prompt_when_the_other_engine_decodes_faster_where_the_draft_
     verdict = decide(ov_calls, llama_calls, 0.00145, {"openvino": 0.138, "llamacpp": 0.724},
                      {"openvino": 0.0125, "llamacpp": 0.0095}, {"openvino": 0.0119, "llamacpp": 0.0082})
     assert verdict["engine"] == "openvino"
-    low = {name: predicted_rate(c, 0.00145, LOW_ACCEPTANCE)[0] for name, c in (('ov', ov_calls), ('llama', llama_calls))}
-    assert low['llama'] > low['ov']
+    low = {name: predicted_rate(calls, 0.00145, LOW_ACCEPTANCE)[0]
+           for name, calls in (("ov", ov_calls), ("llama", llama_calls))}
+    assert low["llama"] > low["ov"]
     assert verdict["per_prompt"]
     # a draft that wins at any acceptance (here: llama.cpp's step no faster) keeps one engine
     assert not decide(ov_calls, {n: 2 * t for n, t in llama_calls.items()}, 0.00145,
