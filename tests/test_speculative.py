@@ -219,7 +219,8 @@ def test_prefill_model_writes_the_cache_the_exact_model_decodes_from(tiny_pair, 
     real = spec.target.prefill_request
     spec.target.prefill_request = type("Spy", (), {"start_async": lambda self, *a, **k: used.append(1) or
                                                    real.start_async(*a, **k), "wait": lambda self: real.wait(),
-                                                   "get_tensor": lambda self, name: real.get_tensor(name)})()
+                                                   "get_tensor": lambda self, name: real.get_tensor(name),
+                                                   "set_tensor": lambda self, *a: real.set_tensor(*a)})()
     spec.clear_cache()
     history = [{"role": "user", "content": "Once upon a time"}]
     first = spec.generate(history, GenerationConfig(max_new_tokens=12, ignore_eos=True))
