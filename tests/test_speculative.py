@@ -899,3 +899,24 @@ def test_per_token_acceptance_counts_rejections_not_unseen_tokens():
     assert stats.rejected_steps == 1
     assert stats.token_acceptance() == pytest.approx(0.8)
     assert stats.acceptance_rate == pytest.approx(4 / 6)
+
+
+def test_bound_inputs_follow_every_call_and_reuse_small_tensors():
+    """A call's inputs are written into tensors bound to the request: each call reads its own values whatever the
+    shapes before it, small tensors are reused by shape, large ones (a prompt's ids) are not kept."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from edgespec.runtime.bound_inputs import POOLED, BoundInputs
+
+    a, b = ops.parameter([-1], np.float32, name="a"), ops.parameter([-1], np.float32, name="b")
+    request = ov.Core().compile_model(ov.Model([ops.add(a, b)], [a, b]), "CPU").create_infer_request()
+    inputs = BoundInputs()
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 2, POOLED + 1, 2, 3):
+        x, y = rng.random(n, dtype=np.float32), rng.random(n, dtype=np.float32)
+        inputs.feed(request, {"a": x, "b": y})
+        request.infer()
+        np.testing.assert_array_equal(request.get_output_tensor().data, x + y)
+    assert sorted({shape for _, shape, _ in inputs.pool}) == [(2,), (3,)]
+    assert request.get_tensor("a").data.ctypes.data == inputs.pool["a", (3,), "<f4"].data.ctypes.data

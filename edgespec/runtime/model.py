@@ -14,6 +14,7 @@ import openvino as ov
 import openvino.opset13 as ops
 from openvino.frontend import FrontEndManager
 
+from edgespec.runtime.bound_inputs import BoundInputs
 from edgespec.runtime.errors import EdgespecError
 
 IR_DATA = re.compile(rb'offset="(\d+)"\s+size="(\d+)"')
@@ -112,6 +113,7 @@ class StatefulLM:
             raise EdgespecError("rollback mode 'position' needs max_prompt_len and max_feed (the NPUW shapes)")
         self.compiled = compiled
         self.request = compiled.create_infer_request()
+        self.inputs = BoundInputs()  # each call's inputs written into tensors bound to the request
         self.context_length = context_length
         # A draft with a reduced output head predicts indices into vocab_map, which holds target token ids.
         self.vocab_map = vocab_map
@@ -175,7 +177,8 @@ class StatefulLM:
             inputs[LOGITS_COUNT] = np.array([rows], dtype=np.int64)
         try:
             # start_async runs on the plugin's own pinned stream thread (faster than infer() here: docs/performance.md)
-            self.request.start_async(inputs, share_inputs=True)
+            self.inputs.feed(self.request, inputs)
+            self.request.start_async()
             self.request.wait()
         except BaseException:
             # An interrupted or failed call leaves the cache in an unknown state: start clean next time.
@@ -245,7 +248,8 @@ class StatefulLM:
             "position_ids": np.arange(start, start + n, dtype=np.int64).reshape(1, -1),
         }
         try:
-            self.request.infer(inputs, share_inputs=True)
+            self.inputs.feed(self.request, inputs)
+            self.request.infer()
         except BaseException:
             self.npuw_dirty = max(self.npuw_dirty, start + n)
             self.reset()

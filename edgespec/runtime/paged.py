@@ -12,12 +12,12 @@ import numpy as np
 import openvino as ov
 from openvino._offline_transformations import paged_attention_transformation
 
+from edgespec.runtime.bound_inputs import BoundInputs
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.model import LOGITS_COUNT, common_prefix, head_matmul, slice_head_input
 
 CACHE_INPUTS = ("key_cache.", "value_cache.")
 TREE_INPUTS = ("qq_bias", "qq_bias_begins")  # the PA op's query-to-query mask: tree verification (tree.py)
-POOLED = 256  # inputs up to this many values keep their tensors for reuse (a prompt's ids are not kept)
 NO_TREE = {"qq_bias": np.zeros(0, np.uint8), "qq_bias_begins": np.zeros(0, np.int32)}  # empty: plain causal
 
 
@@ -68,8 +68,7 @@ class PagedLM:
             self.prefill_request = prefill_compiled.create_infer_request()
         self.blocks = 0
         self.calls = 0
-        self.tensors: dict[tuple, ov.Tensor] = {}  # input tensors by name and shape, reused call after call
-        self.bound: dict[int, dict[str, ov.Tensor]] = {}  # per request: the tensor each input is set to
+        self.inputs = BoundInputs()  # each call's inputs written into tensors bound to the request
         self.block_ids = np.zeros(0, np.int32)
         self.grow(min(capacity, context_length))
         self.reset()
@@ -180,7 +179,7 @@ class PagedLM:
                 "qq_bias_begins": np.array([0, n * n], np.int32)}
         request = self.request if request is None else request
         try:
-            self._bind(request, inputs)
+            self.inputs.feed(request, inputs)
             request.start_async()
             request.wait()
         except BaseException:
@@ -190,23 +189,6 @@ class PagedLM:
         self.calls += 1
         logits = request.get_tensor("logits").data
         return np.array(logits.reshape(-1, logits.shape[-1])[-rows:], dtype=np.float32)
-
-    def _bind(self, request: ov.InferRequest, inputs: dict[str, np.ndarray]) -> None:
-        """Write a call's inputs into tensors bound to `request` (set anew only where a shape changes). Handing the
-        arrays to start_async costs 0.3 ms a call in the binding's data dispatcher, a fifth of a draft call here
-        (docs/performance.md Q11)."""
-        bound = self.bound.setdefault(id(request), {})
-        for name, array in inputs.items():
-            tensor = bound.get(name)
-            if tensor is None or tensor.data.shape != array.shape:
-                tensor = self.tensors.get((name, array.shape))
-                if tensor is None:
-                    tensor = ov.Tensor(np.array(array))
-                    if array.size <= POOLED:
-                        self.tensors[name, array.shape] = tensor
-                request.set_tensor(name, tensor)
-                bound[name] = tensor
-            np.copyto(tensor.data, array)
 
     def _with_refed(self, refeed: int, tokens: np.ndarray, positions: np.ndarray,
                     mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
