@@ -414,3 +414,20 @@ def test_shipped_draft_as_gguf_runs_on_llamacpp_and_keeps_output_exact(default_p
         got = spec.generate(text, GenerationConfig(max_new_tokens=40, draft_length=3, adaptive_draft=False))
         assert got.token_ids == want, text
         assert got.stats.accepted_tokens > 0
+
+
+def test_one_stalled_generation_does_not_price_an_engine_out():
+    """A generation that stalled (the cores taken by other work: 1.48 s for 73 tokens against 0.66 s for 128) is one
+    ratio among the last few: the next code prompt still goes to the engine that runs code fastest, and a workload
+    that really runs slower there moves it once most recent generations say so."""
+    verdict = decide({1: 0.012, 2: 0.014, 4: 0.018}, {1: 0.0075, 2: 0.013, 4: 0.022}, 0.0027,
+                     {"openvino": 0.54, "llamacpp": 0.90}, {"openvino": 0.012, "llamacpp": 0.0110})
+    choice = EngineChoice(verdict)
+    code = 36 * (0.018 + 3 * 0.0027)  # 128 tokens in 36 steps of k = 3, as fast as the probe prices them
+    for wall in (code, code, code, 3.5 * code):
+        choice.record("openvino", 120, 120, 0.3, 128, 0.3 + wall, [4] * 36, 108)
+    assert choice.decode_factor["openvino"] == pytest.approx(1.0, abs=0.02)
+    assert choice.choose({"openvino": 53, "llamacpp": 53}, 53, 128) == "openvino"
+    for _ in range(2):
+        choice.record("openvino", 120, 120, 0.3, 128, 0.3 + 1.6 * code, [4] * 36, 108)
+    assert choice.decode_factor["openvino"] == pytest.approx(1.6, abs=0.02)

@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +229,7 @@ class EngineChoice:
     """Chooses the engine for each generation (auto with both targets loaded) from the probe's verdict, corrected
     by what the generations on each engine really took: a generation's prefill over the predicted one, and its
     decoding time over what the probe's costs price the calls it really made at (each step's call width, its draft
-    calls; the probe prices one prompt's context, real answers run longer). The latest generations weigh most.
+    calls; the probe prices one prompt's context, real answers run longer), each the median of the last few.
 
     The answer is priced at the decode rate the last generations point to, not at the prior acceptance: the engine
     that ran gives its realized rate (tokens per probe-priced second of the calls it made: acceptance and prompt
@@ -240,7 +241,10 @@ class EngineChoice:
     one. Acceptance alone, without the realized rate, failed on prompt lookup: a code edit at per-token acceptance
     0.88 (lookup tokens, one-token and wide calls mixed) ran at twice what 0.88 predicts (v13)."""
 
-    KEEP = 0.5  # weight of the old correction when a generation is recorded
+    # A correction is the median of the last WINDOW generations' ratios, the probe's own price counted as the first:
+    # a running mean kept one stalled generation (1.48 s for 73 HumanEval tokens against 0.66 s for 128) in
+    # OpenVINO's decode correction (1.85) for good, since an engine no longer chosen is no longer measured.
+    WINDOW = 5
     # Weight of the old rate: the last generation says most about the next (a user's next prompt is most often of
     # the same kind); at 0.5, two code answers kept the next two MT-bench questions on OpenVINO.
     KEEP_RATE = 0.25
@@ -251,6 +255,8 @@ class EngineChoice:
         self.prefill_factor = {e: 1.0 for e in verdict["call_s"]}
         self.decode_factor = {e: 1.0 for e in verdict["call_s"]}
         self.long_decode_factor: dict[str, float | None] = {e: None for e in verdict["call_s"]}  # past LONG_DECODE
+        self.ratios = {(kind, e): deque([1.0], maxlen=self.WINDOW)
+                       for kind in ("prefill", "decode", "long") for e in verdict["call_s"]}
         # Tokens per second each engine is expected to decode at, at the probe's context, for the current workload.
         self.rate = {e: float(r) for e, r in verdict["predicted_tokens_per_s"].items()}
 
@@ -276,7 +282,7 @@ class EngineChoice:
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
-            self._update(self.prefill_factor, engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
+            self._update("prefill", engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
         if new_tokens >= 8 and wall_s > ttft_s:
             context = prompt_tokens + new_tokens / 2
             steps = widths or [1] * (new_tokens - 1)
@@ -284,10 +290,10 @@ class EngineChoice:
             ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, calls_s, draft_calls)
             if context > LONG_DECODE:
                 if self.long_decode_factor[engine] is None:  # the first long run starts from the short ones' factor
-                    self.long_decode_factor[engine] = self.decode_factor[engine]
-                self._update(self.long_decode_factor, engine, ratio)
+                    self.ratios["long", engine] = deque([self.decode_factor[engine]], maxlen=self.WINDOW)
+                self._update("long", engine, ratio)
             else:
-                self._update(self.decode_factor, engine, ratio)
+                self._update("decode", engine, ratio)
             priced = self._priced_decoding(engine, self.verdict["probe_past"], calls_s, draft_calls)
             self._move_rate(engine, (new_tokens - 1) / priced)
 
@@ -316,9 +322,14 @@ class EngineChoice:
         draft_s = draft_calls * (self.verdict["draft_token_s"] or 0.0)
         return calls_s * context_growth(self.verdict, engine, context) + draft_s
 
-    def _update(self, factors: dict[str, float], engine: str, ratio: float) -> None:
+    def _update(self, kind: str, engine: str, ratio: float) -> None:
+        """A generation on `engine` took `ratio` times what was predicted: the correction of `kind` ("prefill",
+        "decode" or "long") becomes the median of the last ratios."""
         low, high = self.BOUNDS
-        factors[engine] = min(max(self.KEEP * factors[engine] + (1 - self.KEEP) * ratio, low), high)
+        window = self.ratios[kind, engine]
+        window.append(min(max(ratio, low), high))
+        factors = {"prefill": self.prefill_factor, "decode": self.decode_factor, "long": self.long_decode_factor}[kind]
+        factors[engine] = statistics.median(window)
 
 
 def read_probes(path: Path) -> dict:
