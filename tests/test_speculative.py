@@ -920,3 +920,30 @@ def test_bound_inputs_follow_every_call_and_reuse_small_tensors():
         np.testing.assert_array_equal(request.get_output_tensor().data, x + y)
     assert sorted({shape for _, shape, _ in inputs.pool}) == [(2,), (3,)]
     assert request.get_tensor("a").data.ctypes.data == inputs.pool["a", (3,), "<f4"].data.ctypes.data
+
+
+def test_paged_block_size_with_a_key_cache_quantized_by_channel(tiny_pair):
+    """A u8 key cache quantized by channel keeps its scales as extra rows of each block ([..., 32 + 8, head]): the
+    block size comes from the value cache, a call lists every block its positions use, and such a cache carries no
+    tree (a kept path cannot be moved token by token). Read from the key cache (40 rows), calls listed too few blocks
+    and the kernel read past the block table (Qwen2.5 on the CPU defaults)."""
+    import openvino as ov
+
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.model import read_ir
+    from edgespec.runtime.paged import PagedLM, to_paged
+
+    def paged(kv: str) -> PagedLM:
+        model = read_ir(load_pair(tiny_pair).target.xml)
+        to_paged(model)
+        return PagedLM(ov.Core().compile_model(model, "CPU", {"KV_CACHE_PRECISION": kv}), 512)
+
+    u8, f16 = paged("u8"), paged("f16")
+    assert u8.cache_ports[0].get_partial_shape()[2].get_length() == 40  # the layout this test is about
+    assert (u8.block_size, u8.tree) == (32, False) and (f16.block_size, f16.tree) == (32, True)
+    prompt = [int(t) for t in np.random.default_rng(1).integers(3, 200, 150)]
+    rows = {}
+    for name, lm in (("u8", u8), ("f16", f16)):
+        lm.forward(prompt, last=1)
+        rows[name] = np.concatenate([lm.forward([40 + i], last=1) for i in range(20)])
+    assert np.abs(rows["u8"] - rows["f16"]).max() < 0.1 * np.abs(rows["f16"]).max()

@@ -50,8 +50,9 @@ PROBE_FILE = "engine-probes.json"
 # 2: prefill timed too; 3: a step after the prefill (the cost's growth with the context); 4: a steady one;
 # 5: every width warmed up before any is timed, median of 5; 6: the engines timed in turns, median over rounds;
 # 7: the step's growth from steps timed alike after 32 and 256 prompt tokens; 8: per_prompt also where the other
-# engine decodes faster at LOW_ACCEPTANCE; 9: OpenVINO calls with their inputs bound to the request (0.3-0.5 ms less)
-PROBE_VERSION = 9
+# engine decodes faster at LOW_ACCEPTANCE; 9: OpenVINO calls with their inputs bound to the request (0.3-0.5 ms less);
+# 10: the two-token target's KV cache in 16 bits (Qwen2.5's passes the check)
+PROBE_VERSION = 10
 PREFILL_TOKENS = 256  # the probe's prompt (prefill time grows about linearly with the prompt here)
 SHORT_PREFILL = 32  # the short prompt a step is timed after too (the step's growth from 32 to 256 positions)
 STEPS_AFTER = 4

@@ -57,10 +57,17 @@ class PagedLM:
         self.context_length = context_length
         self.vocab_map = vocab_map  # a reduced draft head predicts indices into this map of target ids
         self.input_names = {port.any_name for port in compiled.inputs}
-        self.tree = set(TREE_INPUTS) <= self.input_names  # can a call take a tree mask (forward_tree)
         self.cache_ports = [port for port in compiled.inputs if port.any_name.startswith(CACHE_INPUTS)]
-        # CPU cache layout: [blocks, kv_heads, block_size, head_size (+ scales for u8)].
-        self.block_size = self.cache_ports[0].get_partial_shape()[2].get_length()
+        # CPU cache layout: [blocks, kv_heads, block_size, head_size (+ scales for u8)]. A u8 key cache quantized by
+        # channel holds its scales as extra rows of each block ([..., 32 + 8, head] for Qwen2.5 on the CPU defaults),
+        # so the block size is read from a value cache: read from the key cache (40), a call listed too few blocks and
+        # the kernel read the block table past them (right only while that table was a view of a longer arange).
+        values = [port for port in self.cache_ports if port.any_name.startswith("value_cache.")]
+        self.block_size = (values or self.cache_ports)[0].get_partial_shape()[2].get_length()
+        # A tree's kept path is moved slot by slot (keep_slots): only where a block's rows are its tokens.
+        self.plain_cache = all(port.get_partial_shape()[2].get_length() == self.block_size for port in self.cache_ports)
+        self.tree_inputs = set(TREE_INPUTS) <= self.input_names  # the PA op takes a query-to-query mask
+        self.tree = self.tree_inputs and self.plain_cache  # can a call verify a tree (forward_tree)
         vocab_dim = compiled.output("logits").get_partial_shape()[-1]
         self.vocab_size = vocab_dim.get_length() if vocab_dim.is_static else 0
         self.prefill_request = None
@@ -134,7 +141,8 @@ class PagedLM:
         each one sees (every token also sees all cached ones); return the logits of the last `last`. The cache then
         holds them in slot order: `keep_slots` makes it a sequence again."""
         if not self.tree:
-            raise EdgespecError("this model cannot verify a tree (its paged-attention op has no qq_bias input)")
+            raise EdgespecError("this model cannot verify a tree (its paged-attention op has no qq_bias input, or its "
+                                "KV cache is quantized by channel)")
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         return self._run(tokens, np.asarray(positions, dtype=np.int64), mask, last)
 
@@ -173,7 +181,7 @@ class PagedLM:
         }
         if LOGITS_COUNT in self.input_names:
             inputs[LOGITS_COUNT] = np.array([rows], np.int64)
-        if self.tree:
+        if self.tree_inputs:
             inputs |= NO_TREE if mask is None else {
                 "qq_bias": np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1),
                 "qq_bias_begins": np.array([0, n * n], np.int32)}
