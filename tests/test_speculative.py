@@ -925,8 +925,8 @@ def test_bound_inputs_follow_every_call_and_reuse_small_tensors():
 def test_paged_block_size_with_a_key_cache_quantized_by_channel(tiny_pair):
     """A u8 key cache quantized by channel keeps its scales as extra rows of each block ([..., 32 + 8, head]): the
     block size comes from the value cache, a call lists every block its positions use, and such a cache carries no
-    tree (a kept path cannot be moved token by token). Read from the key cache (40 rows), calls listed too few blocks
-    and the kernel read past the block table (Qwen2.5 on the CPU defaults)."""
+    tree (a kept path cannot be moved token by token). Read from the key cache (40 rows), calls listed too few
+    blocks and the kernel read past the block table (Qwen2.5 on the CPU defaults)."""
     import openvino as ov
 
     from edgespec.runtime.manifest import load_pair

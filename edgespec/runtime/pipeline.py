@@ -88,7 +88,7 @@ def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback
 
 # The fast kernels' KV cache in 16 bits (bf16 where the math is bf16): the CPU default for Qwen2.5-Coder-1.5B is u8
 # with keys quantized by channel over each block, which gives a token other logits in calls of other widths; in 16
-# bits its two-token calls are bitwise exact, its 4-token verify 74 ms against 111 on the exact kernels (Q12).
+# bits its two-token calls are bitwise exact, its 4-token verify 74 ms against 111 exact (performance.md Q12).
 TWO_TOKEN_CACHE = {"KV_CACHE_PRECISION": "f16"}
 
 
