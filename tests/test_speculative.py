@@ -947,3 +947,21 @@ def test_paged_block_size_with_a_key_cache_quantized_by_channel(tiny_pair):
         lm.forward(prompt, last=1)
         rows[name] = np.concatenate([lm.forward([40 + i], last=1) for i in range(20)])
     assert np.abs(rows["u8"] - rows["f16"]).max() < 0.1 * np.abs(rows["f16"]).max()
+
+
+def test_the_agreement_check_runs_only_within_its_budget(tiny_pipes):
+    """auto's agreement check (the draft reading an answer it did not draft) may add at most CHECK_BUDGET of the
+    generation's time at the draft's measured read cost; with no cost measured yet it runs."""
+    from edgespec.runtime.pipeline import CHECK_BUDGET
+
+    pipe = tiny_pipes["near"]
+    policy = next(iter(pipe.policies.values()))
+    saved = policy.catch_up_cost
+    try:
+        policy.catch_up_cost = None
+        assert pipe._check_affordable(10_000, 0.1)
+        policy.catch_up_cost = 0.002  # Qwen2.5's 0.5B draft here: 2 ms a token
+        assert not pipe._check_affordable(90, 3.0)  # a short answer's check: 180 ms of 3 s
+        assert pipe._check_affordable(40, 3.0) and 40 * 0.002 <= CHECK_BUDGET * 3.0
+    finally:
+        policy.catch_up_cost = saved
