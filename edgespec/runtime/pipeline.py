@@ -441,7 +441,6 @@ class SpeculativePipeline:
         if acceptance is not None:
             self.engine_choice.record_acceptance(self.engine, acceptance)
 
-
     def _check_affordable(self, tokens: int, wall_s: float) -> bool:
         """Whether the draft can read `tokens` tokens for the agreement check within CHECK_BUDGET of the generation
         it follows, at its measured read cost (unknown: yes). SmolLM2's draft reads 0.1 ms a token here (a check of
