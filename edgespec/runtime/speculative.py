@@ -289,9 +289,12 @@ def tree_shape_for(config: GenerationConfig, target, draft, shape: TreeShape | N
     if not (getattr(target, "tree", False) and getattr(draft, "tree", False)):
         if config.tree == "auto":
             return None  # auto means "a tree where it pays": on a form without tree masks, the chain
-        where = "NPU (NPUW static shapes)" if target.max_feed or draft.max_feed else "the stateful model form"
+        where = ("NPU (NPUW static shapes)" if target.max_feed or draft.max_feed else
+                 "a KV cache quantized by channel (u8 keys)" if getattr(target, "tree_inputs", False)
+                 and getattr(draft, "tree_inputs", False) else "the stateful model form")
         raise EdgespecError(f"--tree {config.tree}: tree verification needs the paged-attention model form (CPU "
-                            f"default); {where} runs chain speculation only: use --tree off or auto")
+                            f"default) with a KV cache of one row a token; {where} runs chain speculation only: "
+                            f"use --tree off or auto")
     if shape is None or shape.mode != config.tree:
         return TreeShape(config.tree)
     shape.restart()
