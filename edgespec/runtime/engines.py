@@ -256,8 +256,9 @@ class EngineChoice:
         self.prefill_factor = {e: 1.0 for e in verdict["call_s"]}
         self.decode_factor = {e: 1.0 for e in verdict["call_s"]}
         self.long_decode_factor: dict[str, float | None] = {e: None for e in verdict["call_s"]}  # past LONG_DECODE
-        self.ratios = {(kind, e): deque([1.0], maxlen=self.WINDOW)
-                       for kind in ("prefill", "decode", "long") for e in verdict["call_s"]}
+        # The ratios behind each correction; a "long" window starts at the first long run (see record).
+        self.ratios = {(kind, e): deque([1.0], maxlen=self.WINDOW) for kind in ("prefill", "decode")
+                       for e in verdict["call_s"]}
         # Tokens per second each engine is expected to decode at, at the probe's context, for the current workload.
         self.rate = {e: float(r) for e, r in verdict["predicted_tokens_per_s"].items()}
 
