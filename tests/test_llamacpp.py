@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgespec.runtime.config import GenerationConfig, GenerationStats
-from edgespec.runtime.engines import (LOW_ACCEPTANCE, EngineChoice, decide, per_token_s, predicted_rate,
+from edgespec.runtime.engines import (CHAT, LOW_ACCEPTANCE, TEXT, EngineChoice, decide, per_token_s, predicted_rate,
                                       prefill_seconds)
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import available
@@ -179,6 +179,43 @@ def test_engine_choice_follows_the_workloads_rate_and_measures_it_again_each_gen
     qwen = decide({1: 0.060, 2: 0.084, 4: 0.117}, {1: 0.037, 2: 0.060, 4: 0.103}, 0.0286,
                   {"openvino": 2.0, "llamacpp": 2.4}, {"openvino": 0.066, "llamacpp": 0.040})
     assert not EngineChoice(qwen).acceptance_matters("llamacpp")
+
+
+def test_engine_choice_follows_chat_and_plain_text_workloads_apart():
+    """Priced by HumanEval's completions before it (drafts kept at 0.75-0.95), the first MT-bench question ran on
+    OpenVINO at 0.66x of llama.cpp's speed (v27, v28). Chat-formatted prompts and plain text keep rates apart: code
+    completions lift OpenVINO's rate for the next completion, not for a chat question; the engine's own
+    corrections are shared."""
+    verdict = decide({1: 0.012, 2: 0.014, 4: 0.018}, {1: 0.0075, 2: 0.013, 4: 0.022}, 0.0027,
+                     {"openvino": 0.54, "llamacpp": 0.90}, {"openvino": 0.012, "llamacpp": 0.0110})
+    choice = EngineChoice(verdict)
+    short = ({"openvino": 53, "llamacpp": 53}, 53, 128)
+    fast_code = 36 * (0.018 + 3 * 0.0027)
+    for _ in range(2):
+        choice.record("openvino", 120, 120, 0.3, 128, 0.3 + fast_code, [4] * 36, 108, TEXT)
+    assert choice.choose(*short, TEXT) == "openvino"
+    assert choice.choose(*short, CHAT) == "llamacpp"
+    assert choice.rates[CHAT] == verdict["predicted_tokens_per_s"]
+    # a chat answer the draft agreed with poorly moves the chat rate only
+    choice.record("llamacpp", 53, 53, 0.2, 128, 0.2 + 127 * 0.0075, kind=CHAT)
+    choice.record_acceptance("llamacpp", 0.3, CHAT)
+    assert choice.rates[CHAT]["openvino"] < verdict["predicted_tokens_per_s"]["openvino"]
+    assert choice.choose(*short, TEXT) == "openvino" and choice.choose(*short, CHAT) == "llamacpp"
+    # a stalled OpenVINO generation of either kind corrects the engine for both
+    for _ in range(3):
+        choice.record("openvino", 53, 53, 0.2, 128, 0.2 + 4 * fast_code, [4] * 36, 108, CHAT)
+    assert choice.decode_factor["openvino"] > 2 and choice.choose(*short, TEXT) == "llamacpp"
+
+
+def test_pipeline_tells_chat_prompts_from_plain_text(gguf_pair):
+    from edgespec.runtime.pipeline import SpeculativePipeline
+
+    pipe = SpeculativePipeline.from_manifest(gguf_pair, engine="openvino", use_draft=False)
+    pipe.chat_marker = pipe.tokenizer.chat_marker()
+    assert pipe.chat_marker is not None
+    chat = pipe.prompt_ids([{"role": "user", "content": "Hello there"}])
+    assert pipe.prompt_kind(chat) == CHAT
+    assert pipe.prompt_kind(pipe.prompt_ids("def add(a, b):", chat=False)) == TEXT
 
 
 def test_engine_choice_corrects_long_contexts_apart():

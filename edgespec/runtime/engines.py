@@ -61,6 +61,10 @@ LONG_CONTEXT = 2048  # a context where both engines are compared too (per_prompt
 # OpenVINO speculation after 600-1000-token prompts ran 1.5x its prediction, which priced chat prompts of 250-300
 # tokens (1.1x faster on OpenVINO, from its prefill) onto llama.cpp (SmolLM2 v12).
 LONG_DECODE = 2 * PREFILL_TOKENS
+# Kinds of prompt whose workloads the engine choice follows apart: chat-formatted prompts and plain text (code
+# completion, continuation). Priced by the code answers before it (their drafts accepted at 0.75-0.95), the first
+# MT-bench question after HumanEval's completions ran on OpenVINO at 0.66x of llama.cpp's speed (v27, v28).
+CHAT, TEXT = "chat", "text"
 
 
 def check_engine(engine: str) -> str:
@@ -259,28 +263,45 @@ class EngineChoice:
         # The ratios behind each correction; a "long" window starts at the first long run (see record).
         self.ratios = {(kind, e): deque([1.0], maxlen=self.WINDOW) for kind in ("prefill", "decode")
                        for e in verdict["call_s"]}
-        # Tokens per second each engine is expected to decode at, at the probe's context, for the current workload.
-        self.rate = {e: float(r) for e, r in verdict["predicted_tokens_per_s"].items()}
+        # Per kind of prompt (WORKLOAD_KINDS): tokens per second each engine is expected to decode at, at the probe's
+        # context, for that kind's current workload; a kind not seen yet starts from the probe's prediction.
+        self.rates: dict[str, dict[str, float]] = {}
 
-    def expected(self, engine: str, pending: int, prompt_tokens: int, answer_tokens: float) -> float:
+    def rates_for(self, kind: str) -> dict[str, float]:
+        if kind not in self.rates:
+            self.rates[kind] = {e: float(r) for e, r in self.verdict["predicted_tokens_per_s"].items()}
+        return self.rates[kind]
+
+    @property
+    def rate(self) -> dict[str, float]:
+        """The rates of plain-text prompts (the kind a caller that does not say gets)."""
+        return self.rates_for(TEXT)
+
+    @rate.setter
+    def rate(self, rates: dict[str, float]) -> None:
+        self.rates[TEXT] = dict(rates)
+
+    def expected(self, engine: str, pending: int, prompt_tokens: int, answer_tokens: float,
+                 kind: str = TEXT) -> float:
         """Expected seconds on `engine` for a prompt of `prompt_tokens` of which `pending` are not cached there."""
         prefill = prefill_seconds(self.verdict, engine, pending) * self.prefill_factor[engine]
         context = prompt_tokens + answer_tokens / 2
-        decode = context_growth(self.verdict, engine, context) / self.rate[engine]
+        decode = context_growth(self.verdict, engine, context) / self.rates_for(kind)[engine]
         return prefill + answer_tokens * decode * self._decode_factor(engine, context)
 
     def _decode_factor(self, engine: str, context: float) -> float:
         long = self.long_decode_factor[engine]
         return long if context > LONG_DECODE and long is not None else self.decode_factor[engine]
 
-    def choose(self, pending: dict[str, int], prompt_tokens: int, answer_tokens: float) -> str:
-        return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens))
+    def choose(self, pending: dict[str, int], prompt_tokens: int, answer_tokens: float, kind: str = TEXT) -> str:
+        return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens, kind))
 
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
-               wall_s: float, widths: list[int] | None = None, draft_calls: int = 0) -> None:
-        """A generation ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in `wall_s` seconds, its
-        steps after the prefill feeding `widths` tokens each (None: one token each) with `draft_calls` draft
-        calls."""
+               wall_s: float, widths: list[int] | None = None, draft_calls: int = 0, kind: str = TEXT) -> None:
+        """A generation of a `kind` prompt ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in
+        `wall_s` seconds, its steps after the prefill feeding `widths` tokens each (None: one token each) with
+        `draft_calls` draft calls. The engine's corrections are the engine's, whatever the kind; the rate is the
+        kind's."""
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
@@ -297,7 +318,7 @@ class EngineChoice:
             else:
                 self._update("decode", engine, ratio)
             priced = self._priced_decoding(engine, self.verdict["probe_past"], calls_s, draft_calls)
-            self._move_rate(engine, (new_tokens - 1) / priced)
+            self._move_rate(kind, engine, (new_tokens - 1) / priced)
 
     def acceptance_matters(self, ran: str) -> bool:
         """Whether the draft's acceptance could price another engine than `ran` above its target alone (by
@@ -308,15 +329,16 @@ class EngineChoice:
             predicted_rate(call_s, draft_s, CEILING)[0] > PROBE_GAIN / costs.interp_call(call_s, 1)
             for engine, call_s in self.verdict["call_s"].items() if engine != ran)
 
-    def record_acceptance(self, ran: str, acceptance: float) -> None:
-        """The draft's per-token acceptance on the text `ran` just decoded: the rate every other engine would
-        decode such text at (its best draft length at that acceptance, or its target alone)."""
+    def record_acceptance(self, ran: str, acceptance: float, kind: str = TEXT) -> None:
+        """The draft's per-token acceptance on the `kind` text `ran` just decoded: the rate every other engine
+        would decode such text at (its best draft length at that acceptance, or its target alone)."""
         for engine, call_s in self.verdict["call_s"].items():
             if engine != ran:
-                self._move_rate(engine, predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)[0])
+                self._move_rate(kind, engine, predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)[0])
 
-    def _move_rate(self, engine: str, rate: float) -> None:
-        self.rate[engine] = self.KEEP_RATE * self.rate[engine] + (1 - self.KEEP_RATE) * rate
+    def _move_rate(self, kind: str, engine: str, rate: float) -> None:
+        rates = self.rates_for(kind)
+        rates[engine] = self.KEEP_RATE * rates[engine] + (1 - self.KEEP_RATE) * rate
 
     def _priced_decoding(self, engine: str, context: float, calls_s: float, draft_calls: int) -> float:
         """Seconds the probe's costs give target calls priced `calls_s` at the probe's past, grown to `context`,

@@ -15,7 +15,7 @@ from edgespec.runtime.call_width import bitwise_same_across_widths
 from edgespec.runtime.costs import time_calls, time_prefills
 from edgespec.runtime.devices import compile_model, fast_prefill_differs, is_cpu, is_npu, prefill_config
 from edgespec.runtime.cache import cache_root
-from edgespec.runtime.engines import (EngineChoice, check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
+from edgespec.runtime.engines import (CHAT, TEXT, EngineChoice, check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
                                       probe_draft, probe_file, probe_key, probe_prefill, read_probes, remember,
                                       remembered)
 from edgespec.runtime.errors import EdgespecError
@@ -183,8 +183,11 @@ class SpeculativePipeline:
         self.collab_policies = {name: DraftLength(GenerationConfig.draft_length, GenerationConfig.max_draft_length,
                                                   True, always_drafts=True, realized_guard=name == "llamacpp")
                                 for name in self.targets}
-        self.answer_tokens: float | None = None  # decayed length of the last answers (the engine choice's guess)
+        # Per kind of prompt (chat-formatted or plain text): the decayed length of the last answers, the engine
+        # choice's guess (HumanEval's completions end after 40-70 tokens, chat answers run to the limit).
+        self.answer_tokens: dict[str, float] = {}
         self.engine_choice = EngineChoice(self.engine_probe) if len(self.targets) > 1 else None
+        self.chat_marker = self.tokenizer.chat_marker() if self.engine_choice is not None else None
         self.since_check = CHECK_EVERY  # generations without drafts since the draft last read an answer
         self._use_engine(self.engine)
         self.tree_shape: TreeShape | None = None  # the tree tuner's measurements, kept like the policy's
@@ -241,11 +244,17 @@ class SpeculativePipeline:
         """Per target engine: the prompt tokens its cache lacks."""
         return {name: len(ids) - common_prefix(lm.tokens, ids) for name, lm in self.targets.items()}
 
-    def _engine_for(self, ids: list[int], pending: dict[str, int], config: GenerationConfig) -> str:
+    def prompt_kind(self, ids: list[int]) -> str:
+        """Chat-formatted (holds the chat template's opening token) or plain text: workloads the engine choice
+        follows apart (engines.CHAT, TEXT)."""
+        return CHAT if self.chat_marker is not None and self.chat_marker in ids else TEXT
+
+    def _engine_for(self, ids: list[int], pending: dict[str, int], config: GenerationConfig, kind: str) -> str:
         """With both targets loaded (auto): the engine expected to finish this generation first, from the prompt
-        tokens each one's cache lacks and the expected answer (as long as the last ones ran, up to the limit)."""
-        answer = min(config.max_new_tokens, self.answer_tokens or config.max_new_tokens)
-        return self.engine_choice.choose(pending, len(ids), answer)
+        tokens each one's cache lacks and the expected answer (as long as the last ones of its kind ran, up to the
+        limit)."""
+        answer = min(config.max_new_tokens, self.answer_tokens.get(kind) or config.max_new_tokens)
+        return self.engine_choice.choose(pending, len(ids), answer, kind)
 
     def _target_engine(self, engine: str, target_device: str, draft_device: str,
                        load_target: Callable[[str], LM]) -> str:
@@ -357,8 +366,9 @@ class SpeculativePipeline:
         ids = self.prompt_ids(prompt, chat)
         # auto with both targets: the prompt tokens each one's cache lacks choose the engine, and correct it after
         pending = self._pending(ids) if self.engine_choice is not None else None
+        kind = self.prompt_kind(ids)
         if pending is not None:
-            self._use_engine(self._engine_for(ids, pending, config))
+            self._use_engine(self._engine_for(ids, pending, config, kind))
         if self.draft is not None and config.adaptive_draft and not self.draft_policy.steady_cost:
             # Every loaded target's calls at once (auto): timed inside the first generation on the other engine, they
             # made it 0.8 s slower than llama.cpp's own (MT-bench, 16.3 against 10.2 ms a token: v22, v23).
@@ -400,13 +410,13 @@ class SpeculativePipeline:
                     break
         finally:
             steps.close()
-            self.answer_tokens = decayed_length(self.answer_tokens, len(generated))
+            self.answer_tokens[kind] = decayed_length(self.answer_tokens.get(kind), len(generated))
             if pending is not None:
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
                                           stats.new_tokens, stats.wall_s,
-                                          [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls)
+                                          [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls, kind)
                 if config.collab is None and stats.stop_reason in ("eos", "length", "stop_string"):
-                    self._record_acceptance(ids, generated, config, stats)
+                    self._record_acceptance(ids, generated, config, stats, kind)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
@@ -417,7 +427,7 @@ class SpeculativePipeline:
         return GenerationResult(text=text, token_ids=generated, stats=stats)
 
     def _record_acceptance(self, ids: list[int], generated: list[int], config: GenerationConfig,
-                           stats: GenerationStats) -> None:
+                           stats: GenerationStats, kind: str) -> None:
         """auto with both targets: tell the engine choice how well the draft did on this text (its chains' per-token
         acceptance; after a generation that did not draft, its agreement with the answer, read in one draft call
         whose time counts as this generation's)."""
@@ -439,7 +449,7 @@ class SpeculativePipeline:
             acceptance = draft_agreement(self.draft, view, len(generated))
             stats.draft_check_s = time.perf_counter() - start
         if acceptance is not None:
-            self.engine_choice.record_acceptance(self.engine, acceptance)
+            self.engine_choice.record_acceptance(self.engine, acceptance, kind)
 
     def _check_affordable(self, tokens: int, wall_s: float) -> bool:
         """Whether the draft can read `tokens` tokens for the agreement check within CHECK_BUDGET of the generation

@@ -67,6 +67,19 @@ class TextTokenizer:
             raise EdgespecError("this model has no chat template: pass plain text")
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
 
+    def chat_marker(self) -> int | None:
+        """The special token a chat-formatted prompt opens with (the template's first, e.g. <|im_start|>), which
+        plain text does not hold; None without a chat template or where its first token is ordinary text."""
+        if not self.has_chat_template:
+            return None
+        try:
+            ids = self.encode(self.apply_chat_template([{"role": "user", "content": "x"}]))
+        except (RuntimeError, EdgespecError):
+            return None
+        if not ids or self.tokenizer.decode([ids[0]], skip_special_tokens=True):
+            return None
+        return ids[0]
+
     def token_id(self, text: str) -> int | None:
         ids = self.encode(text)
         return ids[0] if len(ids) == 1 else None

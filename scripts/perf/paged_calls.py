@@ -24,7 +24,8 @@ def run(lm, inputs: dict, fed, rows: int) -> np.ndarray:
         inputs[LOGITS_COUNT] = np.array([rows], np.int64)
     if lm.tree:
         inputs |= NO_TREE
-    lm.request.start_async(inputs, share_inputs=True)
+    lm.inputs.feed(lm.request, inputs)  # the tensors PagedLM's own calls write into (runtime/bound_inputs.py)
+    lm.request.start_async()
     lm.request.wait()
     lm.tokens.extend(int(t) for t in fed)
     logits = lm.request.get_tensor("logits").data
