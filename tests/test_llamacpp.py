@@ -207,6 +207,22 @@ def test_engine_choice_follows_chat_and_plain_text_workloads_apart():
     assert choice.decode_factor["openvino"] > 2 and choice.choose(*short, TEXT) == "llamacpp"
 
 
+def test_one_slow_generation_outweighs_a_copied_one_in_the_workloads_rate():
+    """Code edits run 3-6x their draft's rate on prompt lookup (steps of 8 copied tokens). Averaged as tokens per
+    second, that rate kept its pull for two more generations: the translations after the code edits, which sat the
+    draft out, went to OpenVINO twice (Qwen, 0.81x of llama.cpp). Averaged as seconds per token (what an answer's
+    time is linear in), one such generation brings the price down."""
+    verdict = decide({1: 0.012, 2: 0.014, 4: 0.018}, {1: 0.0075, 2: 0.013, 4: 0.022}, 0.0027,
+                     {"openvino": 0.54, "llamacpp": 0.90}, {"openvino": 0.012, "llamacpp": 0.0110})
+    choice = EngineChoice(verdict)
+    prompt = ({"openvino": 200, "llamacpp": 200}, 200, 128)
+    for _ in range(4):
+        choice.record("openvino", 400, 400, 0.8, 128, 0.8 + 16 * 0.026, [8] * 16, 0, CHAT)
+    assert choice.choose(*prompt, CHAT) == "openvino"
+    choice.record("openvino", 200, 200, 0.4, 128, 0.4 + 127 * 0.014, [2] * 127, 0, CHAT)
+    assert choice.choose(*prompt, CHAT) == "llamacpp"
+
+
 def test_pipeline_tells_chat_prompts_from_plain_text(gguf_pair):
     from edgespec.runtime.pipeline import SpeculativePipeline
 
