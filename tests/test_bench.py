@@ -466,3 +466,22 @@ def test_streamed_bytes_leave_out_untied_embeddings(tmp_path, compressed):
     assert untied["streamed_bytes"] == untied["weight_bytes"] - table_bytes > 0
     tied = hardware.model_files(_embedding_model(tmp_path / "tied", tied=True, compressed=compressed))
     assert tied["lookup_only_bytes"] == 0 and tied["streamed_bytes"] == tied["weight_bytes"]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 7])
+def test_mode_order_puts_every_mode_after_every_other_equally_often(n):
+    """A rotated order kept each mode's predecessor for good (llama-cpp-python always after an OpenVINO mode,
+    auto after a llama.cpp one); over a cycle the balanced order varies both position and predecessor evenly."""
+    from collections import Counter
+
+    from edgespec.bench.runner import balanced_order
+
+    modes = [f"m{i}" for i in range(n)]
+    cycle = n if n % 2 == 0 else 2 * n
+    rows = [balanced_order(modes, turn) for turn in range(cycle)]
+    assert all(sorted(row) == modes for row in rows)
+    positions = Counter((i, mode) for row in rows for i, mode in enumerate(row))
+    assert set(positions.values()) == {cycle // n}
+    pairs = Counter((a, b) for row in rows for a, b in zip(row, row[1:]))
+    assert len(pairs) == n * (n - 1) and len(set(pairs.values())) == 1
+    assert balanced_order(modes, cycle) == rows[0]

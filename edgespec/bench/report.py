@@ -236,8 +236,11 @@ def _settings(results: dict, add) -> None:
                 f"GenAI: {eng['genai']}")
         else:
             add(f"- edgespec compiles with {es}; GenAI: {eng['genai']}")
-    add("- Every mode got the same prompt token ids; modes ran interleaved in one process, "
-        "the order rotated at every prompt and repeat, after one warm-up generation each.")
+    order = ("in a balanced order (every mode in every position and after every other mode equally often over a "
+             "cycle of turns)" if results.get("mode_order") == "balanced" else
+             "the order rotated at every prompt and repeat")  # reports of runs before the balanced order
+    add(f"- Every mode got the same prompt token ids; modes ran interleaved in one process, {order}, after one "
+        "warm-up generation each.")
     add("")
 
 

@@ -4,8 +4,9 @@ Order of work:
  1. machine facts and a numpy memory-bandwidth measurement (while nothing else of ours runs);
  2. peak memory per mode, each in its own child process (memprobe);
  3. all modes loaded here; one warm-up generation each;
- 4. main phase: for every prompt and repeat, every mode once, the mode order rotated each time, so
-    slow drifts of a shared CPU (other jobs, thermal state) hit all modes alike;
+ 4. main phase: for every prompt and repeat, every mode once, in a balanced order (every mode in every position
+    and after every other mode equally often over a cycle), so slow drifts of a shared CPU (other jobs, thermal
+    state) and what one mode leaves behind for the next hit all modes alike;
  5. draft-length sweep: the speculative modes (draft 2's included) at each fixed k, interleaved the same way;
  6. verification cost curve on edgespec's own StatefulLM objects, and the draft length it predicts.
 """
@@ -133,11 +134,24 @@ def _progress(console: Console) -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 
 
-def _rotated(items: list[str], shift: int) -> list[str]:
-    if not items:
-        return items
-    shift %= len(items)
-    return items[shift:] + items[:shift]
+def balanced_order(items: list[str], turn: int) -> list[str]:
+    """The modes' order at `turn`: a balanced Latin square (Williams design), so over a cycle of n turns (2n for an
+    odd number of modes) every mode runs in every position and after every other mode equally often. A plain
+    rotation keeps each mode's predecessor for good, and what one engine leaves behind (llama.cpp's OpenMP threads
+    spinning on both cores, OpenVINO's TBB workers) then always falls on the same neighbour."""
+    n = len(items)
+    if n < 2:
+        return list(items)
+    base, low, high = [0], 1, n - 1
+    while len(base) < n:
+        base.append(low)
+        low += 1
+        if len(base) < n:
+            base.append(high)
+            high -= 1
+    row = turn % (n if n % 2 == 0 else 2 * n)
+    order = [items[(b + row) % n] for b in base]
+    return order[::-1] if row >= n else order
 
 
 def run_bench(opts: BenchOptions, command: list[str], console: Console | None = None) -> dict:
@@ -181,7 +195,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         "pair": pair_info(pair, draft2), "modes": modes,
         "devices": {"target": opts.target_device, "draft": opts.draft_device}, "fast_kernels": opts.fast_kernels,
         "settings": asdict(settings), "genai_draft_length": opts.genai_draft_length or settings.draft_length,
-        "prefix_cache": opts.prefix_cache, "repeats": opts.repeats, "limit": opts.limit,
+        "prefix_cache": opts.prefix_cache, "repeats": opts.repeats, "limit": opts.limit, "mode_order": "balanced",
         "prompt_sets": {name: [{"id": pp.key, "prompt_tokens": len(pp.ids), "chat": pp.rendered != pp.prompt.text}
                                for pp in pps] for name, pps in sets.items()},
         "machine": hardware.machine_info(), "versions": hardware.versions(), "notes": notes,
@@ -247,7 +261,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
             for pps in sets.values():
                 for pp in pps:
                     for rep in range(opts.repeats):
-                        for name in _rotated(modes, turn):
+                        for name in balanced_order(modes, turn):
                             record(loaded[name], pp, settings, _main_k(opts, name), rep, "main")
                             progress.advance(task)
                         turn += 1
@@ -259,7 +273,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                     for pp in pps:
                         for rep in range(opts.sweep_repeats):
                             for k in opts.draft_lengths:
-                                for name in _rotated(spec_modes, turn):
+                                for name in balanced_order(spec_modes, turn):
                                     record(loaded[name], pp, fixed, k, rep, "sweep")
                                     progress.advance(task)
                                 turn += 1

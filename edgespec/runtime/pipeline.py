@@ -21,7 +21,7 @@ from edgespec.runtime.engines import (CHAT, TEXT, EngineChoice, check_engine, de
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import LlamaCppLM
 from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
-from edgespec.runtime.model import StatefulLM, common_prefix, read_ir, slice_logits
+from edgespec.runtime.model import StatefulLM, common_prefix, read_ir, slice_logits, warm_up
 from edgespec.runtime.paged import PagedLM, to_paged
 from edgespec.runtime.npu import NPUConfig
 from edgespec.runtime.collab import collab_decode
@@ -50,8 +50,17 @@ MODEL_FORMS = ("auto", "paged", "stateful")
 
 def load_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str,
             npu: NPUConfig | None = None, draft: bool = False, form: str = "auto") -> StatefulLM | PagedLM:
-    """One model of a pair compiled for `device`: NPU through NPUW (StatefulLM, position rollback), CPU in the paged
-    form by default (PagedLM: trees, free rollback), else the stateful form with sliced logits (StatefulLM)."""
+    """One model of a pair compiled for `device` and run once (model.warm_up): NPU through NPUW (StatefulLM,
+    position rollback), CPU in the paged form by default (PagedLM: trees, free rollback), else the stateful form
+    with sliced logits (StatefulLM)."""
+    lm = _compiled_lm(core, entry, device, exact, rollback, npu, draft, form)
+    if not is_npu(device):
+        warm_up(lm)
+    return lm
+
+
+def _compiled_lm(core: ov.Core, entry: ModelEntry, device: str, exact: bool, rollback: str,
+                 npu: NPUConfig | None, draft: bool, form: str) -> StatefulLM | PagedLM:
     if form not in MODEL_FORMS:
         raise EdgespecError(f"unknown model form {form!r} (choose from {', '.join(MODEL_FORMS)})")
     model = read_ir(entry.xml)
