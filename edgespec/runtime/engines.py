@@ -265,7 +265,7 @@ class EngineChoice:
         # The ratios behind each correction; a "long" window starts at the first long run (see record).
         self.ratios = {(kind, e): deque([1.0], maxlen=self.WINDOW) for kind in ("prefill", "decode")
                        for e in verdict["call_s"]}
-        # Per kind of prompt (WORKLOAD_KINDS): tokens per second each engine is expected to decode at, at the probe's
+        # Per kind of prompt (CHAT, TEXT): tokens per second each engine is expected to decode at, at the probe's
         # context, for that kind's current workload; a kind not seen yet starts from the probe's prediction.
         self.rates: dict[str, dict[str, float]] = {}
 
@@ -340,8 +340,8 @@ class EngineChoice:
 
     def _move_rate(self, kind: str, engine: str, rate: float) -> None:
         """Weigh in a new rate by its seconds per token, what an answer's expected time is linear in: as a mean of
-        tokens per second, code edits' rate (lifted 3-6x by prompt lookup) kept 10-25% of its pull through the next
-        generations, and sent the two translations after them to OpenVINO (Qwen, 0.81x of llama.cpp)."""
+        tokens per second, code edits' rate (lifted 3-6x by prompt lookup) kept a quarter of its pull on the next
+        generation, a translation that sat the draft out (Qwen: 58 tokens/s in the probe's prices, then 21)."""
         rates = self.rates_for(kind)
         rates[engine] = 1.0 / (self.KEEP_RATE / rates[engine] + (1 - self.KEEP_RATE) / rate)
 

@@ -15,9 +15,9 @@ from edgespec.runtime.call_width import bitwise_same_across_widths
 from edgespec.runtime.costs import time_calls, time_prefills
 from edgespec.runtime.devices import compile_model, fast_prefill_differs, is_cpu, is_npu, prefill_config
 from edgespec.runtime.cache import cache_root
-from edgespec.runtime.engines import (CHAT, TEXT, EngineChoice, check_engine, decide, llamacpp_usable, load_llamacpp, probe_calls,
-                                      probe_draft, probe_file, probe_key, probe_prefill, read_probes, remember,
-                                      remembered)
+from edgespec.runtime.engines import (CHAT, TEXT, EngineChoice, check_engine, decide, llamacpp_usable, load_llamacpp,
+                                      probe_calls, probe_draft, probe_file, probe_key, probe_prefill, read_probes,
+                                      remember, remembered)
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import LlamaCppLM
 from edgespec.runtime.manifest import ModelEntry, Pair, load_pair
