@@ -259,11 +259,9 @@ class EngineChoice:
 
     def __init__(self, verdict: dict):
         self.verdict = verdict
-        self.prefill_factor = {e: 1.0 for e in verdict["call_s"]}
-        self.decode_factor = {e: 1.0 for e in verdict["call_s"]}
-        self.long_decode_factor: dict[str, float | None] = {e: None for e in verdict["call_s"]}  # past LONG_DECODE
-        # The ratios behind each correction; a "long" window starts at the first long run (see record).
-        self.ratios = {(kind, e): deque([1.0], maxlen=self.WINDOW) for kind in ("prefill", "decode")
+        # The last ratios of each correction ("prefill", "decode", and "long" for decoding past LONG_DECODE, whose
+        # window starts at the first long run: see record), per engine.
+        self.ratios = {(correction, e): deque([1.0], maxlen=self.WINDOW) for correction in ("prefill", "decode")
                        for e in verdict["call_s"]}
         # Per kind of prompt (CHAT, TEXT): tokens per second each engine is expected to decode at, at the probe's
         # context, for that kind's current workload; a kind not seen yet starts from the probe's prediction.
@@ -286,14 +284,32 @@ class EngineChoice:
     def expected(self, engine: str, pending: int, prompt_tokens: int, answer_tokens: float,
                  kind: str = TEXT) -> float:
         """Expected seconds on `engine` for a prompt of `prompt_tokens` of which `pending` are not cached there."""
-        prefill = prefill_seconds(self.verdict, engine, pending) * self.prefill_factor[engine]
+        prefill = prefill_seconds(self.verdict, engine, pending) * self.factor("prefill", engine)
         context = prompt_tokens + answer_tokens / 2
         decode = context_growth(self.verdict, engine, context) / self.rates_for(kind)[engine]
         return prefill + answer_tokens * decode * self._decode_factor(engine, context)
 
+    def factor(self, correction: str, engine: str) -> float | None:
+        """How many times its price `engine`'s last generations took, for `correction`: "prefill", "decode" or
+        "long" (None before the first long run)."""
+        window = self.ratios.get((correction, engine))
+        return statistics.median(window) if window else None
+
+    @property
+    def prefill_factor(self) -> dict[str, float]:
+        return {e: self.factor("prefill", e) for e in self.verdict["call_s"]}
+
+    @property
+    def decode_factor(self) -> dict[str, float]:
+        return {e: self.factor("decode", e) for e in self.verdict["call_s"]}
+
+    @property
+    def long_decode_factor(self) -> dict[str, float | None]:
+        return {e: self.factor("long", e) for e in self.verdict["call_s"]}
+
     def _decode_factor(self, engine: str, context: float) -> float:
-        long = self.long_decode_factor[engine]
-        return long if context > LONG_DECODE and long is not None else self.decode_factor[engine]
+        long = self.factor("long", engine)
+        return long if context > LONG_DECODE and long is not None else self.factor("decode", engine)
 
     def choose(self, pending: dict[str, int], prompt_tokens: int, answer_tokens: float, kind: str = TEXT) -> str:
         return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens, kind))
@@ -314,8 +330,8 @@ class EngineChoice:
             calls_s = sum(costs.interp_call(self.verdict["call_s"][engine], w) for w in steps)  # at the probe's past
             ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, calls_s, draft_calls)
             if context > LONG_DECODE:
-                if self.long_decode_factor[engine] is None:  # the first long run starts from the short ones' factor
-                    self.ratios["long", engine] = deque([self.decode_factor[engine]], maxlen=self.WINDOW)
+                if ("long", engine) not in self.ratios:  # the first long run starts from the short ones' factor
+                    self.ratios["long", engine] = deque([self.factor("decode", engine)], maxlen=self.WINDOW)
                 self._update("long", engine, ratio)
             else:
                 self._update("decode", engine, ratio)
@@ -351,14 +367,10 @@ class EngineChoice:
         draft_s = draft_calls * (self.verdict["draft_token_s"] or 0.0)
         return calls_s * context_growth(self.verdict, engine, context) + draft_s
 
-    def _update(self, kind: str, engine: str, ratio: float) -> None:
-        """A generation on `engine` took `ratio` times what was predicted: the correction of `kind` ("prefill",
-        "decode" or "long") becomes the median of the last ratios."""
+    def _update(self, correction: str, engine: str, ratio: float) -> None:
+        """A generation on `engine` took `ratio` times what was predicted: one more of `correction`'s last ratios."""
         low, high = self.BOUNDS
-        window = self.ratios[kind, engine]
-        window.append(min(max(ratio, low), high))
-        factors = {"prefill": self.prefill_factor, "decode": self.decode_factor, "long": self.long_decode_factor}[kind]
-        factors[engine] = statistics.median(window)
+        self.ratios[correction, engine].append(min(max(ratio, low), high))
 
 
 def read_probes(path: Path) -> dict:
