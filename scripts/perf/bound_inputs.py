@@ -32,7 +32,7 @@ def inputs_for(past: int) -> dict:
               "past_lens": np.array([past], np.int32), "subsequence_begins": np.array([0, 1], np.int32),
               "block_indices": lm.block_ids[:blocks], "block_indices_begins": np.array([0, blocks], np.int32),
               "max_context_len": np.array(past + 1, np.int32), "logits_count": np.array([1], np.int64)}
-    return inputs | NO_TREE if lm.tree else inputs
+    return inputs | NO_TREE if lm.tree_inputs else inputs
 
 
 def dispatched(inputs: dict) -> np.ndarray:

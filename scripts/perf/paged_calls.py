@@ -22,7 +22,7 @@ def run(lm, inputs: dict, fed, rows: int) -> np.ndarray:
     """One inference; `fed` joins the cache's token list; the logits of the last `rows` tokens."""
     if LOGITS_COUNT in lm.input_names:
         inputs[LOGITS_COUNT] = np.array([rows], np.int64)
-    if lm.tree:
+    if lm.tree_inputs:  # the PA op takes the mask inputs (a u8 by-channel cache: no tree, still the inputs)
         inputs |= NO_TREE
     lm.inputs.feed(lm.request, inputs)  # the tensors PagedLM's own calls write into (runtime/bound_inputs.py)
     lm.request.start_async()
