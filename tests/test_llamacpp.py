@@ -286,6 +286,28 @@ def test_forward_in_one_call_equals_token_by_token_and_rollback_forgets(gguf_pai
 
 
 @needs_llama_cpp
+def test_a_feed_longer_than_the_batch_runs_in_chunks_with_the_rows_asked_for(gguf_pair):
+    from edgespec.runtime.llamacpp import LlamaCppLM
+    from edgespec.runtime.manifest import load_pair
+
+    entry = load_pair(gguf_pair).target
+    whole = LlamaCppLM(entry.gguf, entry.context_length)
+    chunked = LlamaCppLM(entry.gguf, entry.context_length, batch=4, ubatch=4)
+    ids = whole.tokenize("The capital of France is Paris, and the capital of Italy is")
+    assert len(ids) > 8  # three chunks of at most 4 tokens
+    for last in (None, 6, 1):
+        expected = whole.forward(ids, last=last)
+        got = chunked.forward(ids, last=last)
+        assert got.shape == expected.shape == (last or len(ids), whole.vocab_size)
+        np.testing.assert_allclose(got, expected, atol=2e-3)
+        assert chunked.cached == whole.cached == len(ids) and chunked.calls == whole.calls
+        whole.reset()
+        chunked.reset()
+    whole.close()
+    chunked.close()
+
+
+@needs_llama_cpp
 @pytest.mark.parametrize("draft_engine", ["openvino", "llamacpp"])
 def test_greedy_speculative_on_llamacpp_equals_target_only(gguf_pair, draft_engine):
     """Exact: with flash attention llama.cpp's k-token calls give the one-token calls' logits (to float rounding),

@@ -106,6 +106,11 @@ class LlamaCppLM:
         self.flash_attn = flash_attn
         self.ubatch = params.n_ubatch
         self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, 1)
+        for i in range(self.batch_size):  # every token of a call belongs to sequence 0 alone: set once
+            self.batch.n_seq_id[i] = 1
+            self.batch.seq_id[i][0] = 0
+        # The batch's arrays as ctypes pointers, held: each attribute read through the struct builds a new one.
+        self.batch_token, self.batch_pos, self.batch_logits = self.batch.token, self.batch.pos, self.batch.logits
         self.calls = 0
         self.reset()
 
@@ -140,39 +145,43 @@ class LlamaCppLM:
 
     def forward(self, tokens: np.ndarray | list[int], last: int | None = None) -> np.ndarray:
         """Append `tokens` to the cache; return the logits of the last `last` of them (all by default)."""
-        tokens = [int(t) for t in np.asarray(tokens).reshape(-1)]
+        tokens = np.asarray(tokens).reshape(-1).tolist()
         n, past = len(tokens), self.cached
         if n == 0:
             raise EdgespecError("forward needs at least one token")
         if past + n > self.context_length:
             raise EdgespecError(f"context length {self.context_length} reached ({past} cached + {n} new tokens)")
         rows = n if last is None else min(last, n)
-        out = []
         try:
-            for start in range(0, n, self.batch_size):
-                chunk = tokens[start:start + self.batch_size]
-                # Rows wanted in this chunk: the positions from n - rows on.
-                wanted = max(0, start + len(chunk) - (n - rows))
-                out.append(self._decode(chunk, past + start, min(wanted, len(chunk))))
+            logits = self._decode(tokens, past, rows) if n <= self.batch_size else self._decode_chunks(tokens, rows)
         except BaseException:
             self.reset()  # an interrupted or failed call leaves the cache in an unknown state: start clean
             raise
         self.tokens.extend(tokens)
         self.calls += 1
-        out = [o for o in out if len(o)]
-        return out[0] if len(out) == 1 else np.concatenate(out)  # one chunk (every decode step): no second copy
+        return logits
+
+    def _decode_chunks(self, tokens: list[int], rows: int) -> np.ndarray:
+        """A feed longer than the batch (a long prompt) in calls of `batch_size` tokens."""
+        out = []
+        for start in range(0, len(tokens), self.batch_size):
+            chunk = tokens[start:start + self.batch_size]
+            # Rows wanted in this chunk: the positions from len(tokens) - rows on.
+            wanted = max(0, start + len(chunk) - (len(tokens) - rows))
+            out.append(self._decode(chunk, self.cached + start, min(wanted, len(chunk))))
+        rows_out = [o for o in out if len(o)]
+        return np.concatenate(rows_out) if rows_out else out[-1]
 
     def _decode(self, chunk: list[int], position: int, rows: int) -> np.ndarray:
-        batch = self.batch
         n = len(chunk)
-        batch.n_tokens = n
-        for i, token in enumerate(chunk):
-            batch.token[i] = token
-            batch.pos[i] = position + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = i >= n - rows
-        code = self.lib.llama_decode(self.ctx, batch)
+        self.batch.n_tokens = n
+        token, pos, wanted = self.batch_token, self.batch_pos, self.batch_logits
+        first_row = n - rows
+        for i, t in enumerate(chunk):
+            token[i] = t
+            pos[i] = position + i
+            wanted[i] = i >= first_row
+        code = self.lib.llama_decode(self.ctx, self.batch)
         if code != 0:
             raise EdgespecError(f"llama.cpp decode failed (code {code}) at position {position} with {n} tokens")
         if not rows:
