@@ -766,6 +766,27 @@ def test_catch_up_reads_at_once_when_answers_run_long_and_never_for_short_ones()
     assert policy.catch_up_pays(256, 1, room=126)
 
 
+def test_a_catch_up_that_does_not_pay_is_priced_again_only_every_few_steps():
+    """The loop asks every step whether the draft should read the prompt; a "no" stands for the next steps unpriced
+    (pricing it every step cost 0.03-0.1 ms of a 10 ms llama.cpp step), and a new generation prices it afresh."""
+    from edgespec.runtime.draft_length import CATCH_UP_RECHECK, DraftLength
+
+    policy = DraftLength(3, 8, adaptive=True)
+    policy.steady_cost = {1: 0.020, 2: 0.022, 3: 0.024, 4: 0.026}
+    policy.draft_cost, policy.kept, policy.seen = 0.002, 14.0, 20.0
+    policy.record_catch_up(256, 0.106)
+    policy.finish(10)  # short answers: a 256-token read does not pay
+    assert not policy.catch_up_now(256, 1, room=126)
+    policy.finish(128)
+    policy.finish(128)  # now it would pay, but the "no" stands for a few more steps
+    assert policy.catch_up_pays(256, 2, room=125)
+    answers = [policy.catch_up_now(256, n, room=126 - n) for n in range(2, 2 + CATCH_UP_RECHECK)]
+    assert answers == [False] * (CATCH_UP_RECHECK - 1) + [True]
+    assert not policy.catch_up_now(10_000, 20)  # a "no" again ...
+    policy.restart(3, 8, True)
+    assert policy.catch_up_now(256, 1, room=126)  # ... forgotten by the next generation
+
+
 def test_costs_of_widths_not_verified_lately_follow_the_load_and_a_stall_counts_little():
     """A width the loop stopped verifying is priced at today's load (not at the load when it was last timed), and
     one stalled call (another process took the cores) does not price a width out."""

@@ -80,6 +80,9 @@ MARGIN = 1.05
 CEILING = 0.9
 PROBE_GAIN = 1.10
 DRAFT_WINDOW = 16  # drafting steps (or reads) the draft's costs are the median of
+# Steps a "the catch-up does not pay" stands for before it is priced again: pricing it every step cost 0.03-0.1 ms of
+# a 10 ms llama.cpp step where the draft never read the prompt, and an answer's prices hardly move in 8 tokens.
+CATCH_UP_RECHECK = 8
 
 
 class DraftLength:
@@ -127,6 +130,7 @@ class DraftLength:
         self.initial, self.maximum, self.adaptive = initial, max(maximum, initial), adaptive
         self.kept, self.seen = 0.25 * self.kept, 0.25 * self.seen
         self.lookup_kept = self.lookup_seen = 0.0  # the same counts for prompt-lookup proposals
+        self.catch_up_wait = 0  # steps the last "does not pay" still stands for (catch_up_now)
         self.last_feed = 0
         self.block = RealizedRate(decay=1.0)  # the held block's draft steps, to end a losing block early
         if self.realized_guard and adaptive and getattr(self, "current", None) == 0 and self.hold_left > 0:
@@ -240,6 +244,15 @@ class DraftLength:
         if room is not None:
             left = min(left, room)
         return left * self.gain_per_token() >= tokens * self.catch_up_cost
+
+    def catch_up_now(self, tokens: int, generated: int, room: int | None = None) -> bool:
+        """catch_up_pays, for the decoding loop: a "no" stands for the next CATCH_UP_RECHECK - 1 steps unpriced."""
+        if self.catch_up_wait > 0:
+            self.catch_up_wait -= 1
+            return False
+        pays = self.catch_up_pays(tokens, generated, room)
+        self.catch_up_wait = 0 if pays else CATCH_UP_RECHECK - 1
+        return pays
 
     def record_lookup(self, proposed: int, kept: int, target_seconds: float) -> None:
         """A step verified prompt-lookup tokens: its acceptance is the lookup's, its call cost the target's."""

@@ -248,7 +248,7 @@ def next_step(target: StatefulLM, draft: StatefulLM | None, lookup: PromptLookup
         policy.next()  # counts the step of the sit-out; pricing a catch-up for no draft would only cost time
     elif draft is not None:
         unseen = unseen_by_draft(draft, draft_sequence)
-        if unseen <= CATCH_UP_ALONE or policy.catch_up_pays(unseen, generated, room):
+        if unseen <= CATCH_UP_ALONE or policy.catch_up_now(unseen, generated, room):
             k = min(policy.next(), room, draft.context_length - len(draft_sequence))
     if lookup is not None:
         lookup.sync(sequence)
