@@ -140,6 +140,34 @@ def test_sweep_and_cost_curve(bench_run):
     assert int(pred["best_k"]) in (1, 2)
     assert 0.0 <= pred["acceptance"] <= 1.0
     assert set(pred["measured_best_k"]) == {"genai-spec", "edgespec-spec"}
+    by_set = sweep["edgespec-spec"]["2"]["by_set"]  # JSON keys: k as a string
+    assert set(by_set) == {r["prompt"].split("/")[0] for r in sweep_runs}
+    assert all(row["speedup_vs_genai-spec"]["median"] > 0 for row in by_set.values())
+    assert sweep["genai-spec"]["2"]["by_set"]["humaneval"]["speedup_vs_genai-spec"] is None
+
+
+def test_sweep_compares_each_set_with_genai_at_the_same_k():
+    """The fixed-k sweep's per-set table: each mode over GenAI's speculative pipeline at the same k, set by set, as
+    equal work (the same prompts, cut to the shorter output)."""
+    from edgespec.bench.metrics import summarize_sweep
+    from edgespec.bench import report
+
+    def run(mode, prompt, k, wall):
+        return {"mode": mode, "prompt": prompt, "repeat": 0, "draft_length": k, "phase": "sweep", "new_tokens": 11,
+                "wall_s": wall, "ttft_s": 0.0, "target_calls": 6, "drafted_tokens": 10, "accepted_tokens": 5}
+
+    runs = [run("genai-spec", "code/1", 2, 1.0), run("genai-spec", "code/2", 2, 1.0), run("genai-spec", "chat/1", 2, 2.0),
+            run("edgespec-spec", "code/1", 2, 0.5), run("edgespec-spec", "code/2", 2, 1.5),
+            run("edgespec-spec", "chat/1", 2, 4.0)]
+    sweep = summarize_sweep(runs)
+    by_set = sweep["edgespec-spec"][2]["by_set"]
+    assert by_set["code"]["speedup_vs_genai-spec"]["median"] == pytest.approx(1.0)  # 2 s against 2 s
+    assert by_set["chat"]["speedup_vs_genai-spec"]["median"] == pytest.approx(0.5)
+    assert by_set["code"]["tokens_per_s"] == pytest.approx(11.0) and by_set["code"]["tokens_per_target_call"] == 2.0
+    assert sweep["genai-spec"][2]["by_set"]["chat"]["speedup_vs_genai-spec"] is None  # no ratio over itself
+    lines = []
+    report._sweep({"sweep": {"summary": sweep, "prompts_per_set": 2, "repeats": 1}}, lines.append)
+    assert "| chat | 2 | 5.5 | 2.8 | 2.00 | 0.50 |" in lines
 
 
 @pytest.fixture(scope="module")

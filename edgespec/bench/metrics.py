@@ -46,6 +46,11 @@ def _by(records: list[dict], *keys) -> dict:
     return out
 
 
+def prompt_set(record: dict) -> str:
+    """The prompt set a run's prompt came from (prompt ids are "set/id")."""
+    return record["prompt"].split("/", 1)[0]
+
+
 def tokens_per_s(records: list[dict]) -> float | None:
     wall = sum(r["wall_s"] for r in records)
     return sum(r["new_tokens"] for r in records) / wall if wall > 0 else None
@@ -131,11 +136,11 @@ def summarize(records: list[dict], modes: list[str], target_bytes: int, draft_by
     draft_bytes: weight bytes of the draft each mode runs, {mode: bytes} (a mode not in it: 0, no draft),
     or one number for every mode."""
     main = [r for r in records if r["phase"] == "main"]
-    sets = sorted({r["prompt"].split("/", 1)[0] for r in main})
+    sets = sorted({prompt_set(r) for r in main})
     per_mode = draft_bytes if isinstance(draft_bytes, dict) else {m: draft_bytes for m in modes}
     out = {}
     for set_name in sets + ["all"]:
-        in_set = [r for r in main if set_name == "all" or r["prompt"].split("/", 1)[0] == set_name]
+        in_set = [r for r in main if set_name == "all" or prompt_set(r) == set_name]
         by_mode = _by(in_set, "mode")
         table = {}
         for mode in modes:
@@ -185,12 +190,35 @@ def _mean(values: list) -> float | None:
     return sum(known) / len(known) if known else None
 
 
+SWEEP_BASE = "genai-spec"  # the sweep's per-set ratios: each mode at a fixed k over GenAI's pipeline at that k
+
+
 def summarize_sweep(records: list[dict]) -> dict:
-    """sweep[mode][k] = tokens/s spread over repeats, with acceptance and block efficiency."""
+    """sweep[mode][k] = tokens/s spread over repeats, with acceptance and block efficiency, and per prompt set
+    (by_set) its tokens/s, tokens per call and equal-work speedup over SWEEP_BASE at the same k."""
     out: dict = defaultdict(dict)
     sweep = [r for r in records if r["phase"] == "sweep"]
-    for (mode, k), recs in _by(sweep, "mode", "draft_length").items():
+    by_mode_k = _by(sweep, "mode", "draft_length")
+    for (mode, k), recs in by_mode_k.items():
         tps = [tokens_per_s(rs) for rs in _by(recs, "repeat").values()]
+        base = by_mode_k.get((SWEEP_BASE, k), []) if mode != SWEEP_BASE else []
         out[mode][k] = {"tokens_per_s": spread(tps), "acceptance_rate": acceptance(recs),
-                        "tokens_per_target_call": block_efficiency(recs), "runs": len(recs)}
+                        "tokens_per_target_call": block_efficiency(recs), "runs": len(recs),
+                        "by_set": {name: _sweep_set(rs, [b for b in base if prompt_set(b) == name])
+                                   for name, rs in sorted(_group(recs, prompt_set).items())}}
     return {m: dict(sorted(v.items())) for m, v in out.items()}
+
+
+def _sweep_set(records: list[dict], base_records: list[dict]) -> dict:
+    base_by_repeat = _by(base_records, "repeat")
+    ratios = [equal_work_speedup(rs, base_by_repeat[rep]) for rep, rs in _by(records, "repeat").items()
+              if rep in base_by_repeat]
+    return {"tokens_per_s": tokens_per_s(records), "tokens_per_target_call": block_efficiency(records),
+            f"speedup_vs_{SWEEP_BASE}": spread([r for r in ratios if r])}
+
+
+def _group(records: list[dict], key) -> dict:
+    out = defaultdict(list)
+    for r in records:
+        out[key(r)].append(r)
+    return out

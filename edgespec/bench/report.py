@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from edgespec.bench import metrics
 from edgespec.bench.modes import COLLAB_MODES, COLLAB_REFERENCE, LABELS
 from edgespec.bench.quality import flagged
 
@@ -373,6 +374,31 @@ def _sweep(results: dict, add) -> None:
             p = pred["by_k"].get(k) or pred["by_k"].get(str(k))
             cells.append(_f(p["tokens_per_s"], 1) if p else "-")
         _row(add, cells)
+    add("")
+    _sweep_by_set(sweep, ks, add)
+
+
+def _sweep_by_set(sweep: dict, ks: list[int], add) -> None:
+    """Each mode against GenAI's speculative pipeline at the same fixed k, per prompt set (equal-work ratios)."""
+    base = metrics.SWEEP_BASE
+    others = [mode for mode in sweep if mode != base]
+    if base not in sweep or not others:
+        return
+    add(f"Per prompt set, at the same fixed k: tokens/s, and the speedup over {LABELS[base]} (equal work).")
+    add("")
+    head = ["set", "k", f"{LABELS[base]} tokens/s"]
+    for mode in others:
+        head += [f"{LABELS[mode]} tokens/s", "tokens/call", f"vs {LABELS[base]}"]
+    _head(add, head)
+    for k in ks:
+        rows = {mode: sweep[mode].get(k) or sweep[mode].get(str(k)) or {} for mode in sweep}
+        for name in sorted((rows[base].get("by_set") or {})):
+            cells = [name, str(k), _f(rows[base]["by_set"][name]["tokens_per_s"], 1)]
+            for mode in others:
+                r = (rows[mode].get("by_set") or {}).get(name)
+                cells += [_f(r["tokens_per_s"], 1), _f(r["tokens_per_target_call"]),
+                          _spread(r[f"speedup_vs_{base}"])] if r else ["-", "-", "-"]
+            _row(add, cells)
     add("")
 
 
