@@ -223,25 +223,6 @@ def test_one_slow_generation_outweighs_a_copied_one_in_the_workloads_rate():
     assert choice.choose(*prompt, CHAT) == "llamacpp"
 
 
-def test_a_workload_change_misprices_one_generation_not_two():
-    """Qwen's probe costs (OpenVINO INT4 target, llama.cpp Q4_K_M, the 0.5B draft: no draft pays), then the bench's
-    order: two code edits on OpenVINO, lifted by prompt lookup to 2.5x its plain rate, price the first translation
-    onto OpenVINO, where it runs at its plain rate; the second translation must go to llama.cpp, the faster plain
-    decoder (at a kept weight of 0.25 it went to OpenVINO again, 0.8x of llama.cpp: Qwen v7)."""
-    verdict = decide({1: 0.0498, 2: 0.0461, 4: 0.0660}, {1: 0.0327, 2: 0.0604, 4: 0.1022}, 0.0365,
-                     {"openvino": 1.53, "llamacpp": 2.67}, {"openvino": 0.0505, "llamacpp": 0.0327},
-                     {"openvino": 0.0492, "llamacpp": 0.0327})
-    choice = EngineChoice(verdict)
-    for _ in range(2):  # llama.cpp's own steps run 25% over the probe's price in the loop (1.21 in the trace)
-        choice.record("llamacpp", 385, 385, 4.0, 128, 4.0 + 127 * 0.0327 * 1.25, None, 0, CHAT)
-    for _ in range(2):  # 128 tokens in 35 calls of 4 (copied lines), as fast as the probe prices them
-        choice.record("openvino", 385, 385, 2.5, 128, 2.5 + 34 * 0.066, [4] * 34, 0, CHAT)
-    translation = ({"openvino": 125, "llamacpp": 125}, 125, 128)
-    assert choice.choose(*translation, CHAT) == "openvino"  # the first one: priced by the code edits
-    choice.record("openvino", 125, 125, 0.8, 108, 0.8 + 107 * 0.0498, None, 0, CHAT)  # plain steps
-    assert choice.choose(*translation, CHAT) == "llamacpp"
-
-
 def test_pipeline_tells_chat_prompts_from_plain_text(gguf_pair):
     from edgespec.runtime.pipeline import SpeculativePipeline
 

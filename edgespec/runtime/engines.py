@@ -252,11 +252,9 @@ class EngineChoice:
     # a running mean kept one stalled generation (1.48 s for 73 HumanEval tokens against 0.66 s for 128) in
     # OpenVINO's decode correction (1.85) for good, since an engine no longer chosen is no longer measured.
     WINDOW = 5
-    # Weight of the old rate (as seconds per token): the last generation says most about the next (a user's next
-    # prompt is most often of the same kind). At 0.5, two code answers kept the next two MT-bench questions on
-    # OpenVINO; at 0.25 a translation after Qwen's code edits (lookup-lifted to 52 tokens/s in the probe's prices,
-    # the translation 21) left OpenVINO at 25 and the next translation there too, at 0.8x of llama.cpp (Qwen v7).
-    KEEP_RATE = 0.1
+    # Weight of the old rate: the last generation says most about the next (a user's next prompt is most often of
+    # the same kind); at 0.5, two code answers kept the next two MT-bench questions on OpenVINO.
+    KEEP_RATE = 0.25
     BOUNDS = (0.25, 4.0)  # one stalled generation (other work on the cores) must not rule an engine out for good
 
     def __init__(self, verdict: dict):
