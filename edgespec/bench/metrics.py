@@ -39,11 +39,16 @@ def spread(values: list[float]) -> dict | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def _by(records: list[dict], *keys) -> dict:
+def _group(records: list[dict], key) -> dict:
+    """Records grouped by key(record), in their order."""
     out = defaultdict(list)
     for r in records:
-        out[tuple(r[k] for k in keys)].append(r)
+        out[key(r)].append(r)
     return out
+
+
+def _by(records: list[dict], *keys) -> dict:
+    return _group(records, lambda r: tuple(r[k] for k in keys))
 
 
 def prompt_set(record: dict) -> str:
@@ -215,10 +220,3 @@ def _sweep_set(records: list[dict], base_records: list[dict]) -> dict:
               if rep in base_by_repeat]
     return {"tokens_per_s": tokens_per_s(records), "tokens_per_target_call": block_efficiency(records),
             f"speedup_vs_{SWEEP_BASE}": spread([r for r in ratios if r])}
-
-
-def _group(records: list[dict], key) -> dict:
-    out = defaultdict(list)
-    for r in records:
-        out[key(r)].append(r)
-    return out
