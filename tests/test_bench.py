@@ -513,3 +513,27 @@ def test_mode_order_puts_every_mode_after_every_other_equally_often(n):
     pairs = Counter((a, b) for row in rows for a, b in zip(row, row[1:]))
     assert len(pairs) == n * (n - 1) and len(set(pairs.values())) == 1
     assert balanced_order(modes, cycle) == rows[0]
+
+
+def test_mixed_prompt_order_runs_every_prompt_once_a_pass_and_never_after_its_own_set():
+    """A mixed order models a user moving between kinds of work: each repeat is one pass over every prompt, and no
+    prompt follows one of its own set unless its set outlasts the others (the sets order runs a prompt's repeats back
+    to back)."""
+    from types import SimpleNamespace
+
+    from edgespec.bench.runner import main_order
+    from edgespec.runtime.errors import EdgespecError
+
+    sets = {name: [SimpleNamespace(key=f"{name}/{i}", set=name) for i in range(n)]
+            for name, n in (("code", 3), ("chat", 2), ("qa", 4))}
+    mixed = main_order(sets, 2, "mixed")
+    assert len(mixed) == 18
+    passes = [[pp.key for pp, rep in mixed if rep == r] for r in range(2)]
+    assert passes[0] == passes[1] and sorted(passes[0]) == sorted(pp.key for pps in sets.values() for pp in pps)
+    assert [rep for _, rep in mixed] == [0] * 9 + [1] * 9
+    neighbours = list(zip(passes[0], passes[0][1:]))
+    assert sum(a.split("/")[0] == b.split("/")[0] for a, b in neighbours) == 1  # qa/2, qa/3: qa outlasts the rest
+    by_sets = main_order(sets, 2, "sets")
+    assert [pp.key for pp, _ in by_sets[:2]] == ["code/0", "code/0"] and len(by_sets) == 18
+    with pytest.raises(EdgespecError, match="prompt order"):
+        main_order(sets, 1, "random")

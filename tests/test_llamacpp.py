@@ -181,6 +181,39 @@ def test_engine_choice_follows_the_workloads_rate_and_measures_it_again_each_gen
     assert not EngineChoice(qwen).acceptance_matters("llamacpp")
 
 
+
+def test_the_engine_that_did_not_run_is_priced_with_the_copies_lookup_would_have_made():
+    """The engine that ran is priced by its realized rate, prompt lookup's copies included; every other engine was
+    priced by the draft's acceptance alone, so after Qwen's chat answers on llama.cpp OpenVINO's chat rate fell to
+    its plain price and never rose again, where lookup on its flatter curve ran chat at 1.7x llama.cpp (v8). Now the
+    copies lookup would have verified on the finished answer are priced on the other engine's own calls."""
+    from edgespec.runtime.engines import call_seconds, lookup_rate
+
+    calls = {"openvino": {1: 0.0600, 2: 0.0640, 4: 0.0700}, "llamacpp": {1: 0.0370, 2: 0.0600, 4: 0.1030}}
+    verdict = decide(calls["openvino"], calls["llamacpp"], 0.045, {"openvino": 2.0, "llamacpp": 2.4},
+                     {"openvino": 0.060, "llamacpp": 0.040}, {"openvino": 0.060, "llamacpp": 0.037})
+    assert verdict["engine"] == "llamacpp" and verdict["per_prompt"]
+    assert call_seconds(calls["openvino"], 8) == pytest.approx(0.070 + 4 * 0.003)
+    assert call_seconds({"1": 0.01, "2": 0.02}, 2) == pytest.approx(0.02)
+    chat = ({"openvino": 300, "llamacpp": 300}, 300, 128)
+    code = list(range(1000, 1100))
+    prompt, copying, fresh = [1, 2] + code + [3], [4] + code + [5] * 27, [4] + list(range(2000, 2127))
+    plain = 1 / 0.0600
+    assert lookup_rate(calls["openvino"], plain, prompt, fresh) == plain
+    assert lookup_rate(calls["openvino"], plain, prompt, copying) > 2.5 * plain
+    choice = EngineChoice(verdict)
+    assert not choice.acceptance_matters("llamacpp")
+    assert choice.choose(*chat, CHAT) == "llamacpp"
+    choice.record("llamacpp", 300, 300, 2.4 * 300 / 256, 128, 3.0 + 127 * 0.037, kind=CHAT)
+    choice.record_acceptance("llamacpp", None, CHAT, (prompt, copying))
+    assert choice.rates[CHAT]["openvino"] > 2 * plain
+    assert choice.choose(*chat, CHAT) == "openvino"
+    # answers that copy nothing bring OpenVINO back to its target alone
+    for _ in range(3):
+        choice.record("openvino", 300, 300, 2.0 * 300 / 256, 128, 3.0 + 127 * 0.060, kind=CHAT)
+        choice.record_acceptance("openvino", None, CHAT, (prompt, fresh))
+    assert choice.choose(*chat, CHAT) == "llamacpp"
+
 def test_engine_choice_follows_chat_and_plain_text_workloads_apart():
     """Priced by HumanEval's completions before it (drafts kept at 0.75-0.95), the first MT-bench question ran on
     OpenVINO at 0.66x of llama.cpp's speed (v27, v28). Chat-formatted prompts and plain text keep rates apart: code

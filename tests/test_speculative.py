@@ -143,6 +143,22 @@ def test_prompt_lookup_proposes_what_followed_the_last_match():
     assert lookup.propose(0) == []
 
 
+
+def test_copy_walk_counts_the_steps_lookup_would_have_verified_on_a_finished_answer():
+    """Pricing an engine that did not run a text needs what lookup would have copied there: an answer that repeats
+    a span of its prompt gives steps with kept tokens; one that copies nothing gives none."""
+    from edgespec.runtime.lookup import copy_walk
+
+    prompt = [50, 10, 11, 12, 13, 14, 15, 16, 51]
+    answer = [60, 10, 11, 12, 13, 14, 15, 16, 61]
+    steps, covered = copy_walk(prompt, answer, 3)
+    # (60, 10) is new; after (10, 11) lookup proposes 12 13 14, all kept (+ the next token: 15), then 16 51 61 ->
+    # 16 kept, 51 rejected (the answer has 61)
+    assert steps == [(3, 3), (2, 1)]
+    assert covered == 4 + 2
+    assert copy_walk(prompt, [70, 71, 72, 73, 74], 3) == ([], 0)
+    assert copy_walk(prompt, answer[:1], 3) == ([], 0)
+
 def test_prompt_lookup_keeps_greedy_exact(default_pair):
     """The real default pair asked to copy text: lookup proposes and is accepted, the output is target-only's."""
     spec = SpeculativePipeline.from_manifest(default_pair)

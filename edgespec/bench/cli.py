@@ -53,6 +53,9 @@ def bench_command(
     limit: int = typer.Option(10, "--limit", help="Prompts per set (0 = all)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     repeats: int = typer.Option(3, "--repeats", help="Times every prompt is run in every mode."),
+    prompt_order: str = typer.Option("sets", "--prompt-order",
+                                     help="sets: set by set, each prompt's repeats in a row; mixed: every repeat a "
+                                          "pass over all prompts, the sets taken in turns."),
     draft_length: int = typer.Option(GenerationConfig.draft_length, "--draft-length",
                                      help="Draft length k (GenAI: num_assistant_tokens)."),
     lookup: bool = typer.Option(True, "--lookup/--no-lookup",
@@ -108,7 +111,7 @@ def bench_command(
                         genai_draft_length=genai_draft_length or None,
                         sweep_repeats=sweep_repeats, memory=memory, cost_curve=cost_curve, draft2=draft2,
                         fast_kernels=fast_kernels, prefix_cache=prefix_cache, collab_weight=collab_weight,
-                        collab_alpha=collab_alpha)
+                        collab_alpha=collab_alpha, prompt_order=prompt_order)
     if not opts.prompt_sets:
         raise EdgespecError("--prompts is empty")
     if plots:

@@ -242,6 +242,9 @@ def _settings(results: dict, add) -> None:
              "the order rotated at every prompt and repeat")  # reports of runs before the balanced order
     add(f"- Every mode got the same prompt token ids; modes ran interleaved in one process, {order}, after one "
         "warm-up generation each.")
+    if results.get("prompt_order") == "mixed":
+        add("- Prompt order: mixed (each repeat one pass over every prompt, the sets taken in turns), so no prompt "
+            "follows one of its own set.")
     add("")
 
 

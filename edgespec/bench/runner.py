@@ -61,6 +61,7 @@ class BenchOptions:
     cost_past: int = 200
     cost_repeats: int = 5
     log: Path | None = None          # JSONL of raw runs, written as they finish
+    prompt_order: str = "sets"       # "sets": set by set, each prompt's repeats in a row; "mixed": see main_order
 
     @property
     def exact(self) -> bool | None:
@@ -154,6 +155,23 @@ def balanced_order(items: list[str], turn: int) -> list[str]:
     return order[::-1] if row >= n else order
 
 
+PROMPT_ORDERS = ("sets", "mixed")
+
+
+def main_order(sets: dict[str, list[PreparedPrompt]], repeats: int, order: str) -> list[tuple[PreparedPrompt, int]]:
+    """(prompt, repeat) in the order the main phase runs them. "sets": set after set, each prompt's repeats in a
+    row (a workload of one kind at a time). "mixed": each repeat a pass over every prompt, the sets taken in turns
+    (the first prompt of each set, then the second of each, ...): a user moving between kinds of work, where nothing
+    a runtime learned on one prompt is the next prompt's own."""
+    if order not in PROMPT_ORDERS:
+        raise EdgespecError(f"unknown prompt order {order!r} (choose from {', '.join(PROMPT_ORDERS)})")
+    if order == "sets":
+        return [(pp, rep) for pps in sets.values() for pp in pps for rep in range(repeats)]
+    longest = max(map(len, sets.values()))
+    one_pass = [pps[i] for i in range(longest) for pps in sets.values() if i < len(pps)]
+    return [(pp, rep) for rep in range(repeats) for pp in one_pass]
+
+
 def run_bench(opts: BenchOptions, command: list[str], console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     pair = load_pair(opts.pair if opts.pair else default_pair())
@@ -171,6 +189,8 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         console.print(f"[yellow]{note}[/]")
     if opts.repeats < 1 or opts.sweep_repeats < 1:
         raise EdgespecError("--repeats and --sweep-repeats must be at least 1")
+    if opts.prompt_order not in PROMPT_ORDERS:
+        raise EdgespecError(f"unknown prompt order {opts.prompt_order!r} (choose from {', '.join(PROMPT_ORDERS)})")
     if opts.settings.max_new_tokens < 1:
         raise EdgespecError("--max-new-tokens must be at least 1")
     if any(k < 1 for k in opts.draft_lengths + [opts.settings.draft_length, opts.genai_draft_length or 1]):
@@ -196,6 +216,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         "devices": {"target": opts.target_device, "draft": opts.draft_device}, "fast_kernels": opts.fast_kernels,
         "settings": asdict(settings), "genai_draft_length": opts.genai_draft_length or settings.draft_length,
         "prefix_cache": opts.prefix_cache, "repeats": opts.repeats, "limit": opts.limit, "mode_order": "balanced",
+        "prompt_order": opts.prompt_order,
         "prompt_sets": {name: [{"id": pp.key, "prompt_tokens": len(pp.ids), "chat": pp.rendered != pp.prompt.text}
                                for pp in pps] for name, pps in sets.items()},
         "machine": hardware.machine_info(), "versions": hardware.versions(), "notes": notes,
@@ -258,13 +279,11 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                 progress.advance(task)
             task = progress.add_task("interleaved runs", total=n_main)
             turn = 0
-            for pps in sets.values():
-                for pp in pps:
-                    for rep in range(opts.repeats):
-                        for name in balanced_order(modes, turn):
-                            record(loaded[name], pp, settings, _main_k(opts, name), rep, "main")
-                            progress.advance(task)
-                        turn += 1
+            for pp, rep in main_order(sets, opts.repeats, opts.prompt_order):
+                for name in balanced_order(modes, turn):
+                    record(loaded[name], pp, settings, _main_k(opts, name), rep, "main")
+                    progress.advance(task)
+                turn += 1
             if n_sweep:
                 # The same loop as GenAI's at each k: a fixed draft length and no prompt lookup.
                 fixed = dataclasses.replace(settings, adaptive_draft=False, prompt_lookup=False)

@@ -31,6 +31,7 @@ from edgespec.runtime.cache import cache_root
 from edgespec.runtime.draft_length import CEILING, PROBE_GAIN, expected_tokens
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import LlamaCppLM, available, default_threads, llama_cpp_version
+from edgespec.runtime.lookup import copy_walk
 from edgespec.runtime.manifest import ModelEntry
 
 ENGINES = ("openvino", "llamacpp", "auto")
@@ -130,6 +131,36 @@ def predicted_rate(call_s: dict[int, float], draft_token_s: float | None, accept
     for k in range(1, max_k + 1):
         rate = expected_tokens(acceptance, k) / (costs.interp_call(call_s, k + 1) + k * draft_token_s)
         best = max(best, (rate, k))
+    return best
+
+
+# Longest prompt-lookup proposal priced for an engine that did not run a text (the loop's own cap is the policy's
+# maximum); calls wider than the probe's widest are priced on the slope of its last two widths.
+LOOKUP_PRICED = 7
+
+
+def call_seconds(call_s: dict[int, float], n: int) -> float:
+    """A call of n tokens at these probed costs, extended past the widest probed call on the slope of the last two
+    (np.interp would price 8 tokens as 4)."""
+    widths = sorted(int(w) for w in call_s)
+    if n <= widths[-1] or len(widths) < 2:
+        return costs.interp_call(call_s, n)
+    (a, ca), (b, cb) = [(w, float(call_s.get(w, call_s.get(str(w))))) for w in widths[-2:]]
+    return cb + (n - b) * (cb - ca) / (b - a)
+
+
+def lookup_rate(call_s: dict[int, float], plain_rate: float, prompt: list[int], answer: list[int]) -> float:
+    """Tokens per second a target with these call costs would have decoded `answer` at with prompt lookup proposing
+    wherever an n-gram matched and the other tokens at `plain_rate`: the best over lookup lengths 1..LOOKUP_PRICED,
+    or `plain_rate` where copying does not pay (the draft-length policy leaves lookup alone there)."""
+    tokens = len(answer) - 1  # the first is the prefill's
+    best = plain_rate
+    for limit in range(1, LOOKUP_PRICED + 1):
+        steps, covered = copy_walk(prompt, answer, limit)
+        if not steps:
+            break
+        seconds = sum(call_seconds(call_s, proposed + 1) for proposed, _ in steps) + (tokens - covered) / plain_rate
+        best = max(best, tokens / seconds)
     return best
 
 
@@ -347,12 +378,21 @@ class EngineChoice:
             predicted_rate(call_s, draft_s, CEILING)[0] > PROBE_GAIN / costs.interp_call(call_s, 1)
             for engine, call_s in self.verdict["call_s"].items() if engine != ran)
 
-    def record_acceptance(self, ran: str, acceptance: float, kind: str = TEXT) -> None:
-        """The draft's per-token acceptance on the `kind` text `ran` just decoded: the rate every other engine
-        would decode such text at (its best draft length at that acceptance, or its target alone)."""
+    def record_acceptance(self, ran: str, acceptance: float | None, kind: str = TEXT,
+                          text: tuple[list[int], list[int]] | None = None) -> None:
+        """What every engine but `ran` would have decoded the `kind` text just generated at: its best draft length at
+        the draft's per-token acceptance on it (None: the target alone, for a draft whose acceptance does not matter),
+        and where prompt lookup runs (`text`: the prompt and the answer), the copies lookup would have verified,
+        priced on that engine's own calls. Without them the engine that ran was priced with its copies and the
+        others without: after Qwen's chat answers on llama.cpp, OpenVINO's chat rate fell to its plain price and
+        never rose again, where its lookup ran chat at 1.7x llama.cpp (v8)."""
         for engine, call_s in self.verdict["call_s"].items():
-            if engine != ran:
-                self._move_rate(kind, engine, predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)[0])
+            if engine == ran:
+                continue
+            plain = (predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)[0] if acceptance is not None
+                     else 1.0 / costs.interp_call(call_s, 1))
+            rate = lookup_rate(call_s, plain, *text) if text and len(text[1]) >= 2 else plain
+            self._move_rate(kind, engine, rate)
 
     def _move_rate(self, kind: str, engine: str, rate: float) -> None:
         """Weigh in a new rate by its seconds per token, what an answer's expected time is linear in: as a mean of

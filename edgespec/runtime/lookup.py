@@ -43,3 +43,25 @@ class PromptLookup:
             if start is not None and start < end:  # start == end would be the suffix itself (indexed next step)
                 return self.tokens[start:min(start + limit, end)]
         return []
+
+
+def copy_walk(prompt: list[int], answer: list[int], limit: int) -> tuple[list[tuple[int, int]], int]:
+    """The steps prompt lookup would have verified while decoding `answer` after `prompt`, proposing up to `limit`
+    tokens wherever an n-gram matched: ([(proposed, kept), ...], answer tokens those steps gave). The first answer
+    token is the prefill's. For pricing an engine that did not run this text (engines.EngineChoice)."""
+    lookup = PromptLookup()
+    lookup.extend(list(prompt) + list(answer[:1]))
+    steps, covered, i = [], 0, 1
+    while i < len(answer):
+        proposal = lookup.propose(min(limit, len(answer) - i))
+        advance = 1
+        if proposal:
+            kept = 0
+            while kept < len(proposal) and proposal[kept] == answer[i + kept]:
+                kept += 1
+            advance = min(kept + 1, len(answer) - i)
+            steps.append((len(proposal), kept))
+            covered += advance
+        lookup.extend(answer[i:i + advance])
+        i += advance
+    return steps, covered

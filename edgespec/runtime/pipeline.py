@@ -439,12 +439,13 @@ class SpeculativePipeline:
                            stats: GenerationStats, kind: str) -> None:
         """auto with both targets: tell the engine choice how well the draft did on this text (its chains' per-token
         acceptance; after a generation that did not draft, its agreement with the answer, read in one draft call
-        whose time counts as this generation's)."""
+        whose time counts as this generation's; for a draft whose acceptance cannot move the choice, none) and,
+        where prompt lookup runs, what it could copy."""
         acceptance = stats.chain_acceptance()
+        matters = self.draft is not None and self.engine_choice.acceptance_matters(self.engine)
         if acceptance is not None:
             self.since_check = CHECK_EVERY
-        elif (self.draft is not None and not stats.draft_calls and not config.do_sample and len(generated) >= 16
-              and self.engine_choice.acceptance_matters(self.engine)):
+        elif matters and not stats.draft_calls and not config.do_sample and len(generated) >= 16:
             # Greedy agreement is the greedy acceptance; sampled text's would need the draft's distributions.
             self.since_check += 1
             if self.since_check < CHECK_EVERY:
@@ -457,8 +458,9 @@ class SpeculativePipeline:
             start = time.perf_counter()
             acceptance = draft_agreement(self.draft, view, len(generated))
             stats.draft_check_s = time.perf_counter() - start
-        if acceptance is not None:
-            self.engine_choice.record_acceptance(self.engine, acceptance, kind)
+        copied = (ids, generated) if self.draft is not None and config.prompt_lookup else None
+        if acceptance is not None or (copied and not matters):
+            self.engine_choice.record_acceptance(self.engine, acceptance, kind, copied)
 
     def _check_affordable(self, tokens: int, wall_s: float) -> bool:
         """Whether the draft can read `tokens` tokens for the agreement check within CHECK_BUDGET of the generation
