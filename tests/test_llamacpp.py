@@ -213,6 +213,14 @@ def test_the_engine_that_did_not_run_is_priced_with_the_copies_lookup_would_have
         choice.record("openvino", 300, 300, 2.0 * 300 / 256, 128, 3.0 + 127 * 0.060, kind=CHAT)
         choice.record_acceptance("openvino", None, CHAT, (prompt, fresh))
     assert choice.choose(*chat, CHAT) == "llamacpp"
+    # without a new acceptance (the draft's check skipped), the last measured on that kind of text prices the draft
+    choice.record_acceptance("llamacpp", 0.9, CHAT)
+    drafted = choice.rates[CHAT]["openvino"]
+    choice.record_acceptance("llamacpp", None, CHAT, (prompt, fresh))
+    at_09 = predicted_rate(calls["openvino"], 0.045, 0.9)[0]
+    assert choice.rates[CHAT]["openvino"] == pytest.approx(1 / (0.25 / drafted + 0.75 / at_09))
+    choice.record_acceptance("llamacpp", None, TEXT, (prompt, fresh))
+    assert choice.rates[TEXT]["openvino"] < drafted
 
 def test_engine_choice_follows_chat_and_plain_text_workloads_apart():
     """Priced by HumanEval's completions before it (drafts kept at 0.75-0.95), the first MT-bench question ran on

@@ -31,7 +31,7 @@ from edgespec.runtime.cache import cache_root
 from edgespec.runtime.draft_length import CEILING, PROBE_GAIN, expected_tokens
 from edgespec.runtime.errors import EdgespecError
 from edgespec.runtime.llamacpp import LlamaCppLM, available, default_threads, llama_cpp_version
-from edgespec.runtime.lookup import copy_walk
+from edgespec.runtime.lookup import copy_walks
 from edgespec.runtime.manifest import ModelEntry
 
 ENGINES = ("openvino", "llamacpp", "auto")
@@ -155,8 +155,7 @@ def lookup_rate(call_s: dict[int, float], plain_rate: float, prompt: list[int], 
     or `plain_rate` where copying does not pay (the draft-length policy leaves lookup alone there)."""
     tokens = len(answer) - 1  # the first is the prefill's
     best = plain_rate
-    for limit in range(1, LOOKUP_PRICED + 1):
-        steps, covered = copy_walk(prompt, answer, limit)
+    for steps, covered in copy_walks(prompt, answer, range(1, LOOKUP_PRICED + 1)).values():
         if not steps:
             break
         seconds = sum(call_seconds(call_s, proposed + 1) for proposed, _ in steps) + (tokens - covered) / plain_rate
@@ -297,6 +296,7 @@ class EngineChoice:
         # Per kind of prompt (CHAT, TEXT): tokens per second each engine is expected to decode at, at the probe's
         # context, for that kind's current workload; a kind not seen yet starts from the probe's prediction.
         self.rates: dict[str, dict[str, float]] = {}
+        self.acceptance: dict[str, float] = {}  # per kind, the draft's last measured per-token acceptance
 
     def rates_for(self, kind: str) -> dict[str, float]:
         if kind not in self.rates:
@@ -381,11 +381,15 @@ class EngineChoice:
     def record_acceptance(self, ran: str, acceptance: float | None, kind: str = TEXT,
                           text: tuple[list[int], list[int]] | None = None) -> None:
         """What every engine but `ran` would have decoded the `kind` text just generated at: its best draft length at
-        the draft's per-token acceptance on it (None: the target alone, for a draft whose acceptance does not matter),
-        and where prompt lookup runs (`text`: the prompt and the answer), the copies lookup would have verified,
-        priced on that engine's own calls. Without them the engine that ran was priced with its copies and the
-        others without: after Qwen's chat answers on llama.cpp, OpenVINO's chat rate fell to its plain price and
-        never rose again, where its lookup ran chat at 1.7x llama.cpp (v8)."""
+        the draft's per-token acceptance on it (None: the last measured on this kind, or before any, the target
+        alone), and where prompt lookup runs (`text`: the prompt and the answer), the copies lookup would have
+        verified, priced on that engine's own calls. Without them the engine that ran was priced with its copies
+        and the others without: after Qwen's chat answers on llama.cpp, OpenVINO's chat rate fell to its plain
+        price and never rose again, where its lookup ran chat at 1.7x llama.cpp (v8)."""
+        if acceptance is None:
+            acceptance = self.acceptance.get(kind)
+        else:
+            self.acceptance[kind] = acceptance
         for engine, call_s in self.verdict["call_s"].items():
             if engine == ran:
                 continue

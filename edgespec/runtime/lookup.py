@@ -45,23 +45,32 @@ class PromptLookup:
         return []
 
 
-def copy_walk(prompt: list[int], answer: list[int], limit: int) -> tuple[list[tuple[int, int]], int]:
-    """The steps prompt lookup would have verified while decoding `answer` after `prompt`, proposing up to `limit`
-    tokens wherever an n-gram matched: ([(proposed, kept), ...], answer tokens those steps gave). The first answer
-    token is the prefill's. For pricing an engine that did not run this text (engines.EngineChoice)."""
+def copy_walks(prompt: list[int], answer: list[int], limits: range) -> dict[int, tuple[list[tuple[int, int]], int]]:
+    """Per proposal limit, the steps prompt lookup would have verified while decoding `answer` after `prompt`,
+    proposing up to that many tokens wherever an n-gram matched: ([(proposed, kept), ...], answer tokens those steps
+    gave). The first answer token is the prefill's. For pricing an engine that did not run this text
+    (engines.EngineChoice). The index grows by the answer in order whatever the limit, so each position's
+    proposal is read once, at the longest limit (a shorter one proposes its prefix)."""
     lookup = PromptLookup()
     lookup.extend(list(prompt) + list(answer[:1]))
-    steps, covered, i = [], 0, 1
-    while i < len(answer):
-        proposal = lookup.propose(min(limit, len(answer) - i))
-        advance = 1
-        if proposal:
-            kept = 0
-            while kept < len(proposal) and proposal[kept] == answer[i + kept]:
-                kept += 1
-            advance = min(kept + 1, len(answer) - i)
-            steps.append((len(proposal), kept))
-            covered += advance
-        lookup.extend(answer[i:i + advance])
-        i += advance
-    return steps, covered
+    longest = max(limits)
+    proposals = []
+    for i in range(1, len(answer)):
+        proposals.append(lookup.propose(min(longest, len(answer) - i)))
+        lookup.extend(answer[i:i + 1])
+    walks = {}
+    for limit in limits:
+        steps, covered, i = [], 0, 1
+        while i < len(answer):
+            proposal = proposals[i - 1][:limit]
+            advance = 1
+            if proposal:
+                kept = 0
+                while kept < len(proposal) and proposal[kept] == answer[i + kept]:
+                    kept += 1
+                advance = min(kept + 1, len(answer) - i)
+                steps.append((len(proposal), kept))
+                covered += advance
+            i += advance
+        walks[limit] = (steps, covered)
+    return walks
