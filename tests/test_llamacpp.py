@@ -182,12 +182,13 @@ def test_engine_choice_follows_the_workloads_rate_and_measures_it_again_each_gen
 
 
 
-def test_the_engine_that_did_not_run_is_priced_with_the_copies_lookup_would_have_made():
-    """The engine that ran is priced by its realized rate, prompt lookup's copies included; every other engine was
-    priced by the draft's acceptance alone, so after Qwen's chat answers on llama.cpp OpenVINO's chat rate fell to
-    its plain price and never rose again, where lookup on its flatter curve ran chat at 1.7x llama.cpp (v8). Now the
-    copies lookup would have verified on the finished answer are priced on the other engine's own calls."""
-    from edgespec.runtime.engines import call_seconds, lookup_rate
+def test_copies_are_priced_on_every_engine_and_expected_from_prompts_of_a_like_length():
+    """The engine that ran was priced by its realized rate, prompt lookup's copies included, every other engine by
+    the draft's acceptance alone; and the copies of one prompt priced the next whatever it was: after Qwen's code
+    edits the translation went to OpenVINO (0.8x of llama.cpp), after short questions a long document to llama.cpp.
+    Now each answer's copies are priced on every engine's own calls (lookup_rate) and kept apart from the rate, as
+    a lift expected for prompts of the same kind within LIFT_SPAN of their length."""
+    from edgespec.runtime.engines import LIFT_SPAN, call_seconds, lookup_rate
 
     calls = {"openvino": {1: 0.0600, 2: 0.0640, 4: 0.0700}, "llamacpp": {1: 0.0370, 2: 0.0600, 4: 0.1030}}
     verdict = decide(calls["openvino"], calls["llamacpp"], 0.045, {"openvino": 2.0, "llamacpp": 2.4},
@@ -195,32 +196,38 @@ def test_the_engine_that_did_not_run_is_priced_with_the_copies_lookup_would_have
     assert verdict["engine"] == "llamacpp" and verdict["per_prompt"]
     assert call_seconds(calls["openvino"], 8) == pytest.approx(0.070 + 4 * 0.003)
     assert call_seconds({"1": 0.01, "2": 0.02}, 2) == pytest.approx(0.02)
-    chat = ({"openvino": 300, "llamacpp": 300}, 300, 128)
-    code = list(range(1000, 1100))
-    prompt, copying, fresh = [1, 2] + code + [3], [4] + code + [5] * 27, [4] + list(range(2000, 2127))
+    code = list(range(1000, 1300))
+    edit, copying = [1, 2] + code + [3], [4] + code[:120] + [5] * 7          # a 303-token prompt, copied
+    question, fresh = [1, 2] + list(range(3000, 3098)), [4] + list(range(2000, 2127))   # 100 tokens, nothing copied
     plain = 1 / 0.0600
-    assert lookup_rate(calls["openvino"], plain, prompt, fresh) == plain
-    assert lookup_rate(calls["openvino"], plain, prompt, copying) > 2.5 * plain
+    assert lookup_rate(calls["openvino"], plain, edit, fresh) == plain
+    assert lookup_rate(calls["openvino"], plain, edit, copying) > 2.5 * plain
     choice = EngineChoice(verdict)
-    assert not choice.acceptance_matters("llamacpp")
-    assert choice.choose(*chat, CHAT) == "llamacpp"
-    choice.record("llamacpp", 300, 300, 2.4 * 300 / 256, 128, 3.0 + 127 * 0.037, kind=CHAT)
-    choice.record_acceptance("llamacpp", None, CHAT, (prompt, copying))
-    assert choice.rates[CHAT]["openvino"] > 2 * plain
-    assert choice.choose(*chat, CHAT) == "openvino"
-    # answers that copy nothing bring OpenVINO back to its target alone
+    at = {"edit": ({"openvino": 303, "llamacpp": 303}, 303, 128), "question": ({"openvino": 100, "llamacpp": 100},
+                                                                               100, 128)}
+    assert choice.choose(*at["edit"], CHAT) == "llamacpp"  # nothing known of copying: the plain rates
+    choice.record("llamacpp", 303, 303, 2.4 * 303 / 256, 128, 3.0 + 127 * 0.037, kind=CHAT, text=(edit, copying))
+    assert choice.lift("openvino", 303, CHAT) > 2.5 and choice.lift("openvino", 303, CHAT) > choice.lift(
+        "llamacpp", 303, CHAT)
+    assert choice.rates[CHAT]["llamacpp"] < 1 / 0.037  # its rate is without the copies
+    assert choice.choose(*at["edit"], CHAT) == "openvino"
+    # the next prompt is a short question: the edit's copies are not its own
+    assert choice.lift("openvino", 100, CHAT) == 1.0 and 303 > LIFT_SPAN * 100
+    assert choice.choose(*at["question"], CHAT) == "llamacpp"
+    assert choice.lift("openvino", 303, TEXT) == 1.0  # nor a plain-text prompt's
+    # a question that copied nothing, then an edit again: the edit is priced by the edit
+    choice.record("llamacpp", 100, 100, 0.8, 128, 0.8 + 127 * 0.037, kind=CHAT, text=(question, fresh))
+    assert choice.choose(*at["question"], CHAT) == "llamacpp"
+    assert choice.choose(*at["edit"], CHAT) == "openvino"
+    # edits that stop copying bring OpenVINO back to its plain price
     for _ in range(3):
-        choice.record("openvino", 300, 300, 2.0 * 300 / 256, 128, 3.0 + 127 * 0.060, kind=CHAT)
-        choice.record_acceptance("openvino", None, CHAT, (prompt, fresh))
-    assert choice.choose(*chat, CHAT) == "llamacpp"
-    # without a new acceptance (the draft's check skipped), the last measured on that kind of text prices the draft
+        choice.record("openvino", 303, 303, 2.0 * 303 / 256, 128, 2.4 + 127 * 0.060, kind=CHAT, text=(edit, fresh))
+    assert choice.choose(*at["edit"], CHAT) == "llamacpp"
+    # the draft's measured acceptance prices the other engine's rate without copies
     choice.record_acceptance("llamacpp", 0.9, CHAT)
-    drafted = choice.rates[CHAT]["openvino"]
-    choice.record_acceptance("llamacpp", None, CHAT, (prompt, fresh))
-    at_09 = predicted_rate(calls["openvino"], 0.045, 0.9)[0]
-    assert choice.rates[CHAT]["openvino"] == pytest.approx(1 / (0.25 / drafted + 0.75 / at_09))
-    choice.record_acceptance("llamacpp", None, TEXT, (prompt, fresh))
-    assert choice.rates[TEXT]["openvino"] < drafted
+    assert choice.acceptance[CHAT] == 0.9
+    assert choice.rates[CHAT]["openvino"] > 1 / 0.060
+
 
 def test_engine_choice_follows_chat_and_plain_text_workloads_apart():
     """Priced by HumanEval's completions before it (drafts kept at 0.75-0.95), the first MT-bench question ran on

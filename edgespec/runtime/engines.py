@@ -66,6 +66,11 @@ LONG_DECODE = 2 * PREFILL_TOKENS
 # completion, continuation). Priced by the code answers before it (their drafts accepted at 0.75-0.95), the first
 # MT-bench question after HumanEval's completions ran on OpenVINO at 0.66x of llama.cpp's speed (v27, v28).
 CHAT, TEXT = "chat", "text"
+# Prompt lookup copies from the prompt, so how much an answer copies depends on how much text it was given: a
+# prompt's copying is expected from the recent prompts of its kind within this factor of its length (code edits
+# and long documents copy a third to all of their answer, translations and short questions next to nothing).
+LIFT_SPAN = 2.0
+LIFT_HISTORY = 32  # generations whose copying is remembered
 
 
 def check_engine(engine: str) -> str:
@@ -297,6 +302,9 @@ class EngineChoice:
         # context, for that kind's current workload; a kind not seen yet starts from the probe's prediction.
         self.rates: dict[str, dict[str, float]] = {}
         self.acceptance: dict[str, float] = {}  # per kind, the draft's last measured per-token acceptance
+        # (prompt tokens, kind, {engine: lift}): how much faster than its rate without copies each engine would have
+        # decoded the recent answers with prompt lookup (lookup_rate over the plain rate), newest last.
+        self.lifts: deque[tuple[int, str, dict[str, float]]] = deque(maxlen=LIFT_HISTORY)
 
     def rates_for(self, kind: str) -> dict[str, float]:
         if kind not in self.rates:
@@ -317,8 +325,19 @@ class EngineChoice:
         """Expected seconds on `engine` for a prompt of `prompt_tokens` of which `pending` are not cached there."""
         prefill = prefill_seconds(self.verdict, engine, pending) * self.factor("prefill", engine)
         context = prompt_tokens + answer_tokens / 2
-        decode = context_growth(self.verdict, engine, context) / self.rates_for(kind)[engine]
+        rate = self.rates_for(kind)[engine] * self.lift(engine, prompt_tokens, kind)
+        decode = context_growth(self.verdict, engine, context) / rate
         return prefill + answer_tokens * decode * self._decode_factor(engine, context)
+
+    def lift(self, engine: str, prompt_tokens: int, kind: str = TEXT) -> float:
+        """How many times its rate without copies `engine` is expected to decode a `kind` prompt of `prompt_tokens`
+        at: the median lift of the remembered prompts of that kind within LIFT_SPAN of its length, 1 without any.
+        Carried in the rate from the last prompt whatever its length, a code edit's copies sent the translation
+        after it to OpenVINO (Qwen: 0.8x of llama.cpp), and a short question's lack of them the long document after
+        it to llama.cpp."""
+        near = [lifts[engine] for n, k, lifts in self.lifts
+                if k == kind and max(n, prompt_tokens) <= LIFT_SPAN * max(1, min(n, prompt_tokens))]
+        return statistics.median(near) if near else 1.0
 
     def factor(self, correction: str, engine: str) -> float | None:
         """How many times its price `engine`'s last generations took, for `correction`: "prefill", "decode" or
@@ -346,11 +365,14 @@ class EngineChoice:
         return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens, kind))
 
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
-               wall_s: float, widths: list[int] | None = None, draft_calls: int = 0, kind: str = TEXT) -> None:
+               wall_s: float, widths: list[int] | None = None, draft_calls: int = 0, kind: str = TEXT,
+               text: tuple[list[int], list[int]] | None = None) -> None:
         """A generation of a `kind` prompt ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in
         `wall_s` seconds, its steps after the prefill feeding `widths` tokens each (None: one token each) with
-        `draft_calls` draft calls. The engine's corrections are the engine's, whatever the kind; the rate is the
-        kind's."""
+        `draft_calls` draft calls; `text` (the prompt and the answer) where prompt lookup ran. The engine's
+        corrections are the engine's, whatever the kind; the rate is the kind's, without the answer's copies (they
+        are the prompt's: `lift`)."""
+        lifts = self._record_lifts(prompt_tokens, kind, *text) if text and len(text[1]) >= 2 else {}
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
@@ -367,7 +389,23 @@ class EngineChoice:
             else:
                 self._update("decode", engine, ratio)
             priced = self._priced_decoding(engine, self.verdict["probe_past"], calls_s, draft_calls)
-            self._move_rate(kind, engine, (new_tokens - 1) / priced)
+            self._move_rate(kind, engine, (new_tokens - 1) / priced / lifts.get(engine, 1.0))
+
+    def _record_lifts(self, prompt_tokens: int, kind: str, prompt: list[int], answer: list[int]) -> dict[str, float]:
+        """Each engine's lift on this answer (its lookup_rate over its rate at the draft's last measured acceptance
+        on this kind), remembered with the prompt's length."""
+        lifts = {}
+        for engine, call_s in self.verdict["call_s"].items():
+            plain = self._plain_rate(call_s, self.acceptance.get(kind))
+            lifts[engine] = lookup_rate(call_s, plain, prompt, answer) / plain
+        self.lifts.append((prompt_tokens, kind, lifts))
+        return lifts
+
+    def _plain_rate(self, call_s: dict[int, float], acceptance: float | None) -> float:
+        """The best rate these calls give at this acceptance (None: the target alone)."""
+        if acceptance is None:
+            return 1.0 / costs.interp_call(call_s, 1)
+        return predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)[0]
 
     def acceptance_matters(self, ran: str) -> bool:
         """Whether the draft's acceptance could price another engine than `ran` above its target alone (by
@@ -378,25 +416,14 @@ class EngineChoice:
             predicted_rate(call_s, draft_s, CEILING)[0] > PROBE_GAIN / costs.interp_call(call_s, 1)
             for engine, call_s in self.verdict["call_s"].items() if engine != ran)
 
-    def record_acceptance(self, ran: str, acceptance: float | None, kind: str = TEXT,
-                          text: tuple[list[int], list[int]] | None = None) -> None:
-        """What every engine but `ran` would have decoded the `kind` text just generated at: its best draft length at
-        the draft's per-token acceptance on it (None: the last measured on this kind, or before any, the target
-        alone), and where prompt lookup runs (`text`: the prompt and the answer), the copies lookup would have
-        verified, priced on that engine's own calls. Without them the engine that ran was priced with its copies
-        and the others without: after Qwen's chat answers on llama.cpp, OpenVINO's chat rate fell to its plain
-        price and never rose again, where its lookup ran chat at 1.7x llama.cpp (v8)."""
-        if acceptance is None:
-            acceptance = self.acceptance.get(kind)
-        else:
-            self.acceptance[kind] = acceptance
+    def record_acceptance(self, ran: str, acceptance: float, kind: str = TEXT) -> None:
+        """The draft's per-token acceptance on the `kind` text `ran` just decoded: the rate every other engine
+        would decode such text at without copies (its best draft length at that acceptance, or its target alone).
+        Recorded before the generation itself (`record`), whose copies are priced at it."""
+        self.acceptance[kind] = acceptance
         for engine, call_s in self.verdict["call_s"].items():
-            if engine == ran:
-                continue
-            plain = (predicted_rate(call_s, self.verdict["draft_token_s"], acceptance)[0] if acceptance is not None
-                     else 1.0 / costs.interp_call(call_s, 1))
-            rate = lookup_rate(call_s, plain, *text) if text and len(text[1]) >= 2 else plain
-            self._move_rate(kind, engine, rate)
+            if engine != ran:
+                self._move_rate(kind, engine, self._plain_rate(call_s, acceptance))
 
     def _move_rate(self, kind: str, engine: str, rate: float) -> None:
         """Weigh in a new rate by its seconds per token, what an answer's expected time is linear in: as a mean of

@@ -421,11 +421,15 @@ class SpeculativePipeline:
             steps.close()
             self.answer_tokens[kind] = decayed_length(self.answer_tokens.get(kind), len(generated))
             if pending is not None:
+                finished = config.collab is None and stats.stop_reason in ("eos", "length", "stop_string")
+                if finished:
+                    self._record_acceptance(ids, generated, config, stats, kind)
+                # Where prompt lookup ran, the answer's copies are priced on every engine (EngineChoice.lift).
+                copied = finished and self.draft is not None and config.prompt_lookup
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
                                           stats.new_tokens, stats.wall_s,
-                                          [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls, kind)
-                if config.collab is None and stats.stop_reason in ("eos", "length", "stop_string"):
-                    self._record_acceptance(ids, generated, config, stats, kind)
+                                          [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls, kind,
+                                          (ids, generated) if copied else None)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
@@ -439,8 +443,7 @@ class SpeculativePipeline:
                            stats: GenerationStats, kind: str) -> None:
         """auto with both targets: tell the engine choice how well the draft did on this text (its chains' per-token
         acceptance; after a generation that did not draft, its agreement with the answer, read in one draft call
-        whose time counts as this generation's; for a draft whose acceptance cannot move the choice, none) and,
-        where prompt lookup runs, what it could copy."""
+        whose time counts as this generation's; for a draft whose acceptance cannot move the choice, none)."""
         acceptance = stats.chain_acceptance()
         if acceptance is not None:
             self.since_check = CHECK_EVERY
@@ -455,12 +458,8 @@ class SpeculativePipeline:
                 start = time.perf_counter()
                 acceptance = draft_agreement(self.draft, view, len(generated))
                 stats.draft_check_s = time.perf_counter() - start
-        # Without a new acceptance the engine choice takes the last measured on this kind of text; the copies are
-        # this answer's (Qwen's chat prompts, too long for the 0.5B draft's check, stayed on llama.cpp at 1.1x where
-        # OpenVINO's lookup runs them at 2x).
-        copied = (ids, generated) if self.draft is not None and config.prompt_lookup else None
-        if acceptance is not None or copied:
-            self.engine_choice.record_acceptance(self.engine, acceptance, kind, copied)
+        if acceptance is not None:
+            self.engine_choice.record_acceptance(self.engine, acceptance, kind)
 
     def _check_affordable(self, tokens: int, wall_s: float) -> bool:
         """Whether the draft can read `tokens` tokens for the agreement check within CHECK_BUDGET of the generation
