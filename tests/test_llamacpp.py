@@ -188,7 +188,7 @@ def test_copies_are_priced_on_every_engine_and_expected_from_prompts_of_a_like_l
     edits the translation went to OpenVINO (0.8x of llama.cpp), after short questions a long document to llama.cpp.
     Now each answer's copies are priced on every engine's own calls (lookup_rate) and kept apart from the rate, as
     a lift expected for prompts of the same kind within LIFT_SPAN of their length."""
-    from edgespec.runtime.engines import LIFT_SPAN, call_seconds, lookup_rate
+    from edgespec.runtime.engines import LIFT_SPAN, answer_walks, call_seconds, lookup_rate
 
     calls = {"openvino": {1: 0.0600, 2: 0.0640, 4: 0.0700}, "llamacpp": {1: 0.0370, 2: 0.0600, 4: 0.1030}}
     verdict = decide(calls["openvino"], calls["llamacpp"], 0.045, {"openvino": 2.0, "llamacpp": 2.4},
@@ -200,8 +200,8 @@ def test_copies_are_priced_on_every_engine_and_expected_from_prompts_of_a_like_l
     edit, copying = [1, 2] + code + [3], [4] + code[:120] + [5] * 7          # a 303-token prompt, copied
     question, fresh = [1, 2] + list(range(3000, 3098)), [4] + list(range(2000, 2127))   # 100 tokens, nothing copied
     plain = 1 / 0.0600
-    assert lookup_rate(calls["openvino"], plain, edit, fresh) == plain
-    assert lookup_rate(calls["openvino"], plain, edit, copying) > 2.5 * plain
+    assert lookup_rate(calls["openvino"], plain, answer_walks(edit, fresh), 127) == plain
+    assert lookup_rate(calls["openvino"], plain, answer_walks(edit, copying), 127) > 2.5 * plain
     choice = EngineChoice(verdict)
     at = {"edit": ({"openvino": 303, "llamacpp": 303}, 303, 128), "question": ({"openvino": 100, "llamacpp": 100},
                                                                                100, 128)}

@@ -154,18 +154,23 @@ def call_seconds(call_s: dict[int, float], n: int) -> float:
     return cb + (n - b) * (cb - ca) / (b - a)
 
 
-def lookup_rate(call_s: dict[int, float], plain_rate: float, prompt: list[int], answer: list[int]) -> float:
-    """Tokens per second a target with these call costs would have decoded `answer` at with prompt lookup proposing
-    wherever an n-gram matched and the other tokens at `plain_rate`: the best over lookup lengths 1..LOOKUP_PRICED,
-    or `plain_rate` where copying does not pay (the draft-length policy leaves lookup alone there)."""
-    tokens = len(answer) - 1  # the first is the prefill's
+def lookup_rate(call_s: dict[int, float], plain_rate: float, walks: dict[int, tuple[list, int]], tokens: int) -> float:
+    """Tokens per second a target with these call costs would have decoded an answer of `tokens` tokens after the
+    first at, with prompt lookup verifying the steps of `walks` (lookup.copy_walks: per proposal limit) and the other
+    tokens at `plain_rate`: the best over the limits, or `plain_rate` where copying does not pay (the draft-length
+    policy leaves lookup alone there)."""
     best = plain_rate
-    for steps, covered in copy_walks(prompt, answer, range(1, LOOKUP_PRICED + 1)).values():
-        if not steps:
-            break
-        seconds = sum(call_seconds(call_s, proposed + 1) for proposed, _ in steps) + (tokens - covered) / plain_rate
-        best = max(best, tokens / seconds)
+    for steps, covered in walks.values():
+        if steps:
+            seconds = (sum(call_seconds(call_s, proposed + 1) for proposed, _ in steps)
+                       + (tokens - covered) / plain_rate)
+            best = max(best, tokens / seconds)
     return best
+
+
+def answer_walks(prompt: list[int], answer: list[int]) -> dict[int, tuple[list, int]]:
+    """What prompt lookup would have verified on `answer`, per proposal limit up to LOOKUP_PRICED."""
+    return copy_walks(prompt, answer, range(1, LOOKUP_PRICED + 1))
 
 
 def probe_calls(lms: dict, seed_ids: list[int], rounds: int = PROBE_ROUNDS) -> dict[str, dict[int, float]]:
@@ -394,10 +399,10 @@ class EngineChoice:
     def _record_lifts(self, prompt_tokens: int, kind: str, prompt: list[int], answer: list[int]) -> dict[str, float]:
         """Each engine's lift on this answer (its lookup_rate over its rate at the draft's last measured acceptance
         on this kind), remembered with the prompt's length."""
-        lifts = {}
+        lifts, walks = {}, answer_walks(prompt, answer)  # the walks are the text's: one for every engine
         for engine, call_s in self.verdict["call_s"].items():
             plain = self._plain_rate(call_s, self.acceptance.get(kind))
-            lifts[engine] = lookup_rate(call_s, plain, prompt, answer) / plain
+            lifts[engine] = lookup_rate(call_s, plain, walks, len(answer) - 1) / plain
         self.lifts.append((prompt_tokens, kind, lifts))
         return lifts
 
