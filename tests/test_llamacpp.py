@@ -209,7 +209,7 @@ def test_copies_are_priced_on_every_engine_and_expected_from_prompts_of_a_like_l
     choice.record("llamacpp", 303, 303, 2.4 * 303 / 256, 128, 3.0 + 127 * 0.037, kind=CHAT, text=(edit, copying))
     assert choice.lift("openvino", 303, CHAT) > 2.5 and choice.lift("openvino", 303, CHAT) > choice.lift(
         "llamacpp", 303, CHAT)
-    assert choice.rates[CHAT]["llamacpp"] < 1 / 0.037  # its rate is without the copies
+    assert choice.lifts[-1][2]["llamacpp"] == 1.0  # its own loop verified no lookup tokens: realized, not priced
     assert choice.choose(*at["edit"], CHAT) == "openvino"
     # the next prompt is a short question: the edit's copies are not its own
     assert choice.lift("openvino", 100, CHAT) == 1.0 and 303 > LIFT_SPAN * 100
@@ -219,8 +219,15 @@ def test_copies_are_priced_on_every_engine_and_expected_from_prompts_of_a_like_l
     choice.record("llamacpp", 100, 100, 0.8, 128, 0.8 + 127 * 0.037, kind=CHAT, text=(question, fresh))
     assert choice.choose(*at["question"], CHAT) == "llamacpp"
     assert choice.choose(*at["edit"], CHAT) == "openvino"
+    # an edit on OpenVINO: its rate without the copies is that of its other steps, its lift the realized one
+    copied_steps, plain_steps = [8] * 14, [1] * 15
+    decoding = sum(call_seconds(calls["openvino"], w) for w in copied_steps + plain_steps)
+    choice.record("openvino", 303, 303, 2.0 * 303 / 256, 128, 2.4 + decoding, copied_steps + plain_steps, 0, CHAT,
+                  (edit, copying), (copied_steps, 112))
+    assert choice.lifts[-1][2]["openvino"] == pytest.approx(127 / decoding / plain, rel=0.01)
+    assert choice.choose(*at["edit"], CHAT) == "openvino"
     # edits that stop copying bring OpenVINO back to its plain price
-    for _ in range(3):
+    for _ in range(4):
         choice.record("openvino", 303, 303, 2.0 * 303 / 256, 128, 2.4 + 127 * 0.060, kind=CHAT, text=(edit, fresh))
     assert choice.choose(*at["edit"], CHAT) == "llamacpp"
     # the draft's measured acceptance prices the other engine's rate without copies
@@ -259,15 +266,19 @@ def test_one_slow_generation_outweighs_a_copied_one_in_the_workloads_rate():
     """Code edits run 3-6x their draft's rate on prompt lookup (steps of 8 copied tokens). Averaged as tokens per
     second, that rate kept its pull for two more generations: the translations after the code edits, which sat the
     draft out, went to OpenVINO twice (Qwen, 0.81x of llama.cpp). Averaged as seconds per token (what an answer's
-    time is linear in), one such generation brings the price down."""
+    time is linear in), one such generation brings the price down. Steps wider than the probe's widest call are
+    priced on its slope (8 tokens: 26 ms here), not as 4 tokens, which read these edits as 1.4x their price and
+    OpenVINO's decoding as that much slower."""
     verdict = decide({1: 0.012, 2: 0.014, 4: 0.018}, {1: 0.0075, 2: 0.013, 4: 0.022}, 0.0027,
                      {"openvino": 0.54, "llamacpp": 0.90}, {"openvino": 0.012, "llamacpp": 0.0110})
     choice = EngineChoice(verdict)
-    prompt = ({"openvino": 200, "llamacpp": 200}, 200, 128)
+    prompt = ({"openvino": 53, "llamacpp": 53}, 53, 128)
     for _ in range(4):
         choice.record("openvino", 400, 400, 0.8, 128, 0.8 + 16 * 0.026, [8] * 16, 0, CHAT)
+    assert choice.decode_factor["openvino"] == pytest.approx(1.0)
     assert choice.choose(*prompt, CHAT) == "openvino"
     choice.record("openvino", 200, 200, 0.4, 128, 0.4 + 127 * 0.014, [2] * 127, 0, CHAT)
+    assert choice.rates[CHAT]["openvino"] < 1.3 * 127 / (127 * 0.014)
     assert choice.choose(*prompt, CHAT) == "llamacpp"
 
 

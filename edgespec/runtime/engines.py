@@ -371,13 +371,15 @@ class EngineChoice:
 
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
                wall_s: float, widths: list[int] | None = None, draft_calls: int = 0, kind: str = TEXT,
-               text: tuple[list[int], list[int]] | None = None) -> None:
+               text: tuple[list[int], list[int]] | None = None,
+               lookup: tuple[list[int], int] | None = None) -> None:
         """A generation of a `kind` prompt ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in
         `wall_s` seconds, its steps after the prefill feeding `widths` tokens each (None: one token each) with
-        `draft_calls` draft calls; `text` (the prompt and the answer) where prompt lookup ran. The engine's
-        corrections are the engine's, whatever the kind; the rate is the kind's, without the answer's copies (they
-        are the prompt's: `lift`)."""
-        lifts = self._record_lifts(prompt_tokens, kind, *text) if text and len(text[1]) >= 2 else {}
+        `draft_calls` draft calls; where prompt lookup ran, `text` (the prompt and the answer) and `lookup` (the
+        widths of the steps that verified lookup tokens, and the tokens they gave). The engine's corrections are the
+        engine's, whatever the kind; the rate is the kind's, without the answer's copies: they are the prompt's
+        (`lift`), remembered apart."""
+        lifts = self._answer_lifts(kind, *text) if text and len(text[1]) >= 2 else {}
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
@@ -385,7 +387,8 @@ class EngineChoice:
         if new_tokens >= 8 and wall_s > ttft_s:
             context = prompt_tokens + new_tokens / 2
             steps = widths or [1] * (new_tokens - 1)
-            calls_s = sum(costs.interp_call(self.verdict["call_s"][engine], w) for w in steps)  # at the probe's past
+            # At the probe's past; lookup steps of up to 8 tokens priced past the probe's widest call on its slope.
+            calls_s = sum(call_seconds(self.verdict["call_s"][engine], w) for w in steps)
             ratio = (wall_s - ttft_s) / self._priced_decoding(engine, context, calls_s, draft_calls)
             if context > LONG_DECODE:
                 if ("long", engine) not in self.ratios:  # the first long run starts from the short ones' factor
@@ -394,16 +397,37 @@ class EngineChoice:
             else:
                 self._update("decode", engine, ratio)
             priced = self._priced_decoding(engine, self.verdict["probe_past"], calls_s, draft_calls)
-            self._move_rate(kind, engine, (new_tokens - 1) / priced / lifts.get(engine, 1.0))
+            rate = (new_tokens - 1) / priced
+            if lifts:
+                rate = self._without_copies(engine, rate, calls_s, draft_calls, new_tokens, lookup, lifts)
+            self._move_rate(kind, engine, rate)
+        if lifts:
+            self.lifts.append((prompt_tokens, kind, lifts))
 
-    def _record_lifts(self, prompt_tokens: int, kind: str, prompt: list[int], answer: list[int]) -> dict[str, float]:
-        """Each engine's lift on this answer (its lookup_rate over its rate at the draft's last measured acceptance
-        on this kind), remembered with the prompt's length."""
+    def _without_copies(self, engine: str, rate: float, calls_s: float, draft_calls: int, new_tokens: int,
+                        lookup: tuple[list[int], int] | None, lifts: dict[str, float]) -> float:
+        """The realized `rate` of the engine that ran without its lookup steps (their calls and the tokens they
+        gave), and in `lifts` the realized lift in place of the one its calls price the answer's copies at (a
+        code edit copied at 30 tokens/s where its copies priced 52 divided its rate to below its plain price, and
+        the next edit went to llama.cpp). Too few other tokens to tell: the rate over the priced lift."""
+        widths, gained = lookup if lookup else ([], 0)
+        rest_tokens = new_tokens - 1 - gained
+        rest_s = self._priced_decoding(engine, self.verdict["probe_past"],
+                                       calls_s - sum(call_seconds(self.verdict["call_s"][engine], w)
+                                                     for w in widths), draft_calls)
+        if rest_tokens < 8 or rest_s <= 0:
+            return rate / lifts[engine]
+        plain = rest_tokens / rest_s
+        lifts[engine] = rate / plain
+        return plain
+
+    def _answer_lifts(self, kind: str, prompt: list[int], answer: list[int]) -> dict[str, float]:
+        """Each engine's lift on this answer: its lookup_rate over its rate at the draft's last measured acceptance
+        on this kind."""
         lifts, walks = {}, answer_walks(prompt, answer)  # the walks are the text's: one for every engine
         for engine, call_s in self.verdict["call_s"].items():
             plain = self._plain_rate(call_s, self.acceptance.get(kind))
             lifts[engine] = lookup_rate(call_s, plain, walks, len(answer) - 1) / plain
-        self.lifts.append((prompt_tokens, kind, lifts))
         return lifts
 
     def _plain_rate(self, call_s: dict[int, float], acceptance: float | None) -> float:
