@@ -452,6 +452,8 @@ def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_
     long_prompt = list(range(5, 205))  # 200 prompt tokens: 0.23 s more to prefill on llama.cpp than 8 tokens save
     long_run = pipe.generate(long_prompt, config)
     assert long_run.stats.engine == "openvino"
+    expected = long_run.stats.engine_expected_s  # why: each engine's expected seconds, kept with the stats
+    assert set(expected) == {"openvino", "llamacpp"} and expected["openvino"] < expected["llamacpp"]
     on_openvino = SpeculativePipeline.from_manifest(gguf_pair, engine="openvino", use_draft=False)
     assert long_run.token_ids == on_openvino.generate(long_prompt, config).token_ids
     on_llama = SpeculativePipeline.from_manifest(gguf_pair, engine="llamacpp", use_draft=False)

@@ -112,6 +112,7 @@ class RunRecord:
     token_ids: list[int] = field(default_factory=list)
     engine: str | None = None   # edgespec modes: the engine that ran the target (auto chooses per prompt)
     lookup_tokens: int | None = None  # of drafted_tokens, those prompt lookup proposed
+    engine_expected_s: dict | None = None  # edgespec auto with both targets: each engine's expected seconds
     text: str = ""
     target_logprob: float | None = None  # sampled runs: mean log-prob per token of the output under the target
 
@@ -338,6 +339,7 @@ class EdgespecMode(Mode):
             "accepted_tokens": st.accepted_tokens if self.speculative else None,
             "token_ids": ids, "stop_reason": st.stop_reason, "engine": st.engine,
             "lookup_tokens": st.lookup_tokens if self.speculative else None,
+            "engine_expected_s": st.engine_expected_s or None,
         }
 
     def close(self) -> None:

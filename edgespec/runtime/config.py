@@ -115,6 +115,7 @@ class GenerationStats:
     tree_steps: int = 0  # steps that verified a drafted tree (their node counts are in draft_lengths)
     tree_choice: str = ""  # --tree auto: what the tuner chose last and why
     engine: str = ""  # the target's engine for this generation (auto may choose per generation)
+    engine_expected_s: dict[str, float] = field(default_factory=dict)  # auto: each engine's expected seconds
     draft_check_s: float = 0.0  # auto, after a generation that did not draft: the draft reading the answer
 
     def finish(self, start: float) -> None:

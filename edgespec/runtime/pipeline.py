@@ -258,12 +258,13 @@ class SpeculativePipeline:
         follows apart (engines.CHAT, TEXT)."""
         return CHAT if self.chat_marker is not None and self.chat_marker in ids else TEXT
 
-    def _engine_for(self, ids: list[int], pending: dict[str, int], config: GenerationConfig, kind: str) -> str:
-        """With both targets loaded (auto): the engine expected to finish this generation first, from the prompt
-        tokens each one's cache lacks and the expected answer (as long as the last ones of its kind ran, up to the
-        limit)."""
+    def _engine_for(self, ids: list[int], pending: dict[str, int], config: GenerationConfig,
+                    kind: str) -> dict[str, float]:
+        """With both targets loaded (auto): the seconds each engine is expected to take on this generation, from the
+        prompt tokens its cache lacks and the expected answer (as long as the last ones of its kind ran, up to the
+        limit); the least runs it."""
         answer = min(config.max_new_tokens, self.answer_tokens.get(kind) or config.max_new_tokens)
-        return self.engine_choice.choose(pending, len(ids), answer, kind)
+        return {e: self.engine_choice.expected(e, n, len(ids), answer, kind) for e, n in pending.items()}
 
     def _target_engine(self, engine: str, target_device: str, draft_device: str,
                        load_target: Callable[[str], LM]) -> str:
@@ -377,7 +378,8 @@ class SpeculativePipeline:
         pending = self._pending(ids) if self.engine_choice is not None else None
         kind = self.prompt_kind(ids)
         if pending is not None:
-            self._use_engine(self._engine_for(ids, pending, config, kind))
+            expected = self._engine_for(ids, pending, config, kind)
+            self._use_engine(min(expected, key=expected.get))
         if self.draft is not None and config.adaptive_draft and not self.draft_policy.steady_cost:
             # Every loaded target's calls at once (auto): timed inside the first generation on the other engine, they
             # made it 0.8 s slower than llama.cpp's own (MT-bench, 16.3 against 10.2 ms a token: v22, v23).
@@ -388,6 +390,8 @@ class SpeculativePipeline:
                     self._time_target_calls(config)
             self._use_engine(chosen)
         stats = self.last_stats = GenerationStats(engine=self.engine)  # readable after an interruption too
+        if pending is not None:
+            stats.engine_expected_s = expected
         stream = TextStream(self.tokenizer)
         generated: list[int] = []
         text = ""
