@@ -99,8 +99,6 @@ class GenerationStats:
     rejected_steps: int = 0  # steps whose proposal was cut short by a rejection (per-token acceptance's trials)
     lookup_tokens: int = 0  # proposed by prompt lookup (no draft call), part of drafted_tokens
     lookup_accepted: int = 0
-    lookup_widths: list[int] = field(default_factory=list)  # tokens fed by each step that verified lookup tokens
-    lookup_gained: int = 0  # tokens those steps gave (kept + the target's own)
     chain_accepted: int = 0  # of the draft model's chain proposals (lookup and trees apart): kept tokens
     chain_rejected: int = 0  # and chain steps cut short by a rejection
     alternate_tokens: int = 0  # CoS alternate proposal: the target's own tokens, checked against r by the draft

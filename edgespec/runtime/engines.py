@@ -371,14 +371,12 @@ class EngineChoice:
 
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
                wall_s: float, widths: list[int] | None = None, draft_calls: int = 0, kind: str = TEXT,
-               text: tuple[list[int], list[int]] | None = None,
-               lookup: tuple[list[int], int] | None = None) -> None:
+               text: tuple[list[int], list[int]] | None = None) -> None:
         """A generation of a `kind` prompt ran on `engine`: `pending` prompt tokens prefilled, `new_tokens` in
         `wall_s` seconds, its steps after the prefill feeding `widths` tokens each (None: one token each) with
-        `draft_calls` draft calls; where prompt lookup ran, `text` (the prompt and the answer) and `lookup` (the
-        widths of the steps that verified lookup tokens, and the tokens they gave). The engine's corrections are the
-        engine's, whatever the kind; the rate is the kind's, without the answer's copies: they are the prompt's
-        (`lift`), remembered apart."""
+        `draft_calls` draft calls; `text` (the prompt and the answer) where prompt lookup ran. The engine's
+        corrections are the engine's, whatever the kind; the rate is the kind's, without the answer's copies: they
+        are the prompt's (`lift`), remembered apart."""
         lifts = self._answer_lifts(kind, *text) if text and len(text[1]) >= 2 else {}
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
@@ -399,25 +397,19 @@ class EngineChoice:
             priced = self._priced_decoding(engine, self.verdict["probe_past"], calls_s, draft_calls)
             rate = (new_tokens - 1) / priced
             if lifts:
-                rate = self._without_copies(engine, rate, calls_s, draft_calls, new_tokens, lookup, lifts)
+                rate = self._without_copies(engine, rate, kind, lifts)
             self._move_rate(kind, engine, rate)
         if lifts:
             self.lifts.append((prompt_tokens, kind, lifts))
 
-    def _without_copies(self, engine: str, rate: float, calls_s: float, draft_calls: int, new_tokens: int,
-                        lookup: tuple[list[int], int] | None, lifts: dict[str, float]) -> float:
-        """The realized `rate` of the engine that ran without its lookup steps (their calls and the tokens they
-        gave), and in `lifts` the realized lift in place of the one its calls price the answer's copies at (a
-        code edit copied at 30 tokens/s where its copies priced 52 divided its rate to below its plain price, and
-        the next edit went to llama.cpp). Too few other tokens to tell: the rate over the priced lift."""
-        widths, gained = lookup if lookup else ([], 0)
-        rest_tokens = new_tokens - 1 - gained
-        rest_s = self._priced_decoding(engine, self.verdict["probe_past"],
-                                       calls_s - sum(call_seconds(self.verdict["call_s"][engine], w)
-                                                     for w in widths), draft_calls)
-        if rest_tokens < 8 or rest_s <= 0:
-            return rate / lifts[engine]
-        plain = rest_tokens / rest_s
+    def _without_copies(self, engine: str, rate: float, kind: str, lifts: dict[str, float]) -> float:
+        """The rate of the engine that ran, without the answer's copies: its best at the draft's measured acceptance
+        on this kind, as every other engine's; and in `lifts` its realized rate over that in place of the one its
+        calls price the answer's copies at (the copies, and what the engine did beyond its price). Its steps that
+        verified no lookup tokens are no measure of it: on a copied answer they are the hard tokens (a code edit's
+        changes), and priced at them a translation after code edits went to llama.cpp at 3.5 s expected where
+        OpenVINO took 0.7 (SmolLM2)."""
+        plain = self._plain_rate(self.verdict["call_s"][engine], self.acceptance.get(kind))
         lifts[engine] = rate / plain
         return plain
 

@@ -433,8 +433,7 @@ class SpeculativePipeline:
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
                                           stats.new_tokens, stats.wall_s,
                                           [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls, kind,
-                                          (ids, generated) if copied else None,
-                                          (stats.lookup_widths, stats.lookup_gained) if copied else None)
+                                          (ids, generated) if copied else None)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":

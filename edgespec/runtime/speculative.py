@@ -327,8 +327,6 @@ def record(stats: GenerationStats, step: Step) -> None:
         if step.source == "lookup":
             stats.lookup_tokens += len(step.drafted)
             stats.lookup_accepted += step.kept
-            stats.lookup_widths.append(len(step.drafted) + 1)
-            stats.lookup_gained += step.kept + 1
         elif step.source == "tree":
             stats.tree_steps += 1
             stats.draft_calls += step.draft_calls
