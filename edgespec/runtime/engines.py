@@ -286,7 +286,9 @@ class EngineChoice:
     one. Acceptance alone, without the realized rate, failed on prompt lookup: a code edit at per-token acceptance
     0.88 (lookup tokens, one-token and wide calls mixed) ran at twice what 0.88 predicts (v13). Chat-formatted
     prompts and plain text (code completion) keep their rates apart (`kind`): a chat question after code
-    completions is priced by the chat before it, or by the probe."""
+    completions is priced by the chat before it, or by the probe. Prompt lookup's copies are the prompt's, not the
+    workload's: the rates hold each engine's speed without them, and each answer's copies, priced on every engine,
+    are a lift expected for prompts of the same kind and a like length (`lift`)."""
 
     # A correction is the median of the last WINDOW generations' ratios, the probe's own price counted as the first:
     # a running mean kept one stalled generation (1.48 s for 73 HumanEval tokens against 0.66 s for 128) in
