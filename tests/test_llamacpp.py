@@ -181,7 +181,6 @@ def test_engine_choice_follows_the_workloads_rate_and_measures_it_again_each_gen
     assert not EngineChoice(qwen).acceptance_matters("llamacpp")
 
 
-
 def test_copies_are_priced_on_every_engine_and_expected_from_prompts_of_a_like_length():
     """The engine that ran was priced by its realized rate, prompt lookup's copies included, every other engine by
     the draft's acceptance alone; and the copies of one prompt priced the next whatever it was: after Qwen's code

@@ -143,7 +143,6 @@ def test_prompt_lookup_proposes_what_followed_the_last_match():
     assert lookup.propose(0) == []
 
 
-
 def test_copy_walk_counts_the_steps_lookup_would_have_verified_on_a_finished_answer():
     """Pricing an engine that did not run a text needs what lookup would have copied there: an answer that repeats
     a span of its prompt gives steps with kept tokens; one that copies nothing gives none."""
@@ -162,6 +161,7 @@ def test_copy_walk_counts_the_steps_lookup_would_have_verified_on_a_finished_ans
     assert copy_walk(prompt, [70, 71, 72, 73, 74], 3) == ([], 0)
     assert copy_walk(prompt, answer[:1], 3) == ([], 0)
     assert copy_walks(prompt, answer, range(1, 3))[1] == ([(1, 1)] * 3, 6)  # one token a step: 12, 14, 16
+
 
 def test_prompt_lookup_keeps_greedy_exact(default_pair):
     """The real default pair asked to copy text: lookup proposes and is accepted, the output is target-only's."""

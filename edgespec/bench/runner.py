@@ -189,8 +189,6 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
         console.print(f"[yellow]{note}[/]")
     if opts.repeats < 1 or opts.sweep_repeats < 1:
         raise EdgespecError("--repeats and --sweep-repeats must be at least 1")
-    if opts.prompt_order not in PROMPT_ORDERS:
-        raise EdgespecError(f"unknown prompt order {opts.prompt_order!r} (choose from {', '.join(PROMPT_ORDERS)})")
     if opts.settings.max_new_tokens < 1:
         raise EdgespecError("--max-new-tokens must be at least 1")
     if any(k < 1 for k in opts.draft_lengths + [opts.settings.draft_length, opts.genai_draft_length or 1]):
@@ -207,6 +205,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
     if not sets:
         raise EdgespecError("no prompts to run")
     all_prompts = [pp for pps in sets.values() for pp in pps]
+    main_runs = main_order(sets, opts.repeats, opts.prompt_order)  # an unknown order fails here, before any loading
     settings = opts.settings
     greedy = not settings.do_sample
 
@@ -279,7 +278,7 @@ def run_bench(opts: BenchOptions, command: list[str], console: Console | None = 
                 progress.advance(task)
             task = progress.add_task("interleaved runs", total=n_main)
             turn = 0
-            for pp, rep in main_order(sets, opts.repeats, opts.prompt_order):
+            for pp, rep in main_runs:
                 for name in balanced_order(modes, turn):
                     record(loaded[name], pp, settings, _main_k(opts, name), rep, "main")
                     progress.advance(task)

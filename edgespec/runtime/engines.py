@@ -368,8 +368,14 @@ class EngineChoice:
         long = self.factor("long", engine)
         return long if context > LONG_DECODE and long is not None else self.factor("decode", engine)
 
+    def expected_by_engine(self, pending: dict[str, int], prompt_tokens: int, answer_tokens: float,
+                           kind: str = TEXT) -> dict[str, float]:
+        """Expected seconds on each engine, `pending` holding the prompt tokens its cache lacks."""
+        return {e: self.expected(e, n, prompt_tokens, answer_tokens, kind) for e, n in pending.items()}
+
     def choose(self, pending: dict[str, int], prompt_tokens: int, answer_tokens: float, kind: str = TEXT) -> str:
-        return min(pending, key=lambda e: self.expected(e, pending[e], prompt_tokens, answer_tokens, kind))
+        expected = self.expected_by_engine(pending, prompt_tokens, answer_tokens, kind)
+        return min(expected, key=expected.get)
 
     def record(self, engine: str, pending: int, prompt_tokens: int, ttft_s: float, new_tokens: int,
                wall_s: float, widths: list[int] | None = None, draft_calls: int = 0, kind: str = TEXT,

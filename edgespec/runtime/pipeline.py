@@ -264,7 +264,7 @@ class SpeculativePipeline:
         prompt tokens its cache lacks and the expected answer (as long as the last ones of its kind ran, up to the
         limit); the least runs it."""
         answer = min(config.max_new_tokens, self.answer_tokens.get(kind) or config.max_new_tokens)
-        return {e: self.engine_choice.expected(e, n, len(ids), answer, kind) for e, n in pending.items()}
+        return self.engine_choice.expected_by_engine(pending, len(ids), answer, kind)
 
     def _target_engine(self, engine: str, target_device: str, draft_device: str,
                        load_target: Callable[[str], LM]) -> str:
@@ -455,13 +455,16 @@ class SpeculativePipeline:
               and self.engine_choice.acceptance_matters(self.engine)):
             # Greedy agreement is the greedy acceptance; sampled text's would need the draft's distributions.
             self.since_check += 1
+            if self.since_check < CHECK_EVERY:
+                return
             # The draft's whole window as context: with 32 tokens, translations read 0.2 for 0.5 (the source text).
             view = DraftWindow.for_prompt(len(ids), config.draft_window).view(ids + generated)
-            if self.since_check >= CHECK_EVERY and self._check_affordable(len(view), stats.wall_s):
-                self.since_check = 0
-                start = time.perf_counter()
-                acceptance = draft_agreement(self.draft, view, len(generated))
-                stats.draft_check_s = time.perf_counter() - start
+            if not self._check_affordable(len(view), stats.wall_s):
+                return
+            self.since_check = 0
+            start = time.perf_counter()
+            acceptance = draft_agreement(self.draft, view, len(generated))
+            stats.draft_check_s = time.perf_counter() - start
         if acceptance is not None:
             self.engine_choice.record_acceptance(self.engine, acceptance, kind)
 
