@@ -113,6 +113,7 @@ class RunRecord:
     engine: str | None = None   # edgespec modes: the engine that ran the target (auto chooses per prompt)
     lookup_tokens: int | None = None  # of drafted_tokens, those prompt lookup proposed
     engine_expected_s: dict | None = None  # edgespec auto with both targets: each engine's expected seconds
+    draft_check_s: float | None = None  # of wall_s, auto's agreement check (the draft reading an undrafted answer)
     text: str = ""
     target_logprob: float | None = None  # sampled runs: mean log-prob per token of the output under the target
 
@@ -340,6 +341,7 @@ class EdgespecMode(Mode):
             "token_ids": ids, "stop_reason": st.stop_reason, "engine": st.engine,
             "lookup_tokens": st.lookup_tokens if self.speculative else None,
             "engine_expected_s": st.engine_expected_s or None,
+            "draft_check_s": st.draft_check_s if st.engine_expected_s else None,
         }
 
     def close(self) -> None:

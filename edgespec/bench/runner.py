@@ -408,7 +408,7 @@ def _run(mode: Mode, pp: PreparedPrompt, settings: GenerationConfig, k: int | No
                      draft_calls=out["draft_calls"], drafted_tokens=out["drafted_tokens"],
                      accepted_tokens=out["accepted_tokens"], stop_reason=out.get("stop_reason"),
                      token_ids=out["token_ids"], engine=out.get("engine"), lookup_tokens=out.get("lookup_tokens"),
-                     engine_expected_s=out.get("engine_expected_s"))
+                     engine_expected_s=out.get("engine_expected_s"), draft_check_s=out.get("draft_check_s"))
 
 
 def _memory_probes(pair: Pair, draft2: ModelEntry | None, modes: list[str], opts: BenchOptions, eos: set[int],

@@ -385,12 +385,14 @@ class EngineChoice:
         `draft_calls` draft calls; `text` (the prompt and the answer) where prompt lookup ran. The engine's
         corrections are the engine's, whatever the kind; the rate is the kind's, without the answer's copies: they
         are the prompt's (`lift`), remembered apart."""
-        lifts = self._answer_lifts(kind, *text) if text and len(text[1]) >= 2 else {}
+        copied = bool(text) and len(text[1]) >= 2
+        measured = new_tokens >= 8 and wall_s > ttft_s  # the ran engine's lift is then its realized one
+        lifts = self._answer_lifts(kind, *text, skip=engine if measured else None) if copied else {}
         # Only prompts as long as the probe's: a short one's time to first token is mostly fixed costs (a new input
         # shape, the first step: 0.3 s for 53 tokens predicted at 0.09 here), which priced long prompts 3x too dear.
         if pending >= self.verdict["prefill_tokens"] and ttft_s > 0:
             self._update("prefill", engine, ttft_s / prefill_seconds(self.verdict, engine, pending))
-        if new_tokens >= 8 and wall_s > ttft_s:
+        if measured:
             context = prompt_tokens + new_tokens / 2
             steps = widths or [1] * (new_tokens - 1)
             # At the probe's past; lookup steps of up to 8 tokens priced past the probe's widest call on its slope.
@@ -404,10 +406,10 @@ class EngineChoice:
                 self._update("decode", engine, ratio)
             priced = self._priced_decoding(engine, self.verdict["probe_past"], calls_s, draft_calls)
             rate = (new_tokens - 1) / priced
-            if lifts:
+            if copied:
                 rate = self._without_copies(engine, rate, kind, lifts)
             self._move_rate(kind, engine, rate)
-        if lifts:
+        if copied:
             self.lifts.append((prompt_tokens, kind, lifts))
 
     def _without_copies(self, engine: str, rate: float, kind: str, lifts: dict[str, float]) -> float:
@@ -421,11 +423,14 @@ class EngineChoice:
         lifts[engine] = rate / plain
         return plain
 
-    def _answer_lifts(self, kind: str, prompt: list[int], answer: list[int]) -> dict[str, float]:
-        """Each engine's lift on this answer: its lookup_rate over its rate at the draft's last measured acceptance
-        on this kind."""
+    def _answer_lifts(self, kind: str, prompt: list[int], answer: list[int],
+                      skip: str | None = None) -> dict[str, float]:
+        """Each engine's lift on this answer but `skip`'s: its lookup_rate over its rate at the draft's last measured
+        acceptance on this kind."""
         lifts, walks = {}, answer_walks(prompt, answer)  # the walks are the text's: one for every engine
         for engine, call_s in self.verdict["call_s"].items():
+            if engine == skip:
+                continue
             plain = self._plain_rate(call_s, self.acceptance.get(kind))
             lifts[engine] = lookup_rate(call_s, plain, walks, len(answer) - 1) / plain
         return lifts
