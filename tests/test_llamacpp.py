@@ -467,6 +467,40 @@ def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_
     assert pipe.engine_choice.rate["openvino"] != before["openvino"]
 
 
+
+@needs_llama_cpp
+def test_agreement_checks_space_out_while_the_other_engine_stays_far_behind(gguf_pair, tmp_path, monkeypatch):
+    """auto's agreement check costs a generation 1-2% (SmolLM2's short questions): where it leaves the other engine
+    CHECK_FAR times slower or more, its kind's next checks come half as often (every 2nd, 4th, 8th undrafted answer);
+    where it brings the choice near, every 2nd again."""
+    from edgespec.runtime.engines import PROBE_FILE, TEXT, probe_key
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.pipeline import CHECK_EVERY, CHECK_EVERY_MAX, SpeculativePipeline
+
+    monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path))
+    monkeypatch.setattr("edgespec.runtime.pipeline.CHECK_BUDGET", 1.0)  # the tiny model's checks take milliseconds
+    pair = load_pair(gguf_pair)
+    # OpenVINO's verify calls are flat (drafts could pay there) but its steps 20x llama.cpp's: far at any acceptance
+    verdict = decide({1: 0.300, 2: 0.301, 4: 0.302}, {1: 0.014, 2: 0.023, 4: 0.041}, 0.0001,
+                     {"openvino": 0.30, "llamacpp": 0.60})
+    (tmp_path / PROBE_FILE).write_text(json.dumps({probe_key(pair.target, pair.draft, "CPU", "CPU/openvino"): verdict}))
+    pipe = SpeculativePipeline.from_manifest(gguf_pair, engine="auto")
+    assert pipe.engine_choice.acceptance_matters("llamacpp")
+    # no drafts on llama.cpp (on the tiny model its measured calls are flat, so drafting would pay there)
+    config = GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_length=0, adaptive_draft=False,
+                              prompt_lookup=False)
+    checked = []
+    for _ in range(7):
+        stats = pipe.generate("Hello there", config, chat=False).stats
+        assert stats.engine == "llamacpp" and stats.draft_calls == 0
+        checked.append(stats.draft_check_s > 0)
+    assert checked == [True, False, False, False, True, False, False]
+    assert pipe.check_every[TEXT] == 8 == CHECK_EVERY_MAX
+    # a check that finds the other engine near: every CHECK_EVERY-th again
+    pipe.engine_choice.rates_for(TEXT)["openvino"] = 1e6
+    pipe._space_checks(2, 24, TEXT)
+    assert pipe.check_every[TEXT] == CHECK_EVERY
+
 SMOLLM2_CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 SMOLLM2_PROMPTS = ["Write a Python function that checks whether a number is prime.",
                    "Translate into French: The weather is nice today and we are going to the beach."]

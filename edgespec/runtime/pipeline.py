@@ -144,6 +144,11 @@ def remembered_costs(key: str, measure: Callable[[], dict]) -> dict:
 # SmolLM2's draft here, 1-3% of a 128-token answer on llama.cpp) to price the engine that did not run.
 CHECK_EVERY = 2
 CHECK_BUDGET = 0.03  # the most of a generation's time its agreement check may add
+# A check that leaves the other engines CHECK_FAR times the ran one's expected seconds or more doubles the spacing of
+# that kind's checks, up to CHECK_EVERY_MAX: short questions, where the draft never paid, paid 1.5% every second
+# answer for checks that moved nothing (v32: 0.98x of llama.cpp, its own loop alone 0.99x).
+CHECK_FAR = 1.2
+CHECK_EVERY_MAX = 8
 
 
 class SpeculativePipeline:
@@ -197,7 +202,9 @@ class SpeculativePipeline:
         self.answer_tokens: dict[str, float] = {}
         self.engine_choice = EngineChoice(self.engine_probe) if len(self.targets) > 1 else None
         self.chat_marker = self.tokenizer.chat_marker() if self.engine_choice is not None else None
-        self.since_check = CHECK_EVERY  # generations without drafts since the draft last read an answer
+        # Per kind: generations without drafts since the draft last read an answer, and the checks' spacing.
+        self.since_check: dict[str, int] = {}
+        self.check_every: dict[str, int] = {}
         self._use_engine(self.engine)
         self.tree_shape: TreeShape | None = None  # the tree tuner's measurements, kept like the policy's
         # An exact copy of the draft for collaborative decoding when this one has fast kernels (see _collab_draft).
@@ -449,24 +456,40 @@ class SpeculativePipeline:
         acceptance; after a generation that did not draft, its agreement with the answer, read in one draft call
         whose time counts as this generation's; for a draft whose acceptance cannot move the choice, none)."""
         acceptance = stats.chain_acceptance()
+        checked = False
         if acceptance is not None:
-            self.since_check = CHECK_EVERY
+            self.since_check[kind], self.check_every[kind] = CHECK_EVERY, CHECK_EVERY
         elif (self.draft is not None and not stats.draft_calls and not config.do_sample and len(generated) >= 16
               and self.engine_choice.acceptance_matters(self.engine)):
             # Greedy agreement is the greedy acceptance; sampled text's would need the draft's distributions.
-            self.since_check += 1
-            if self.since_check < CHECK_EVERY:
+            every = self.check_every.get(kind, CHECK_EVERY)
+            self.since_check[kind] = self.since_check.get(kind, every) + 1
+            if self.since_check[kind] < every:
                 return
             # The draft's whole window as context: with 32 tokens, translations read 0.2 for 0.5 (the source text).
             view = DraftWindow.for_prompt(len(ids), config.draft_window).view(ids + generated)
             if not self._check_affordable(len(view), stats.wall_s):
                 return
-            self.since_check = 0
+            self.since_check[kind] = 0
             start = time.perf_counter()
             acceptance = draft_agreement(self.draft, view, len(generated))
             stats.draft_check_s = time.perf_counter() - start
+            checked = True
         if acceptance is not None:
             self.engine_choice.record_acceptance(self.engine, acceptance, kind)
+        if checked:
+            self._space_checks(len(ids), len(generated), kind)
+
+    def _space_checks(self, prompt_tokens: int, answer_tokens: int, kind: str) -> None:
+        """After an agreement check on `kind` text: its checks spaced twice as far apart where every other engine
+        is still expected CHECK_FAR times slower at the acceptance just read (decoding alone, for an answer like this
+        one), back to every CHECK_EVERY-th where the check brought the choice near."""
+        expected = self.engine_choice.expected_by_engine({name: 0 for name in self.targets}, prompt_tokens,
+                                                         answer_tokens, kind)
+        others = min(seconds for name, seconds in expected.items() if name != self.engine)
+        far = others >= CHECK_FAR * expected[self.engine]
+        every = self.check_every.get(kind, CHECK_EVERY)
+        self.check_every[kind] = min(2 * every, CHECK_EVERY_MAX) if far else CHECK_EVERY
 
     def _check_affordable(self, tokens: int, wall_s: float) -> bool:
         """Whether the draft can read `tokens` tokens for the agreement check within CHECK_BUDGET of the generation
