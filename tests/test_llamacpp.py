@@ -472,7 +472,7 @@ def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_
 def test_agreement_checks_space_out_while_the_other_engine_stays_far_behind(gguf_pair, tmp_path, monkeypatch):
     """auto's agreement check costs a generation 1-2% (SmolLM2's short questions): where it leaves the other engine
     CHECK_FAR times slower or more, its kind's next checks come half as often (every 2nd, 4th, 8th undrafted answer);
-    where it brings the choice near, every 2nd again."""
+    where it brings the choice near, every 2nd again. A drafted answer is a fresh measure: the count starts from it."""
     from edgespec.runtime.engines import PROBE_FILE, TEXT, probe_key
     from edgespec.runtime.manifest import load_pair
     from edgespec.runtime.pipeline import CHECK_EVERY, CHECK_EVERY_MAX, SpeculativePipeline
@@ -496,6 +496,12 @@ def test_agreement_checks_space_out_while_the_other_engine_stays_far_behind(gguf
         checked.append(stats.draft_check_s > 0)
     assert checked == [True, False, False, False, True, False, False]
     assert pipe.check_every[TEXT] == 8 == CHECK_EVERY_MAX
+    # a drafted answer measures the acceptance itself: checks every CHECK_EVERY-th undrafted answer from there
+    drafting = GenerationConfig(max_new_tokens=24, ignore_eos=True, adaptive_draft=False, prompt_lookup=False)
+    drafted = pipe.generate("Hello there", drafting, chat=False).stats
+    assert drafted.chain_acceptance() is not None and drafted.draft_check_s == 0
+    after = [pipe.generate("Hello there", config, chat=False).stats.draft_check_s > 0 for _ in range(2)]
+    assert after == [False, True] and CHECK_EVERY == 2
     # a check that finds the other engine near: every CHECK_EVERY-th again
     pipe.engine_choice.rates_for(TEXT)["openvino"] = 1e6
     pipe._space_checks(2, 24, TEXT)

@@ -458,7 +458,9 @@ class SpeculativePipeline:
         acceptance = stats.chain_acceptance()
         checked = False
         if acceptance is not None:
-            self.since_check[kind], self.check_every[kind] = CHECK_EVERY, CHECK_EVERY
+            # A fresh measure: the next check comes after CHECK_EVERY undrafted answers, not at the next one (in
+            # mixed order every short question, after drafted math or chat, paid its 1-2% check).
+            self.since_check[kind], self.check_every[kind] = 0, CHECK_EVERY
         elif (self.draft is not None and not stats.draft_calls and not config.do_sample and len(generated) >= 16
               and self.engine_choice.acceptance_matters(self.engine)):
             # Greedy agreement is the greedy acceptance; sampled text's would need the draft's distributions.
