@@ -427,22 +427,28 @@ def test_auto_engine_probes_once_and_remembers(gguf_pair, tmp_path, monkeypatch)
     assert again.engine == other and list(again.targets) == [other]
 
 
+def auto_pipe_with_verdict(gguf_pair, cache, monkeypatch, verdict: dict):
+    """An auto pipeline on the tiny GGUF pair that finds `verdict` remembered as its probe's (no probe runs)."""
+    from edgespec.runtime.engines import PROBE_FILE, probe_key
+    from edgespec.runtime.manifest import load_pair
+    from edgespec.runtime.pipeline import SpeculativePipeline
+
+    monkeypatch.setenv("EDGESPEC_CACHE", str(cache))
+    pair = load_pair(gguf_pair)
+    (cache / PROBE_FILE).write_text(json.dumps({probe_key(pair.target, pair.draft, "CPU", "CPU/openvino"): verdict}))
+    return SpeculativePipeline.from_manifest(gguf_pair, engine="auto")
+
+
 @needs_llama_cpp
 def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_path, monkeypatch):
     """A verdict where llama.cpp decodes faster and OpenVINO prefills faster keeps both targets: each generation
     runs where it is expected to finish first, and its output is the greedy target-only text of the engine that ran
     it (the engines' kernels differ: OpenVINO's fast ones on a CPU with int8 dot products, call_width.py)."""
-    from edgespec.runtime.engines import PROBE_FILE, probe_key
-    from edgespec.runtime.manifest import load_pair
     from edgespec.runtime.pipeline import SpeculativePipeline
 
-    monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path))
-    pair = load_pair(gguf_pair)
     verdict = decide({1: 0.030, 2: 0.033, 4: 0.040}, {1: 0.014, 2: 0.023, 4: 0.041}, 0.002,
                      {"openvino": 0.30, "llamacpp": 0.60})
-    key = probe_key(pair.target, pair.draft, "CPU", "CPU/openvino")
-    (tmp_path / PROBE_FILE).write_text(json.dumps({key: verdict}))
-    pipe = SpeculativePipeline.from_manifest(gguf_pair, engine="auto")
+    pipe = auto_pipe_with_verdict(gguf_pair, tmp_path, monkeypatch, verdict)
     assert set(pipe.targets) == {"openvino", "llamacpp"}
     config = GenerationConfig(max_new_tokens=8)
     short = pipe.generate("Hello there", config, chat=False)
@@ -473,18 +479,14 @@ def test_agreement_checks_space_out_while_the_other_engine_stays_far_behind(gguf
     """auto's agreement check costs a generation 1-2% (SmolLM2's short questions): where it leaves the other engine
     CHECK_FAR times slower or more, its kind's next checks come half as often (every 2nd, 4th, 8th undrafted answer);
     where it brings the choice near, every 2nd again. A drafted answer is a fresh measure: the count starts from it."""
-    from edgespec.runtime.engines import PROBE_FILE, TEXT, probe_key
-    from edgespec.runtime.manifest import load_pair
-    from edgespec.runtime.pipeline import CHECK_EVERY, CHECK_EVERY_MAX, SpeculativePipeline
+    from edgespec.runtime.engines import TEXT
+    from edgespec.runtime.pipeline import CHECK_EVERY, CHECK_EVERY_MAX
 
-    monkeypatch.setenv("EDGESPEC_CACHE", str(tmp_path))
     monkeypatch.setattr("edgespec.runtime.pipeline.CHECK_BUDGET", 1.0)  # the tiny model's checks take milliseconds
-    pair = load_pair(gguf_pair)
     # OpenVINO's verify calls are flat (drafts could pay there) but its steps 20x llama.cpp's: far at any acceptance
     verdict = decide({1: 0.300, 2: 0.301, 4: 0.302}, {1: 0.014, 2: 0.023, 4: 0.041}, 0.0001,
                      {"openvino": 0.30, "llamacpp": 0.60})
-    (tmp_path / PROBE_FILE).write_text(json.dumps({probe_key(pair.target, pair.draft, "CPU", "CPU/openvino"): verdict}))
-    pipe = SpeculativePipeline.from_manifest(gguf_pair, engine="auto")
+    pipe = auto_pipe_with_verdict(gguf_pair, tmp_path, monkeypatch, verdict)
     assert pipe.engine_choice.acceptance_matters("llamacpp")
     # no drafts on llama.cpp (on the tiny model its measured calls are flat, so drafting would pay there)
     config = GenerationConfig(max_new_tokens=24, ignore_eos=True, draft_length=0, adaptive_draft=False,
