@@ -37,7 +37,8 @@ def bench_command(
                                    "naive-contrastive, cos-contrastive (CoS, one extra draft call for the bonus "
                                    "position), cos-ensemble-alt, cos-contrastive-alt (CoS, alternate proposal). "
                                    "llama.cpp (needs the edgespec[llamacpp] extra and a pair exported from a GGUF): "
-                                   "llamacpp-target, llamacpp-lookup (llama-cpp-python's own loop, target only and "
+                                   "llamacpp-target, llamacpp-default, llamacpp-lookup (llama-cpp-python's own loop: "
+                                   "target only, target only with its default attention (flash attention off), "
                                    "prompt lookup), edgespec-llamacpp-target, edgespec-llamacpp (edgespec's loop, "
                                    "target on llama.cpp), edgespec-auto (the engine chosen by the probe)."),
     draft2: Optional[Path] = typer.Option(None, "--draft2", show_default=False,
@@ -162,14 +163,15 @@ def print_summary(results: dict, console) -> None:
              "edgespec-target": "edgespec", "edgespec-spec": "edgespec spec", "edgespec-spec2": "edgespec spec d2",
              "naive-ensemble": "naive ens", "cos-ensemble": "CoS ens", "cos-ensemble-alt": "CoS ens alt",
              "naive-contrastive": "naive con", "cos-contrastive": "CoS con", "cos-contrastive-alt": "CoS con alt",
-             "llamacpp-target": "llama.cpp", "llamacpp-lookup": "llama.cpp lookup",
+             "llamacpp-target": "llama.cpp", "llamacpp-default": "llama.cpp no FA", "llamacpp-lookup": "llama.cpp lookup",
              "edgespec-llamacpp-target": "edgespec llama.cpp", "edgespec-llamacpp": "edgespec spec llama.cpp",
              "edgespec-auto": "edgespec auto",
              "edgespec-tree-auto": "tree auto", "edgespec-tree16": "tree 16", "edgespec-chain16": "chain 16",
              "edgespec-tree8": "tree 8", "edgespec-chain8": "chain 8"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
-        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target") if b in table]
+        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target", "llamacpp-default")
+                 if b in table]
         collab = any(m in COLLAB_MODES for m in table)
         for col in ["mode", "tok/s", "accept", "tok/call"] + [f"x {short[b]}" for b in bases] + (
                 ["x naive"] if collab else []):

@@ -26,7 +26,7 @@ from collections import defaultdict
 
 from edgespec.bench.modes import COLLAB_MODES, COLLAB_REFERENCE
 
-BASELINES = ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target")
+BASELINES = ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target", "llamacpp-default")
 # Greedy outputs are compared with these: an OpenVINO mode's with the OpenVINO references, a llama.cpp-engine mode's
 # with llama.cpp's (another engine's numerics need not agree token for token).
 REFERENCES = ("genai-target", "edgespec-target", "llamacpp-target")

@@ -54,7 +54,7 @@ COLLAB_MODES = ("naive-ensemble", "cos-ensemble", "cos-ensemble-alt", "naive-con
 COLLAB_REFERENCE = {"cos-ensemble": "naive-ensemble", "cos-ensemble-alt": "naive-ensemble",
                     "cos-contrastive": "naive-contrastive", "cos-contrastive-alt": "naive-contrastive"}
 # llama.cpp beside OpenVINO (on request; they need the edgespec[llamacpp] extra and a pair that records its GGUF).
-LLAMACPP_MODES = ("llamacpp-target", "llamacpp-lookup", "edgespec-llamacpp-target", "edgespec-llamacpp",
+LLAMACPP_MODES = ("llamacpp-target", "llamacpp-default", "llamacpp-lookup", "edgespec-llamacpp-target", "edgespec-llamacpp",
                   "edgespec-auto")
 ENGINE_OF = {"edgespec-llamacpp-target": "llamacpp", "edgespec-llamacpp": "llamacpp", "edgespec-auto": "auto"}
 # Tree speculation (edgespec only; on request): the GenerationConfig changes each mode makes.
@@ -80,6 +80,7 @@ LABELS = {
     "cos-contrastive": "CoS contrastive",
     "cos-contrastive-alt": "CoS contrastive, alternate proposal",
     "llamacpp-target": "llama.cpp target only",
+    "llamacpp-default": "llama.cpp target only, flash attention off",
     "llamacpp-lookup": "llama.cpp prompt lookup",
     "edgespec-llamacpp-target": "edgespec target only on llama.cpp",
     "edgespec-llamacpp": "edgespec speculative on llama.cpp",
@@ -370,13 +371,16 @@ class CollabMode(EdgespecMode):
 class LlamaCppMode(Mode):
     """llama-cpp-python's own generation loop on the pair's GGUF: greedy (or its sampler chain), target only or with
     its prompt-lookup decoding. Same threads, context, batch size and flash attention (on) as edgespec's llama.cpp
-    engine, so greedy outputs compare kernel for kernel."""
+    engine, so greedy outputs compare kernel for kernel; `llamacpp-default` keeps llama-cpp-python's own default
+    attention (flash attention off: what `Llama(path)` runs), whose one-token steps are faster on short contexts
+    here (docs/llamacpp.md)."""
 
-    def __init__(self, pair: Pair, target_device: str, eos: set[int], lookup: bool, prefix_cache: bool = False):
+    def __init__(self, pair: Pair, target_device: str, eos: set[int], lookup: bool, prefix_cache: bool = False,
+                 flash_attn: bool = True):
         from edgespec.runtime.engines import llamacpp_usable
         from edgespec.runtime.llamacpp import default_threads, require_llama_cpp
 
-        self.name = "llamacpp-lookup" if lookup else "llamacpp-target"
+        self.name = "llamacpp-lookup" if lookup else "llamacpp-target" if flash_attn else "llamacpp-default"
         why = llamacpp_usable(pair.target, target_device)
         if why:
             raise EdgespecError(f"{self.name}: {why}")
@@ -390,7 +394,7 @@ class LlamaCppMode(Mode):
             kwargs["logits_all"] = True
         threads = default_threads()
         self.llm = llama_cpp.Llama(str(pair.target.gguf), n_ctx=pair.target.context_length, n_batch=512,
-                                   n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False,
+                                   n_threads=threads, n_threads_batch=threads, flash_attn=flash_attn, verbose=False,
                                    **kwargs)
         self.eos = eos
         self.prefix_cache = prefix_cache
@@ -488,8 +492,9 @@ def load_mode(name: str, pair: Pair, target_device: str, draft_device: str, eos:
     if name == "edgespec-spec2":
         return EdgespecMode(with_draft2(pair, draft2), target_device, draft_device, use_draft=True, eos=eos,
                             name=name, **edgespec)
-    if name in ("llamacpp-target", "llamacpp-lookup"):
-        return LlamaCppMode(pair, target_device, eos, lookup=name == "llamacpp-lookup", prefix_cache=prefix_cache)
+    if name in ("llamacpp-target", "llamacpp-default", "llamacpp-lookup"):
+        return LlamaCppMode(pair, target_device, eos, lookup=name == "llamacpp-lookup", prefix_cache=prefix_cache,
+                            flash_attn=name != "llamacpp-default")
     if name in ENGINE_OF:
         return EdgespecMode(pair, target_device, draft_device, use_draft=name != "edgespec-llamacpp-target", eos=eos,
                             name=name, engine=ENGINE_OF[name], **edgespec)

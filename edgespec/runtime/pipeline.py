@@ -433,14 +433,15 @@ class SpeculativePipeline:
             self.answer_tokens[kind] = decayed_length(self.answer_tokens.get(kind), len(generated))
             if pending is not None:
                 finished = config.collab is None and stats.stop_reason in ("eos", "length", "stop_string")
-                if finished:
-                    self._record_acceptance(ids, generated, config, stats, kind)
+                checked = finished and self._record_acceptance(ids, generated, config, stats, kind)
                 # Where prompt lookup ran, the answer's copies are priced on every engine (EngineChoice.lift).
                 copied = finished and self.draft is not None and config.prompt_lookup
                 self.engine_choice.record(self.engine, pending[self.engine], len(ids), stats.ttft_s,
                                           stats.new_tokens, stats.wall_s,
                                           [n + 1 for n in stats.draft_lengths] or None, stats.draft_calls, kind,
                                           (ids, generated) if copied else None)
+                if checked:  # after the record: the ran engine priced at the rate this generation gave it
+                    self._space_checks(len(ids), len(generated), kind)
             if config.tree == "auto" and self.tree_shape is not None and not stats.tree_choice and not config.collab:
                 stats.tree_choice = self.tree_shape.describe()
         if stats.stop_reason != "stop_string":
@@ -451,10 +452,11 @@ class SpeculativePipeline:
         return GenerationResult(text=text, token_ids=generated, stats=stats)
 
     def _record_acceptance(self, ids: list[int], generated: list[int], config: GenerationConfig,
-                           stats: GenerationStats, kind: str) -> None:
+                           stats: GenerationStats, kind: str) -> bool:
         """auto with both targets: tell the engine choice how well the draft did on this text (its chains' per-token
         acceptance; after a generation that did not draft, its agreement with the answer, read in one draft call
-        whose time counts as this generation's; for a draft whose acceptance cannot move the choice, none)."""
+        whose time counts as this generation's; for a draft whose acceptance cannot move the choice, none). True
+        where it ran an agreement check."""
         acceptance = stats.chain_acceptance()
         checked = False
         if acceptance is not None:
@@ -467,11 +469,11 @@ class SpeculativePipeline:
             every = self.check_every.get(kind, CHECK_EVERY)
             self.since_check[kind] = self.since_check.get(kind, every) + 1
             if self.since_check[kind] < every:
-                return
+                return False
             # The draft's whole window as context: with 32 tokens, translations read 0.2 for 0.5 (the source text).
             view = DraftWindow.for_prompt(len(ids), config.draft_window).view(ids + generated)
             if not self._check_affordable(len(view), stats.wall_s):
-                return
+                return False
             self.since_check[kind] = 0
             start = time.perf_counter()
             acceptance = draft_agreement(self.draft, view, len(generated))
@@ -479,8 +481,7 @@ class SpeculativePipeline:
             checked = True
         if acceptance is not None:
             self.engine_choice.record_acceptance(self.engine, acceptance, kind)
-        if checked:
-            self._space_checks(len(ids), len(generated), kind)
+        return checked
 
     def _space_checks(self, prompt_tokens: int, answer_tokens: int, kind: str) -> None:
         """After an agreement check on `kind` text: its checks spaced twice as far apart where every other engine
