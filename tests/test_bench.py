@@ -537,3 +537,17 @@ def test_mixed_prompt_order_runs_every_prompt_once_a_pass_and_never_after_its_ow
     assert [pp.key for pp, _ in by_sets[:2]] == ["code/0", "code/0"] and len(by_sets) == 18
     with pytest.raises(EdgespecError, match="prompt order"):
         main_order(sets, 1, "random")
+
+
+def test_a_bench_alone_on_the_machine_is_not_called_shared():
+    """The bench's own threads hold the load average near one per CPU (2.01 at the end of a clean run on 2 CPUs):
+    only load beyond that, or before it started, says other work ran beside it."""
+    from edgespec.bench.report import shared_machine
+
+    def machine(start, end, cpus=2):
+        return {"logical_cpus": cpus, "load_average": [start, 0.5, 0.4], "load_average_end": [end, 1.9, 1.0]}
+
+    assert not shared_machine(machine(0.46, 2.01))
+    assert shared_machine(machine(0.46, 2.6)) and shared_machine(machine(1.5, 2.0))
+    assert not shared_machine({"load_average": [9.0, 9.0, 9.0]})  # CPU count unknown: no claim
+

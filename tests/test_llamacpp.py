@@ -509,6 +509,45 @@ def test_agreement_checks_space_out_while_the_other_engine_stays_far_behind(gguf
     pipe._space_checks(2, 24, TEXT)
     assert pipe.check_every[TEXT] == CHECK_EVERY
 
+@needs_llama_cpp
+def test_bench_runs_llamacpp_with_either_attention_beside_our_loop(gguf_pair, tmp_path):
+    """The bench's llama.cpp baselines: llama-cpp-python's loop with flash attention on (edgespec's llama.cpp engine's
+    setting: greedy outputs equal ours token for token) and with its own default, off (what `Llama(path)` runs; its
+    kernels are other ones, so its outputs are not a reference); every mode's speedup is read over both."""
+    from typer.testing import CliRunner
+    import typer
+
+    from edgespec.bench.cli import bench_command
+    import llama_cpp
+
+    from edgespec.bench.modes import load_mode
+    from edgespec.runtime.manifest import load_pair
+
+    pair = load_pair(gguf_pair)
+    for name, attention in (("llamacpp-target", llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED),
+                            ("llamacpp-default", llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)):
+        mode = load_mode(name, pair, "CPU", "CPU", {2})
+        try:
+            assert mode.name == name and mode.llm.context_params.flash_attn_type == attention
+        finally:
+            mode.close()
+    app = typer.Typer()
+    app.command()(bench_command)
+    out = tmp_path / "bench"
+    modes = "llamacpp-target,llamacpp-default,edgespec-llamacpp-target"
+    result = CliRunner().invoke(app, [str(gguf_pair), "--modes", modes, "--prompts", "mtbench", "--limit", "2",
+                                      "--max-new-tokens", "8", "--repeats", "1", "--no-memory", "--no-cost-curve",
+                                      "--no-plots", "--out", str(out)])
+    if result.exception:
+        raise result.exception
+    res = json.loads((out / "results.json").read_text())
+    ours = res["summary"]["all"]["edgespec-llamacpp-target"]
+    assert set(ours["speedup"]) >= {"llamacpp-target", "llamacpp-default"}
+    assert ours["matches"]["llamacpp-target"]["equal"] == 2 == ours["matches"]["llamacpp-target"]["total"]
+    assert "llamacpp-default" not in ours["matches"]
+    assert "llama.cpp target only, flash attention off" in (out / "report.md").read_text()
+
+
 SMOLLM2_CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 SMOLLM2_PROMPTS = ["Write a Python function that checks whether a number is prime.",
                    "Translate into French: The weather is nice today and we are going to the beach."]

@@ -12,6 +12,17 @@ from edgespec.bench.quality import flagged
 GB = 1e9
 
 
+
+def shared_machine(machine: dict) -> bool:
+    """Whether other work ran beside the bench: a 1-minute load average over half the CPUs before it started, or at
+    its end over the CPUs its own threads keep busy (one per CPU: 2.0 on 2 CPUs is the bench alone) by 0.5 or more."""
+    cpus = machine.get("logical_cpus")
+    start, end = ((machine.get(key) or [None])[0] for key in ("load_average", "load_average_end"))
+    if not cpus:
+        return False
+    return (start is not None and start > cpus / 2) or (end is not None and end >= cpus + 0.5)
+
+
 def _f(value, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
     if value is None:
         return "-"
@@ -55,8 +66,8 @@ def render(results: dict, plots: list[Path]) -> str:
     add("")
     notes = list(results.get("notes", []))
     m = results["machine"]
-    loads = [x[0] for x in (m.get("load_average"), m.get("load_average_end")) if x]
-    if loads and m.get("logical_cpus") and max(loads) > m["logical_cpus"]:
+    if shared_machine(m):
+        loads = [x[0] for x in (m.get("load_average"), m.get("load_average_end")) if x]
         notes.append(f"The machine was shared while this ran (load average up to {max(loads):.1f} on "
                      f"{m['logical_cpus']} CPUs): absolute times are inflated and noisy. The modes ran interleaved, "
                      "so the ratios between them are the figures to read.")
