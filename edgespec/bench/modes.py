@@ -54,8 +54,8 @@ COLLAB_MODES = ("naive-ensemble", "cos-ensemble", "cos-ensemble-alt", "naive-con
 COLLAB_REFERENCE = {"cos-ensemble": "naive-ensemble", "cos-ensemble-alt": "naive-ensemble",
                     "cos-contrastive": "naive-contrastive", "cos-contrastive-alt": "naive-contrastive"}
 # llama.cpp beside OpenVINO (on request; they need the edgespec[llamacpp] extra and a pair that records its GGUF).
-LLAMACPP_MODES = ("llamacpp-target", "llamacpp-default", "llamacpp-lookup", "edgespec-llamacpp-target", "edgespec-llamacpp",
-                  "edgespec-auto")
+LLAMACPP_MODES = ("llamacpp-target", "llamacpp-default", "llamacpp-lookup", "edgespec-llamacpp-target",
+                  "edgespec-llamacpp", "edgespec-auto")
 ENGINE_OF = {"edgespec-llamacpp-target": "llamacpp", "edgespec-llamacpp": "llamacpp", "edgespec-auto": "auto"}
 # Tree speculation (edgespec only; on request): the GenerationConfig changes each mode makes.
 TREE_MODES = {"edgespec-tree-auto": {"tree": "auto"},
@@ -372,8 +372,8 @@ class LlamaCppMode(Mode):
     """llama-cpp-python's own generation loop on the pair's GGUF: greedy (or its sampler chain), target only or with
     its prompt-lookup decoding. Same threads, context, batch size and flash attention (on) as edgespec's llama.cpp
     engine, so greedy outputs compare kernel for kernel; `llamacpp-default` keeps llama-cpp-python's own default
-    attention (flash attention off: what `Llama(path)` runs), whose one-token steps are faster on short contexts
-    here (docs/llamacpp.md)."""
+    attention (flash attention off: what `Llama(path)` runs), the baseline a user of the package gets untuned
+    (0.92x of flash attention on in the stop-42 runs here: docs/results.md)."""
 
     def __init__(self, pair: Pair, target_device: str, eos: set[int], lookup: bool, prefix_cache: bool = False,
                  flash_attn: bool = True):

@@ -11,8 +11,8 @@ COLORS = {"genai-target": "#9e9e9e", "genai-spec": "#1f77b4", "genai-spec2": "#1
           "edgespec-target": "#555555", "edgespec-spec": "#d62728", "edgespec-spec2": "#ff7f0e",
           "naive-ensemble": "#8c6d31", "cos-ensemble": "#2ca02c", "cos-ensemble-alt": "#98df8a",
           "naive-contrastive": "#7b4173", "cos-contrastive": "#9467bd", "cos-contrastive-alt": "#c5b0d5",
-          "llamacpp-target": "#8c564b", "llamacpp-default": "#5c3a2e", "llamacpp-lookup": "#c49c94", "edgespec-llamacpp-target": "#bcbd22",
-          "edgespec-llamacpp": "#e377c2", "edgespec-auto": "#7f7f7f",
+          "llamacpp-target": "#8c564b", "llamacpp-default": "#5c3a2e", "llamacpp-lookup": "#c49c94",
+          "edgespec-llamacpp-target": "#bcbd22", "edgespec-llamacpp": "#e377c2", "edgespec-auto": "#7f7f7f",
           "edgespec-tree-auto": "#17becf", "edgespec-tree16": "#1f77b4", "edgespec-chain16": "#aec7e8",
           "edgespec-tree8": "#393b79", "edgespec-chain8": "#9edae5"}
 

@@ -12,7 +12,6 @@ from edgespec.bench.quality import flagged
 GB = 1e9
 
 
-
 def shared_machine(machine: dict) -> bool:
     """Whether other work ran beside the bench: a 1-minute load average over half the CPUs before it started, or at
     its end over the CPUs its own threads keep busy (one per CPU: 2.0 on 2 CPUs is the bench alone) by 0.5 or more."""
