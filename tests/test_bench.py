@@ -550,4 +550,3 @@ def test_a_bench_alone_on_the_machine_is_not_called_shared():
     assert not shared_machine(machine(0.46, 2.01))
     assert shared_machine(machine(0.46, 2.6)) and shared_machine(machine(1.5, 2.0))
     assert not shared_machine({"load_average": [9.0, 9.0, 9.0]})  # CPU count unknown: no claim
-

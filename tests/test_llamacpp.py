@@ -473,7 +473,6 @@ def test_auto_per_prompt_runs_long_prompts_on_the_faster_prefill(gguf_pair, tmp_
     assert pipe.engine_choice.rate["openvino"] != before["openvino"]
 
 
-
 @needs_llama_cpp
 def test_agreement_checks_space_out_while_the_other_engine_stays_far_behind(gguf_pair, tmp_path, monkeypatch):
     """auto's agreement check costs a generation 1-2% (SmolLM2's short questions): where it leaves the other engine
@@ -509,17 +508,17 @@ def test_agreement_checks_space_out_while_the_other_engine_stays_far_behind(gguf
     pipe._space_checks(2, 24, TEXT)
     assert pipe.check_every[TEXT] == CHECK_EVERY
 
+
 @needs_llama_cpp
 def test_bench_runs_llamacpp_with_either_attention_beside_our_loop(gguf_pair, tmp_path):
     """The bench's llama.cpp baselines: llama-cpp-python's loop with flash attention on (edgespec's llama.cpp engine's
     setting: greedy outputs equal ours token for token) and with its own default, off (what `Llama(path)` runs; its
     kernels are other ones, so its outputs are not a reference); every mode's speedup is read over both."""
-    from typer.testing import CliRunner
+    import llama_cpp
     import typer
+    from typer.testing import CliRunner
 
     from edgespec.bench.cli import bench_command
-    import llama_cpp
-
     from edgespec.bench.modes import load_mode
     from edgespec.runtime.manifest import load_pair
 

@@ -155,6 +155,7 @@ def write_outputs(results: dict, out_dir: Path, plots: bool = True) -> list[Path
 
 def print_summary(results: dict, console) -> None:
     """One compact table per prompt set: the figures people look for first."""
+    from edgespec.bench.metrics import BASELINES
     from edgespec.bench.modes import COLLAB_MODES, COLLAB_REFERENCE
     from edgespec.bench.report import _f, _spread
     from rich.table import Table
@@ -171,8 +172,7 @@ def print_summary(results: dict, console) -> None:
              "edgespec-tree8": "tree 8", "edgespec-chain8": "chain 8"}
     for set_name, table in results["summary"].items():
         t = Table(title=f"{results['pair']['name']} / {set_name}")
-        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target", "llamacpp-default")
-                 if b in table]
+        bases = [b for b in BASELINES if b in table]
         collab = any(m in COLLAB_MODES for m in table)
         for col in ["mode", "tok/s", "accept", "tok/call"] + [f"x {short[b]}" for b in bases] + (
                 ["x naive"] if collab else []):

@@ -272,9 +272,8 @@ def _tables(results: dict, add) -> None:
     for set_name, table in results["summary"].items():
         add(f"## Results: {set_name}")
         add("")
-        bases = [b for b in ("genai-target", "edgespec-target", "genai-spec", "llamacpp-target", "llamacpp-default")
-                 if b in modes]
-        refs = [b for b in ("genai-target", "edgespec-target", "llamacpp-target") if b in modes]
+        bases = [b for b in metrics.BASELINES if b in modes]
+        refs = [b for b in metrics.REFERENCES if b in modes]
         collab = any(m in COLLAB_MODES for m in table)
         head = ["mode", "new tokens/s", "TTFT ms", "TPOT ms"] + [f"speedup vs {LABELS[b]}" for b in bases]
         head += ["speedup vs naive collaborative"] if collab else []
